@@ -1,0 +1,94 @@
+"""Latency of one trivial tool call: directly, through the gateway in direct mode, and from a script.
+
+Everything runs on 127.0.0.1: the fixture upstream (streamable HTTP) and the gateway are separate
+processes; the SDK `Client` is the caller. Prints a markdown table; bounded by --calls.
+
+    .venv/bin/python benchmarks/overhead.py [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mcp_gateway.codemode import META_TOOLS  # noqa: E402
+from mcp_gateway.tokens import tool_definition_tokens  # noqa: E402
+from tests.helpers import free_port, wait_for_port  # noqa: E402
+
+
+@contextlib.contextmanager
+def process(args: list[str]) -> Iterator[None]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        await call()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        result = await call()
+        samples.append((time.perf_counter() - start) * 1000)
+        assert not getattr(result, "is_error", False), result
+    return samples
+
+
+def row(label: str, ms: list[float], base: float) -> str:
+    q = statistics.quantiles(ms, n=20)
+    p50 = statistics.median(ms)
+    return f"| {label} | {p50:.2f} | {q[18]:.2f} | {p50 / base:.2f}x |"
+
+
+async def main(calls: int) -> None:
+    up_port, gw_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}/mcp"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "gw.toml"
+        cfg.write_text(
+            f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n[servers.c]\nurl = "{upstream}"\nmode = "code"\n'
+        )
+        with (
+            process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]),
+            process([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg),
+                     "--port", str(gw_port), "--log-level", "warning"]),
+        ):
+            await wait_for_port(up_port)
+            await wait_for_port(gw_port)
+            async with Client(upstream) as direct, Client(f"http://127.0.0.1:{gw_port}/mcp") as gw:
+                a = await timed(lambda: direct.call_tool("add", {"a": 1, "b": 2}), calls)
+                b = await timed(lambda: gw.call_tool("d_add", {"a": 1, "b": 2}), calls)
+                c = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = c.add(a=1, b=2)"}), calls)
+    base = statistics.median(a)
+    print(f"calls per path: {calls} (after 20 warm-up calls), Python {sys.version.split()[0]}\n")
+    print("| path | p50 ms | p95 ms | p50 vs direct |\n|---|---|---|---|")
+    print(row("(a) client -> upstream (no gateway)", a, base))
+    print(row("(b) client -> gateway, direct mode", b, base))
+    print(row("(c) client -> gateway, executeToolCode with one call", c, base))
+    tokens = tool_definition_tokens(META_TOOLS, prefix="mcp__gw__")
+    chars = {t.name: len(t.description or "") for t in META_TOOLS}
+    print(f"\nfour meta-tool definitions: {tokens} cl100k tokens (anchor: ~1,580); description chars: {chars}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=300)
+    anyio.run(main, parser.parse_args().calls)

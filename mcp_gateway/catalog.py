@@ -1,0 +1,134 @@
+"""All upstreams' tools under the names clients and scripts use for them.
+
+A catalog is an immutable snapshot; the gateway builds a new one whenever an upstream
+changes state or tool list, so readers never see a half-updated view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from stubs.names import assign_identifiers
+from stubs.render import ToolSpec, param_map
+from stubs.vfs import ServerEntry, ToolFiles
+
+from .config import GatewayConfig
+from .results import wrapped_output
+from .upstream import Upstream
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+CLIENT_NAME_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    """One upstream tool with every name it is known by."""
+
+    server: str
+    tool: types.Tool
+    spec: ToolSpec
+    params: Mapping[str, str]
+    direct_name: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.server}.{self.spec.identifier}"
+
+    def upstream_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Map script keyword names (identifiers) back to the schema's property names."""
+        return {self.params.get(k, k): v for k, v in arguments.items()}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: tuple[ToolEntry, ...]
+    code_servers: tuple[ServerEntry, ...]
+    files: ToolFiles
+    by_ref: Mapping[str, ToolEntry]
+    by_direct_name: Mapping[str, ToolEntry]
+
+    def code_refs(self) -> list[str]:
+        return [e.ref for e in self.entries if e.direct_name is None]
+
+    def resolve_ref(self, server: str, tool: str) -> ToolEntry | None:
+        """Find a code-mode tool by identifier, or by its upstream name."""
+        return self.by_ref.get(f"{server}.{tool}")
+
+    def server_names(self) -> list[str]:
+        return [s.name for s in self.code_servers]
+
+
+def build_catalog(config: GatewayConfig, upstreams: Sequence[Upstream]) -> Catalog:
+    """Snapshot every ready upstream's tools; unavailable code-mode servers keep a status line."""
+    entries: list[ToolEntry] = []
+    code_servers: list[ServerEntry] = []
+    direct_names = _DirectNames(config)
+    for up in upstreams:
+        direct = config.mode_of(up.config) == "direct"
+        ids = assign_identifiers([t.name for t in up.tools])
+        mine = [_entry(up.name, t, ids[t.name], direct_names.name_for(up.name, t.name) if direct else None)
+                for t in sorted(up.tools, key=lambda t: t.name)]
+        entries.extend(mine)
+        if not direct:
+            status = "ok" if up.state == "ready" else (up.error or up.state)
+            code_servers.append(ServerEntry(up.name, tuple(e.spec for e in mine), status))
+    by_ref: dict[str, ToolEntry] = {}
+    for e in entries:
+        if e.direct_name is None:
+            by_ref[e.ref] = e
+            by_ref.setdefault(f"{e.server}.{e.tool.name}", e)
+    return Catalog(
+        entries=tuple(entries),
+        code_servers=tuple(code_servers),
+        files=ToolFiles(code_servers, layout=config.gateway.layout),
+        by_ref=by_ref,
+        by_direct_name={e.direct_name: e for e in entries if e.direct_name is not None},
+    )
+
+
+def _entry(server: str, tool: types.Tool, identifier: str, direct_name: str | None) -> ToolEntry:
+    spec = ToolSpec(
+        name=tool.name,
+        identifier=identifier,
+        description=tool.description or "",
+        input_schema=tool.input_schema,
+        output_schema=_output_schema(tool),
+    )
+    return ToolEntry(server, tool, spec, param_map(spec), direct_name)
+
+
+def _output_schema(tool: types.Tool) -> Mapping[str, Any] | None:
+    """The schema of what a script receives: unwrapped like `result_to_value` unwraps values."""
+    schema = tool.output_schema
+    if schema is None:
+        return None
+    inner = wrapped_output(schema)
+    if inner is None:
+        return schema
+    return {**inner, "$defs": schema["$defs"]} if "$defs" in schema else inner
+
+
+class _DirectNames:
+    """Unique client-facing names for direct-mode tools, short enough for `mcp__<gw>__<name>`."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.prefix = config.gateway.prefix_direct_tools
+        self.limit = CLIENT_NAME_LIMIT - len(f"mcp__{config.gateway.name}__")
+        self.taken: set[str] = set()
+
+    def name_for(self, server: str, tool: str) -> str:
+        if not self.prefix:
+            self.taken.add(tool)
+            return tool
+        name = _UNSAFE.sub("_", f"{server}_{tool}")
+        if len(name) > self.limit or name in self.taken:
+            digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:6]
+            name = f"{name[: self.limit - 7]}_{digest}"
+        self.taken.add(name)
+        return name
+

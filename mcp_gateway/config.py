@@ -1,0 +1,240 @@
+"""Gateway configuration: the TOML format, the `.mcp.json` format, and their errors.
+
+Both formats load into the same pydantic models. Every problem is reported at once,
+one line each, naming the file, the key and (where it can be found) the line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from stubs.names import is_identifier, to_identifier
+
+Mode = Literal["code", "direct"]
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` has one line per problem."""
+
+    def __init__(self, path: str, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid config {path}:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySettings(_Strict):
+    """The `[gateway]` table."""
+
+    name: str = "gw"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    default_mode: Mode = "code"
+    layout: Literal["server", "tool"] = "server"
+    prefix_direct_tools: bool = True
+    call_timeout_s: float = Field(default=60.0, gt=0)
+    startup_timeout_s: float = Field(default=20.0, ge=0)
+
+
+class LimitSettings(_Strict):
+    """The `[limits]` table: bounds for one `executeToolCode` script."""
+
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_source_bytes: int = Field(default=256 * 1024, gt=0, le=3 * 1024 * 1024)
+    max_output_bytes: int = Field(default=64 * 1024, gt=0)
+    max_result_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_tool_calls: int = Field(default=200, gt=0)
+    memory_mb: int = Field(default=512, ge=64)
+    max_depth: int = Field(default=64, gt=0)
+    workers: int = Field(default=2, ge=1, le=64)
+
+
+class ServerConfig(_Strict):
+    """One `[servers.<name>]` table: an upstream MCP server."""
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: str | None = None
+    transport: Literal["http", "sse"] | None = None
+    headers: dict[str, str] = {}
+    mode: Mode | None = None
+    enabled: bool = True
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> ServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("set exactly one of `command` (stdio) or `url` (http/sse)")
+        if self.command is not None and (self.transport or self.headers):
+            raise ValueError("`transport` and `headers` apply only to `url` servers")
+        if self.url is not None and (self.args or self.env or self.cwd):
+            raise ValueError("`args`, `env` and `cwd` apply only to `command` servers")
+        return self
+
+    @property
+    def kind(self) -> Literal["stdio", "http", "sse"]:
+        return "stdio" if self.command is not None else (self.transport or "http")
+
+
+class GatewayConfig(_Strict):
+    """The whole file."""
+
+    gateway: GatewaySettings = GatewaySettings()
+    limits: LimitSettings = LimitSettings()
+    servers: dict[str, ServerConfig] = {}
+
+    @field_validator("servers")
+    @classmethod
+    def _names_are_identifiers(cls, servers: dict[str, ServerConfig]) -> dict[str, ServerConfig]:
+        bad = [n for n in servers if not is_identifier(n)]
+        if bad:
+            raise ValueError(
+                f"server names must be identifiers (letters, digits, _; not a keyword): {', '.join(bad)}"
+            )
+        return servers
+
+    @model_validator(mode="after")
+    def _pass_through_needs_one_upstream(self) -> GatewayConfig:
+        direct = [n for n, s in self.servers.items() if self.mode_of(s) == "direct"]
+        if not self.gateway.prefix_direct_tools and len(direct) > 1:
+            raise ValueError(
+                "gateway.prefix_direct_tools = false needs at most one direct-mode server, "
+                f"found {len(direct)}: {', '.join(direct)}"
+            )
+        return self
+
+    def mode_of(self, server: ServerConfig) -> Mode:
+        return server.mode or self.gateway.default_mode
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read a TOML gateway config or a `.mcp.json` file (chosen by content, not extension)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        data = _parse_mcp_json(str(path), text)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), [f"TOML syntax: {exc}"]) from exc
+    return parse_config(data, source=str(path), text=text)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>", text: str = "") -> GatewayConfig:
+    """Validate already-parsed config data; `text` lets errors point at lines."""
+    problems: list[str] = []
+    expanded = _expand(data, (), os.environ, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        return GatewayConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err, text) for err in exc.errors()]) from None
+
+
+def _expand(value: Any, loc: tuple[str, ...], env: Mapping[str, str], problems: list[str]) -> Any:
+    """Replace `${VAR}` in every string; collect a problem per missing variable."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                problems.append(f"{'.'.join(loc)}: environment variable {m.group(1)} is not set")
+                return ""
+            return env[m.group(1)]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: _expand(v, (*loc, str(k)), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*loc, str(i)), env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _describe(err: Mapping[str, Any], text: str) -> str:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
+    key = ".".join(loc) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    line = _line_of(text, loc)
+    where = f" (line {line})" if line else ""
+    return f"{key}{where}: {msg}"
+
+
+def _line_of(text: str, loc: Sequence[str]) -> int | None:
+    """Best-effort line of a dotted key in TOML text: the table header, then the key inside it."""
+    if not text or not loc:
+        return None
+    lines = text.splitlines()
+    for split in range(len(loc), 0, -1):
+        table, rest = loc[:split], loc[split:]
+        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(re.escape(p) for p in table) + r"\s*\]")
+        for i, line in enumerate(lines):
+            if header.match(line):
+                if not rest:
+                    return i + 1
+                key = re.compile(r"^\s*" + re.escape(rest[0]) + r"\s*=")
+                for j in range(i + 1, len(lines)):
+                    if lines[j].lstrip().startswith("["):
+                        break
+                    if key.match(lines[j]):
+                        return j + 1
+                return i + 1
+    key = re.compile(r"^\s*" + re.escape(loc[-1]) + r"\s*=")
+    return next((i + 1 for i, line in enumerate(lines) if key.match(line)), None)
+
+
+def _parse_mcp_json(source: str, text: str) -> dict[str, Any]:
+    """Turn Claude Code / Claude Desktop `{"mcpServers": {...}}` into our TOML shape."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [f"JSON syntax: {exc}"]) from exc
+    servers = doc.get("mcpServers") if isinstance(doc, dict) else None
+    if not isinstance(servers, dict):
+        raise ConfigError(source, ['expected an object with an "mcpServers" object'])
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, spec in servers.items():
+        ident = to_identifier(name)
+        if ident in out:
+            problems.append(f"mcpServers.{name}: its identifier {ident!r} is already used by another server")
+            continue
+        if not isinstance(spec, dict):
+            problems.append(f"mcpServers.{name}: expected an object")
+            continue
+        out[ident] = _mcp_json_server(spec)
+    if problems:
+        raise ConfigError(source, problems)
+    return {"servers": out}
+
+
+def _mcp_json_server(spec: Mapping[str, Any]) -> dict[str, Any]:
+    kind = spec.get("type", "stdio" if "command" in spec else "http")
+    keep = {k: v for k, v in spec.items() if k in {"command", "args", "env", "cwd", "url", "headers"}}
+    if kind in ("http", "streamable-http", "streamableHttp") and "url" in spec:
+        keep["transport"] = "http"
+    elif kind == "sse":
+        keep["transport"] = "sse"
+    if spec.get("disabled") is True:
+        keep["enabled"] = False
+    keep["mode"] = "code"
+    return keep

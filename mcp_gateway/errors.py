@@ -1,0 +1,49 @@
+"""The errors a gateway user sees. Each message is written for the reader of a tool result."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from mcp.shared.exceptions import MCPError
+
+
+class GatewayError(Exception):
+    """Base class: `str(exc)` is the message shown to the client."""
+
+
+class UnknownTool(GatewayError):
+    def __init__(self, ref: str, known: Iterable[str]) -> None:
+        close = difflib.get_close_matches(ref, list(known), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown tool {ref}{hint}")
+
+
+class InvalidArguments(GatewayError):
+    def __init__(self, ref: str, problems: list[str]) -> None:
+        super().__init__(f"invalid arguments for {ref}: " + "; ".join(problems))
+
+
+class UpstreamUnavailable(GatewayError):
+    def __init__(self, server: str, status: str) -> None:
+        super().__init__(f"server {server} is unavailable ({status})")
+
+
+class UpstreamError(GatewayError):
+    def __init__(self, ref: str, message: str) -> None:
+        super().__init__(f"{ref} failed: {message}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A one-line description, unwrapping the exception groups the SDK raises."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, MCPError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip() or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, OSError) or cause is None:
+        return text.splitlines()[0]
+    return f"{text.splitlines()[0]} ({describe_exception(cause)})"

@@ -1,0 +1,80 @@
+"""Turning upstream `CallToolResult`s into the values a script works with, and back into results."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import mcp_types as types
+
+_JSON_START = tuple('{["-0123456789tfn')
+
+
+def result_to_value(result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
+    """`structuredContent` when present; otherwise each block's value, one value for one block."""
+    if result.structured_content is not None:
+        if output_schema is not None and wrapped_output(output_schema) is not None:
+            return result.structured_content.get("result")
+        return result.structured_content
+    values = [block_value(b) for b in result.content]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def wrapped_output(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The inner schema when a server wrapped a plain return value as `{"result": value}`.
+
+    SDK-based servers do this for tools returning non-objects; scripts and stubs see the
+    plain value instead of a one-key dict.
+    """
+    props = schema.get("properties")
+    if isinstance(props, Mapping) and set(props) == {"result"} and schema.get("required") == ["result"]:
+        inner = props["result"]
+        return inner if isinstance(inner, Mapping) else None
+    return None
+
+
+def block_value(block: types.ContentBlock) -> Any:
+    """Text that parses as JSON becomes that value; binary content becomes a small descriptor."""
+    if isinstance(block, types.TextContent):
+        return _maybe_json(block.text)
+    if isinstance(block, types.ImageContent | types.AudioContent):
+        return {"type": block.type, "mimeType": block.mime_type, "bytes": _decoded_size(block.data)}
+    if isinstance(block, types.EmbeddedResource):
+        res = block.resource
+        if isinstance(res, types.TextResourceContents):
+            return {"type": "resource", "uri": str(res.uri), "mimeType": res.mime_type, "text": res.text}
+        return {"type": "resource", "uri": str(res.uri), "mimeType": res.mime_type, "bytes": _decoded_size(res.blob)}
+    if isinstance(block, types.ResourceLink):
+        return {"type": "resource_link", "uri": str(block.uri), "name": block.name, "mimeType": block.mime_type}
+    return block.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def error_text(result: types.CallToolResult) -> str:
+    """The message of an `isError` result, from its text blocks."""
+    texts = [b.text for b in result.content if isinstance(b, types.TextContent)]
+    return " ".join(t.strip() for t in texts if t.strip()) or "the tool reported an error without a message"
+
+
+def text_result(text: str, *, is_error: bool = False) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=is_error)
+
+
+def _maybe_json(text: str) -> Any:
+    stripped = text.strip()
+    if not stripped.startswith(_JSON_START):
+        return text
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return text
+
+
+def _decoded_size(data: str) -> int:
+    try:
+        return len(base64.b64decode(data, validate=False))
+    except ValueError:
+        return len(data)

@@ -1,0 +1,114 @@
+"""The gateway as an MCP server: the SDK's low-level `Server`, served over streamable HTTP or stdio."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel.server import Server
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from . import __version__
+from .codemode import HANDLERS, META_NAMES, META_TOOLS
+from .errors import GatewayError, UnknownTool
+from .gateway import Gateway
+from .results import text_result
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def build_server(gw: Gateway) -> Server[Any]:
+    """An MCP server whose lifespan is the gateway's: upstreams connect when it starts serving."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with gw:
+            yield {}
+
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=visible_tools(gw))
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await dispatch_call(gw, params.name, params.arguments or {})
+
+    return Server(
+        gw.config.gateway.name,
+        version=__version__,
+        title="mcp-gateway",
+        instructions=_INSTRUCTIONS if gw.config.servers else None,
+        lifespan=lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+_INSTRUCTIONS = (
+    "Tools of the code-mode servers are not listed directly: call listToolFiles, read the stub you need "
+    "with readToolFile, then call them from a script with executeToolCode."
+)
+
+
+def visible_tools(gw: Gateway) -> list[types.Tool]:
+    """The four meta-tools (when any server is in code mode), then direct-mode tools under their names."""
+    tools: list[types.Tool] = []
+    if any(gw.config.mode_of(s) == "code" for s in gw.config.servers.values()):
+        tools.extend(META_TOOLS)
+    for name, entry in gw.catalog.by_direct_name.items():
+        if name not in META_NAMES:
+            tools.append(entry.tool.model_copy(update={"name": name}))
+    return tools
+
+
+async def dispatch_call(gw: Gateway, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    """Route a `tools/call`: a meta-tool, or a direct-mode tool through the one call path."""
+    handler = HANDLERS.get(name)
+    if handler is not None:
+        return await handler(gw, arguments)
+    catalog = gw.catalog
+    entry = catalog.by_direct_name.get(name)
+    if entry is None:
+        return text_result(str(UnknownTool(name, [t.name for t in visible_tools(gw)])), is_error=True)
+    try:
+        return await gw.call_tool(entry, arguments)
+    except GatewayError as exc:
+        return text_result(str(exc), is_error=True)
+
+
+def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
+    """A Starlette app serving `/mcp` (streamable HTTP, both protocol eras) and `/healthz`."""
+    server = build_server(gw)
+    security = None
+    if host in _LOCAL_HOSTS:
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+
+    async def healthz(request: Request) -> JSONResponse:
+        ups = {u.name: u.status for u in gw.upstreams}
+        return JSONResponse({"status": "ok", "upstreams": ups})
+
+    return Starlette(
+        routes=[
+            Route("/mcp", StreamableHTTPASGIApp(manager)),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lambda app: manager.run(),
+    )
+
+
+async def serve_stdio(gw: Gateway) -> None:
+    """Serve the gateway over this process's stdin/stdout."""
+    server = build_server(gw)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

@@ -1,0 +1,22 @@
+"""Sandboxed execution of Code Mode scripts: Starlark in disposable worker processes.
+
+Pure with respect to the gateway: it knows nothing of MCP; tools are plain names
+("server.tool") and a caller callback.
+"""
+
+from .limits import Limits
+from .pool import Sandbox
+from .process import SandboxError
+from .result import ExecutionResult, ScriptError, ToolCaller, ToolError
+from .rewrite import rewrite
+
+__all__ = [
+    "ExecutionResult",
+    "Limits",
+    "Sandbox",
+    "SandboxError",
+    "ScriptError",
+    "ToolCaller",
+    "ToolError",
+    "rewrite",
+]

@@ -1,0 +1,45 @@
+"""The bounds one script runs under; plain data so it can cross the pipe to a worker."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+MIN_MEMORY_MB = 128
+"""Below this a worker cannot start: measured idle RLIMIT_DATA use is ~92 MiB (Go thread stacks + Python)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits for one script run.
+
+    `timeout_s` is wall-clock time enforced by the parent (tool calls count too);
+    `memory_mb` is the worker's RLIMIT_DATA, which covers the Go heap, the Go runtime's
+    thread stacks and the worker's own Python (about 85 MiB before a script starts).
+    """
+
+    timeout_s: float = 30.0
+    max_source_bytes: int = 256 * 1024
+    max_output_bytes: int = 64 * 1024
+    max_result_bytes: int = 1024 * 1024
+    max_tool_calls: int = 200
+    memory_mb: int = 512
+    max_depth: int = 64
+
+    def __post_init__(self) -> None:
+        """Refuse limits a worker cannot honour, at configuration time rather than on first run."""
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise ValueError(f"memory_mb must be at least {MIN_MEMORY_MB} (the worker's own baseline)")
+        for field in fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"{field.name} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form sent to a worker in a `run` frame."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Limits:
+        """Inverse of `to_dict`; unknown keys are ignored so either side may be newer."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

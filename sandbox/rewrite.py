@@ -1,0 +1,128 @@
+"""Source rewrite that turns `server.tool(...)` into `call_tool("server.tool", ...)`.
+
+starlark-go cannot expose Python objects with attributes, so tool calls are routed through
+one injected builtin instead. The rewrite works on tokens from the standard `tokenize`
+module (Starlark's lexical syntax is close enough to Python's), so string literals and
+comments are never touched, and it splices by position on the same line, so line numbers
+never change and column shifts stay on the rewritten line, where `original_column` undoes them.
+"""
+
+from __future__ import annotations
+
+import io
+import tokenize
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+
+CALL_TOOL = "call_tool"
+
+_LAYOUT = frozenset(
+    {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+)
+# Python 3.12+ splits f-strings into tokens; Starlark has no f-strings, so their insides are skipped.
+_FSTRING_START = getattr(tokenize, "FSTRING_START", -1)
+_FSTRING_END = getattr(tokenize, "FSTRING_END", -1)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One replacement on line `row` (1-based): 0-based column spans before and after."""
+
+    row: int
+    old_start: int
+    old_end: int
+    new_start: int
+    new_end: int
+    text: str
+
+
+def rewrite(source: str, servers: Collection[str]) -> str:
+    """`source` with every direct `server.tool(` call routed through `call_tool`."""
+    return rewrite_with_edits(source, servers)[0]
+
+
+def rewrite_with_edits(source: str, servers: Collection[str]) -> tuple[str, list[Edit]]:
+    """Like `rewrite`, plus the edits made, for mapping error columns back.
+
+    If the source cannot be tokenized it is returned unchanged: Starlark then reports the
+    syntax error itself, with positions in the model's own text.
+    """
+    try:
+        tokens = list(_significant(source))
+    except (tokenize.TokenError, SyntaxError):
+        return source, []
+    found = list(_calls(tokens, set(servers)))
+    if not found:
+        return source, []
+    return _splice(source, found)
+
+
+def original_column(edits: Sequence[Edit], row: int, column: int) -> int:
+    """Map a 1-based `column` on rewritten line `row` to the same place in the original line.
+
+    A column inside inserted text maps to the call's `(` in the original.
+    """
+    col = column - 1
+    shift = 0
+    for edit in edits:
+        if edit.row != row:
+            continue
+        if col < edit.new_start:
+            break
+        if col < edit.new_end:
+            return edit.old_end
+        shift = edit.old_end - edit.new_end
+    return col + shift + 1
+
+
+def _significant(source: str) -> Iterator[tokenize.TokenInfo]:
+    """Tokens that matter for matching: no comments, layout, or f-string insides."""
+    nesting = 0
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == _FSTRING_START:
+            nesting += 1
+        elif tok.type == _FSTRING_END:
+            nesting -= 1
+        elif nesting == 0 and tok.type not in _LAYOUT:
+            yield tok
+
+
+def _calls(tokens: list[tokenize.TokenInfo], servers: set[str]) -> Iterator[tuple[int, int, int, str]]:
+    """(row, start col, end col, replacement) for each `server . tool (` on one line."""
+    for i in range(len(tokens) - 3):
+        name, dot, tool, paren = tokens[i : i + 4]
+        if not (name.type == tokenize.NAME and name.string in servers):
+            continue
+        if dot.string != "." or tool.type != tokenize.NAME or paren.string != "(":
+            continue
+        if i > 0 and tokens[i - 1].string == ".":
+            continue
+        if name.start[0] != paren.end[0]:
+            continue
+        no_args = i + 4 < len(tokens) and tokens[i + 4].string == ")"
+        head = f'{CALL_TOOL}("{name.string}.{tool.string}"'
+        yield name.start[0], name.start[1], paren.end[1], head if no_args else head + ", "
+
+
+def _splice(source: str, found: list[tuple[int, int, int, str]]) -> tuple[str, list[Edit]]:
+    """Apply the replacements line by line, recording where each one landed."""
+    lines = io.StringIO(source).readlines()
+    edits: list[Edit] = []
+    by_row: dict[int, list[tuple[int, int, str]]] = {}
+    for row, start, end, text in found:
+        by_row.setdefault(row, []).append((start, end, text))
+    for row, spans in by_row.items():
+        line = lines[row - 1]
+        parts: list[str] = []
+        pos = 0
+        new_len = 0
+        for start, end, text in sorted(spans):
+            parts.append(line[pos:start])
+            new_len += start - pos
+            edits.append(Edit(row, start, end, new_len, new_len + len(text), text))
+            parts.append(text)
+            new_len += len(text)
+            pos = end
+        parts.append(line[pos:])
+        lines[row - 1] = "".join(parts)
+    return "".join(lines), sorted(edits, key=lambda e: (e.row, e.old_start))

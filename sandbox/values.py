@@ -1,0 +1,89 @@
+"""Values crossing the script boundary: tool arguments and results, `result`, json_encode/decode.
+
+Everything that crosses is reduced to JSON-like data (None, bool, int, float, str, list,
+dict with str keys) so both sides, and the JSON frames between them, agree on it. Depth is
+bounded because starlark-go converts recursively on the Go stack, and strings are made
+encodable because a lone surrogate makes starlark-go's string conversion fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class BoundaryError(ValueError):
+    """A value that cannot cross the boundary; the message says which and why."""
+
+
+def clean_str(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD (they cannot be encoded as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def plain(value: Any, max_depth: int, what: str = "value") -> Any:
+    """A JSON-like copy of `value`; tuples and sets become lists.
+
+    Raises `BoundaryError` for other types, non-string dict keys, or containers nested
+    `max_depth` levels deep (which also stops self-referencing structures).
+    """
+    return _plain(value, 0, max_depth, what)
+
+
+def _plain(value: Any, depth: int, max_depth: int, what: str) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clean_str(value)
+    if depth >= max_depth:
+        raise BoundaryError(f"{what}: value nested deeper than {max_depth} levels (limits.max_depth)")
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item, depth + 1, max_depth, what) for item in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise BoundaryError(f"{what}: dict key of type {type(key).__name__}; keys must be strings")
+            out[clean_str(key)] = _plain(item, depth + 1, max_depth, what)
+        return out
+    raise BoundaryError(
+        f"{what}: a value of type {type(value).__name__} cannot cross "
+        "(only None, bool, int, float, str, list and dict can)"
+    )
+
+
+def encode_json(value: Any) -> str:
+    """Compact, ASCII-only JSON: always encodable, and its length is its size in bytes.
+
+    Raises `BoundaryError` for what JSON cannot hold, e.g. an int over Python's digit limit.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BoundaryError(f"cannot encode value as JSON: {exc}") from None
+
+
+def json_encode(value: Any) -> str:
+    """What a script's `json_encode` returns: standard JSON (no NaN), non-ASCII kept readable."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise BoundaryError(f"json_encode: {exc}") from None
+
+
+def json_decode(text: str, max_depth: int) -> Any:
+    """What a script's `json_decode` returns: the parsed value, bounded like any crossing value."""
+    try:
+        parsed = json.loads(text)
+    except RecursionError:
+        raise BoundaryError(f"json_decode: input is nested deeper than {max_depth} levels") from None
+    except ValueError as exc:
+        raise BoundaryError(f"json_decode: invalid JSON: {exc}") from None
+    return plain(parsed, max_depth, "json_decode input")

@@ -1,0 +1,139 @@
+"""Worker process entry point: `python -m sandbox.worker [--memory-mb N]`.
+
+The gateway keeps a few of these warm and talks to each over its stdin/stdout with the
+frames in `protocol`. A worker runs one script at a time and is disposable: the gateway
+kills it on timeout and replaces it when it dies, so the Go runtime aborting on the memory
+limit costs one worker, never the gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from typing import Any, BinaryIO
+
+from .limits import Limits
+from .protocol import read_frame, write_frame
+from .values import BoundaryError, encode_json
+
+GO_THREADS = "2"
+"""GOMAXPROCS: scripts are single-threaded; fewer Go threads means less stack counted by RLIMIT_DATA."""
+
+
+def go_memory_limit_mb(memory_mb: int) -> int:
+    """GOMEMLIMIT for a worker: head-room under RLIMIT_DATA for thread stacks and Python.
+
+    With it the Go GC collects harder near the limit instead of letting garbage push the
+    heap into RLIMIT_DATA (measured: a loop making 100 MB strings dies at 512 MiB without
+    it and completes with it).
+    """
+    return max(memory_mb // 2, memory_mb - 128)
+
+
+def set_memory_limit(memory_mb: int) -> None:
+    """Set the soft RLIMIT_DATA; the hard limit is left alone so a later run may raise it again."""
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+class Pipe:
+    """The frame channel to the gateway; exits the process if the gateway has gone."""
+
+    def __init__(self, reader: BinaryIO, writer: BinaryIO) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            write_frame(self.writer, message)
+        except (BrokenPipeError, OSError):
+            os._exit(0)
+
+    def receive(self) -> dict[str, Any]:
+        message = read_frame(self.reader)
+        if message is None:
+            os._exit(0)
+        return message
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.send(message)
+        return self.receive()
+
+
+def run(frame: dict[str, Any], pipe: Pipe) -> dict[str, Any]:
+    """Execute one `run` frame and build the `done` frame."""
+    from .session import Session  # imported late: starlark_go must load after the Go settings
+
+    limits = Limits.from_dict(frame.get("limits") or {})
+    set_memory_limit(limits.memory_mb)
+    servers = [s for s in frame.get("servers") or [] if isinstance(s, str)]
+    session = Session(pipe.request, limits)
+    value, error = session.execute(str(frame.get("code", "")), servers)
+    if error is None and value is not None:
+        value, error = _bounded(value, limits)
+    return {
+        "op": "done",
+        "output": session.output.text(),
+        "output_truncated_bytes": session.output.dropped,
+        "value": value,
+        "error": error,
+        "tool_calls": session.tool_calls,
+    }
+
+
+def _bounded(value: Any, limits: Limits) -> tuple[Any, dict[str, Any] | None]:
+    """`value` if its JSON fits `max_result_bytes`, else an error naming the limit."""
+    try:
+        size = len(encode_json(value))
+    except BoundaryError as exc:
+        return None, {"kind": "runtime", "message": f"result: {exc}"}
+    if size <= limits.max_result_bytes:
+        return value, None
+    message = (
+        f"result is {size} bytes as JSON, over the limit of {limits.max_result_bytes} bytes "
+        "(limits.max_result_bytes); return less, or print a summary"
+    )
+    return None, {"kind": "limit", "message": message}
+
+
+def _claim_stdout() -> BinaryIO:
+    """A private copy of stdout for frames; fd 1 then points at stderr so stray writes cannot corrupt them."""
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "wb")
+
+
+def _memory_from_argv(argv: list[str]) -> int:
+    if "--memory-mb" in argv:
+        return int(argv[argv.index("--memory-mb") + 1])
+    return Limits().memory_mb
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve `run` frames until stdin closes."""
+    memory_mb = _memory_from_argv(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("GOMAXPROCS", GO_THREADS)
+    os.environ["GOMEMLIMIT"] = f"{go_memory_limit_mb(memory_mb)}MiB"
+    set_memory_limit(memory_mb)
+    import starlark_go
+
+    starlark_go.configure_starlark(allow_set=True, allow_global_reassign=True, allow_recursion=True)
+    pipe = Pipe(sys.stdin.buffer, _claim_stdout())
+    pipe.send({"op": "ready", "pid": os.getpid()})
+    while True:
+        frame = read_frame(pipe.reader)
+        if frame is None:
+            return 0
+        if frame.get("op") != "run":
+            print(f"sandbox worker: unexpected frame {frame.get('op')!r}", file=sys.stderr)
+            return 2
+        pipe.send(run(frame, pipe))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

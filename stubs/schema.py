@@ -1,0 +1,237 @@
+"""JSON Schema to compact Python type expressions, plus the `$ref` and literal helpers around it.
+
+Stubs are read by a model on every task, so types aim at being short and telling rather than
+exact: objects with properties are just `dict` (their fields are in the tool docs), long enums
+and unions fall back to their base type or `Any`. Every expression is valid Python, because
+stubs must parse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+__all__ = ["MAX_LITERALS", "MAX_UNION", "Renderer", "py_literal", "resolve_ref", "type_expr"]
+
+MAX_LITERALS = 10
+"""More enum values than this render as their base type; the docs still list every value."""
+MAX_UNION = 4
+"""A union with more members than this says nothing useful, so it renders as `Any`."""
+MAX_DEPTH = 32
+"""Nesting beyond this renders as `Any`: upstream schemas are untrusted and must not exhaust the stack."""
+
+_SIMPLE = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def type_expr(schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> str:
+    """The Python type of values matching `schema`; `root` is the document `$ref`s point into."""
+    return Renderer(root).expr(schema)
+
+
+def py_literal(value: Any) -> str:
+    """`value` (parsed JSON) as Python literal source; strings always in double quotes."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f'float("{value}")'
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        # Lone surrogates (legal in JSON text) cannot be encoded as UTF-8; escape them.
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{py_literal(str(k))}: {py_literal(v)}" for k, v in value.items()) + "}"
+    return "None"
+
+
+def resolve_ref(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | bool | None:
+    """The schema a local `$ref` (`#`, `#/$defs/X`, any JSON pointer) names, or None if unknown."""
+    if not ref.startswith("#"):
+        return None
+    node: Any = root
+    pointer = unquote(ref[1:])
+    for token in pointer.split("/")[1:] if pointer else []:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node if isinstance(node, Mapping | bool) else None
+
+
+class _Union:
+    """Members of a union being built: plain types, literal values, and whether None is allowed."""
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+        self.literals: list[Any] = []
+        self.none = False
+
+    def add(self, member: str) -> None:
+        if member == "None":
+            self.none = True
+        elif member not in self.types:
+            self.types.append(member)
+
+    def add_literal(self, value: Any) -> None:
+        if value is None:
+            self.none = True
+        elif not any(value == v and type(value) is type(v) for v in self.literals):
+            self.literals.append(value)
+
+    def merge(self, other: _Union) -> None:
+        for t in other.types:
+            self.add(t)
+        for v in other.literals:
+            self.add_literal(v)
+        self.none = self.none or other.none
+
+    def is_any(self) -> bool:
+        return "Any" in self.types or not (self.types or self.literals or self.none)
+
+    def render(self) -> str:
+        members = list(self.types)
+        if len(self.literals) > MAX_LITERALS:
+            for v in self.literals:
+                base = _base_type(v)
+                if base not in members:
+                    members.append(base)
+        elif self.literals:
+            members.insert(0, "Literal[" + ", ".join(py_literal(v) for v in self.literals) + "]")
+        if self.none:
+            members.append("None")
+        if "Any" in members or not members or len(members) > MAX_UNION:
+            return "Any"
+        return " | ".join(members)
+
+
+def _base_type(value: Any) -> str:
+    for py_type, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "list")):
+        if isinstance(value, py_type):
+            return name
+    return "dict"
+
+
+def _is_literal_value(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+class Renderer:
+    """Renders the schemas of one document (a tool's inputSchema or outputSchema).
+
+    It carries what a single expression cannot: the root for `$ref`s and the stack of refs being
+    expanded (a ref met again while expanding itself is recursive and renders as `dict`). A later
+    version can collect named TypedDicts here: override `object_type` to register one and return
+    its name, and let the stub renderer emit the collected definitions.
+    """
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self._refs: list[str] = []
+
+    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False) -> str:
+        """The type expression; `or_none` adds `None` (an optional parameter defaulting to None)."""
+        union = self._union(schema, 0)
+        if or_none and not union.is_any():
+            union.none = True
+        return union.render()
+
+    def object_type(self, schema: Mapping[str, Any], depth: int) -> str:
+        """The type of an object schema: `dict[str, T]` for pure maps, else plain `dict`."""
+        extra = schema.get("additionalProperties")
+        if not schema.get("properties") and isinstance(extra, Mapping) and extra:
+            value = self._union(extra, depth + 1).render()
+            if value != "Any":
+                return f"dict[str, {value}]"
+        return "dict"
+
+    def _union(self, schema: Any, depth: int) -> _Union:
+        union = _Union()
+        if depth > MAX_DEPTH or not isinstance(schema, Mapping):
+            union.add("Any")
+        elif "$ref" in schema:
+            union.merge(self._ref(schema["$ref"], depth))
+        elif "const" in schema:
+            self._enum(union, [schema["const"]])
+        elif isinstance(schema.get("enum"), list) and schema["enum"]:
+            self._enum(union, schema["enum"])
+        else:
+            union.merge(self._composite(schema, depth))
+        if isinstance(schema, Mapping) and schema.get("nullable") is True:
+            union.none = True
+        return union
+
+    def _ref(self, ref: Any, depth: int) -> _Union:
+        union = _Union()
+        target = resolve_ref(ref, self.root) if isinstance(ref, str) else None
+        if target is None:
+            union.add("Any")
+        elif ref in self._refs:
+            union.add("dict")
+        else:
+            self._refs.append(ref)
+            try:
+                union.merge(self._union(target, depth + 1))
+            finally:
+                self._refs.pop()
+        return union
+
+    def _enum(self, union: _Union, values: list[Any]) -> None:
+        for value in values:
+            if _is_literal_value(value):
+                union.add_literal(value)
+            else:
+                union.add(_base_type(value))
+
+    def _composite(self, schema: Mapping[str, Any], depth: int) -> _Union:
+        """anyOf/oneOf/allOf when they say something, else the schema's own `type`."""
+        for key in ("anyOf", "oneOf"):
+            members = schema.get(key)
+            if isinstance(members, list) and members:
+                union = _Union()
+                for member in members:
+                    union.merge(self._union(member, depth + 1))
+                if not union.is_any():
+                    return union
+        members = schema.get("allOf")
+        if isinstance(members, list) and members:
+            union = self._all_of(members, depth)
+            if not union.is_any():
+                return union
+        return self._typed(schema, depth)
+
+    def _all_of(self, members: list[Any], depth: int) -> _Union:
+        """One informative member gives its type; several different ones intersect to an object."""
+        rendered = {self._union(m, depth + 1).render() for m in members} - {"Any"}
+        union = _Union()
+        union.add(rendered.pop() if len(rendered) == 1 else "dict")
+        return union
+
+    def _typed(self, schema: Mapping[str, Any], depth: int) -> _Union:
+        union = _Union()
+        declared = schema.get("type")
+        names = declared if isinstance(declared, list) else [declared]
+        for name in names:
+            union.add(self._single(name, schema, depth))
+        return union
+
+    def _single(self, name: Any, schema: Mapping[str, Any], depth: int) -> str:
+        if name is None:
+            name = "object" if "properties" in schema else "array" if "items" in schema else None
+        if name == "array":
+            items = schema.get("items")
+            inner = self._union(items, depth + 1).render() if isinstance(items, Mapping | bool) else "Any"
+            return "list" if inner == "Any" else f"list[{inner}]"
+        if name == "object":
+            return self.object_type(schema, depth)
+        return _SIMPLE.get(name, "Any") if isinstance(name, str) else "Any"

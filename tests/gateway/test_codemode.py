@@ -1,0 +1,121 @@
+"""Code Mode end to end: a real SDK client over HTTP, the gateway, real upstream processes."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+import pytest
+
+from tests.helpers import gateway_client, http_fixture, make_config, stdio, text_of
+
+pytestmark = pytest.mark.anyio
+
+TWO_SERVERS = {"math": stdio("math_server"), "text": stdio("text_server")}
+
+
+async def test_lists_exactly_four_meta_tools_with_complete_definitions() -> None:
+    async with gateway_client(make_config(TWO_SERVERS)) as client:
+        tools = (await client.list_tools()).tools
+    assert [t.name for t in tools] == ["listToolFiles", "readToolFile", "getToolDocs", "executeToolCode"]
+    for tool in tools:
+        assert tool.input_schema["type"] == "object"
+        assert isinstance(tool.input_schema["properties"], dict)
+        assert tool.description and len(tool.description) <= 2048
+        assert tool.meta == {"anthropic/alwaysLoad": True}
+
+
+async def test_listing_stubs_and_docs() -> None:
+    servers = {**TWO_SERVERS, "broken": {"command": sys.executable, "args": ["-c", "raise SystemExit(1)"]}}
+    async with gateway_client(make_config(servers)) as client:
+        listing = text_of(await client.call_tool("listToolFiles", {}))
+        stub = text_of(await client.call_tool("readToolFile", {"fileName": "servers/math.pyi"}))
+        missing = await client.call_tool("readToolFile", {"fileName": "servers/nope.pyi"})
+        docs = text_of(await client.call_tool("getToolDocs", {"server": "math", "tool": "centroid"}))
+        bad_docs = await client.call_tool("getToolDocs", {"server": "math", "tool": "ad"})
+    assert "servers/math.pyi" in listing and "servers/text.pyi" in listing
+    assert "broken" in listing and "unavailable" in listing
+    ast.parse(stub)
+    assert "def add(a: int, b: int) -> int" in stub
+    assert "def get_client(" in stub and "def get_client_2(" in stub
+    assert missing.is_error and "servers/math.pyi" in text_of(missing)
+    assert "points" in docs and "median" in docs and "math.centroid(" in docs
+    assert bad_docs.is_error and "did you mean math.add" in text_of(bad_docs)
+
+
+async def test_script_combines_two_upstreams_and_returns_only_its_result() -> None:
+    code = """
+counted = text.count(text="the quick brown fox")
+total = math.add(a=counted["words"], b=123456789012345678901234567890)
+items = text.inventory()
+low = [i["sku"] for i in items if i["stock"] < 5]
+print("words:", counted["words"])
+result = {"total": total, "low": low}
+"""
+    async with gateway_client(make_config(TWO_SERVERS)) as client:
+        out = await client.call_tool("executeToolCode", {"code": code})
+    text = text_of(out)
+    assert not out.is_error, text
+    assert "words: 4" in text
+    assert 'result = {"total": 123456789012345678901234567894, "low": ["A1", "B2"]}' in text
+    assert "C3" not in text  # intermediate results never reach the model
+
+
+async def test_colliding_names_stay_callable() -> None:
+    code = 'result = [math.get_client(id="1"), math.get_client_2(id="2")]'
+    async with gateway_client(make_config(TWO_SERVERS)) as client:
+        out = await client.call_tool("executeToolCode", {"code": code})
+    assert sorted(eval(text_of(out).removeprefix("result = "))) == ["dash:2", "underscore:1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("x = 1\ny = (2 +\n", "line 3"),
+        ("result = math.ad(a=1, b=2)", "did you mean math.add"),
+        ('result = math.fail(message="disk on fire")', "math.fail returned an error: "),
+        ('result = math.add(a="one", b=2)', "'one' is not of type 'integer'"),
+        ('print("before")\nresult = math.fail()', "before"),
+    ],
+)
+async def test_script_errors_are_clear(code: str, expected: str) -> None:
+    async with gateway_client(make_config({"math": stdio("math_server")})) as client:
+        out = await client.call_tool("executeToolCode", {"code": code})
+    assert out.is_error
+    assert expected in text_of(out)
+
+
+async def test_upstream_timeout_and_death_are_script_errors() -> None:
+    config = make_config({"math": stdio("math_server", timeout_s=0.5)})
+    async with gateway_client(config) as client:
+        slow = await client.call_tool("executeToolCode", {"code": "result = math.slow(seconds=5)"})
+        crash = await client.call_tool("executeToolCode", {"code": "result = math.Crash()"})
+        after = await client.call_tool("executeToolCode", {"code": "result = math.add(a=1, b=2)"})
+        listing = text_of(await client.call_tool("listToolFiles", {}))
+    assert slow.is_error and "math.slow" in text_of(slow) and "0.5 s" in text_of(slow)
+    assert crash.is_error and "math.Crash" in text_of(crash)
+    assert after.is_error and "unknown tool math.add" in text_of(after), text_of(after)
+    assert "servers/math.pyi  (unavailable: connection lost: Connection closed)" in listing, listing
+
+
+async def test_http_and_sse_upstreams() -> None:
+    async with (
+        http_fixture("math_server", "http") as http_url,
+        http_fixture("math_server", "sse") as sse_url,
+    ):
+        config = make_config({"h": {"url": http_url}, "s": {"url": sse_url, "transport": "sse"}})
+        async with gateway_client(config) as client:
+            out = await client.call_tool("executeToolCode", {"code": "result = h.add(a=1, b=2) + s.add(a=3, b=4)"})
+    assert text_of(out) == "result = 10"
+
+
+async def test_real_pypi_server_mcp_server_time() -> None:
+    exe = str(__import__("pathlib").Path(sys.executable).with_name("mcp-server-time"))
+    config = make_config({"time": {"command": exe, "args": ["--local-timezone", "UTC"]}})
+    code = 'r = time.convert_time(source_timezone="UTC", time="12:00", target_timezone="Asia/Tokyo")\n'
+    code += 'result = r["target"]["datetime"][11:16]'
+    async with gateway_client(config) as client:
+        stub = text_of(await client.call_tool("readToolFile", {"fileName": "servers/time.pyi"}))
+        out = await client.call_tool("executeToolCode", {"code": code})
+    assert "def get_current_time(" in stub and "def convert_time(" in stub
+    assert text_of(out) == 'result = "21:00"', text_of(out)

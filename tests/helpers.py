@@ -1,0 +1,91 @@
+"""Real parts for tests: fixture upstreams as processes, the gateway on a real loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp import Client
+
+from mcp_gateway import Gateway, GatewayConfig, parse_config
+from mcp_gateway.server import build_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def stdio(fixture: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """A `[servers.<name>]` table launching a fixture server over stdio."""
+    return {"command": sys.executable, "args": [str(FIXTURES / f"{fixture}.py"), *args], **extra}
+
+
+def make_config(servers: Mapping[str, Any], **sections: Any) -> GatewayConfig:
+    return parse_config({"servers": dict(servers), **sections})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+    with anyio.fail_after(timeout_s):
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return
+
+
+@contextlib.asynccontextmanager
+async def http_fixture(fixture: str, transport: str = "http") -> AsyncIterator[str]:
+    """Run a fixture server as its own process on a free port; yield its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURES / f"{fixture}.py"), transport, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/{'sse' if transport == 'sse' else 'mcp'}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(gw: Gateway) -> AsyncIterator[str]:
+    """Serve the gateway's Starlette app with uvicorn on a free loopback port; yield the /mcp URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(gw), host="127.0.0.1", port=port, log_level="warning"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(30):
+            while not server.started:
+                await anyio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            server.should_exit = True
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(config: GatewayConfig, *, mode: str = "auto") -> AsyncIterator[Client]:
+    """An SDK `Client` talking to a gateway over real HTTP on 127.0.0.1."""
+    async with serve_gateway(Gateway(config)) as url, Client(url, mode=mode) as client:  # type: ignore[arg-type]
+        yield client
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")
