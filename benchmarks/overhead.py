@@ -29,6 +29,8 @@ from mcp_gateway.codemode import META_TOOLS  # noqa: E402
 from mcp_gateway.tokens import tool_definition_tokens  # noqa: E402
 from tests.helpers import free_port, wait_for_port  # noqa: E402
 
+SCRIPT = "result = c.add(a=1, b=2)"
+
 
 @contextlib.contextmanager
 def process(args: list[str]) -> Iterator[None]:
@@ -66,17 +68,15 @@ async def main(calls: int) -> None:
         cfg.write_text(
             f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n[servers.c]\nurl = "{upstream}"\nmode = "code"\n'
         )
-        with (
-            process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]),
-            process([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg),
-                     "--port", str(gw_port), "--log-level", "warning"]),
-        ):
+        gateway = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg), "--port", str(gw_port)]
+        with process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]):
             await wait_for_port(up_port)
-            await wait_for_port(gw_port)
-            async with Client(upstream) as direct, Client(f"http://127.0.0.1:{gw_port}/mcp") as gw:
-                a = await timed(lambda: direct.call_tool("add", {"a": 1, "b": 2}), calls)
-                b = await timed(lambda: gw.call_tool("d_add", {"a": 1, "b": 2}), calls)
-                c = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = c.add(a=1, b=2)"}), calls)
+            with process([*gateway, "--log-level", "warning"]):
+                await wait_for_port(gw_port)
+                async with Client(upstream) as direct, Client(f"http://127.0.0.1:{gw_port}/mcp") as gw:
+                    a = await timed(lambda: direct.call_tool("add", {"a": 1, "b": 2}), calls)
+                    b = await timed(lambda: gw.call_tool("d_add", {"a": 1, "b": 2}), calls)
+                    c = await timed(lambda: gw.call_tool("executeToolCode", {"code": SCRIPT}), calls)
     base = statistics.median(a)
     print(f"calls per path: {calls} (after 20 warm-up calls), Python {sys.version.split()[0]}\n")
     print("| path | p50 ms | p95 ms | p50 vs direct |\n|---|---|---|---|")

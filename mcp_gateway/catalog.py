@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+
 from stubs.names import assign_identifiers
 from stubs.render import ToolSpec, param_map
 from stubs.vfs import ServerEntry, ToolFiles

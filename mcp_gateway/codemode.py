@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
-from stubs.render import render_docs
-from stubs.vfs import FileNotFound
 
 from sandbox import ExecutionResult
+from stubs.render import render_docs
+from stubs.vfs import FileNotFound
 
 from .errors import UnknownTool
 from .gateway import Gateway

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from stubs.names import is_identifier, to_identifier
 
 Mode = Literal["code", "direct"]
@@ -56,7 +57,7 @@ class LimitSettings(_Strict):
     max_output_bytes: int = Field(default=64 * 1024, gt=0)
     max_result_bytes: int = Field(default=1024 * 1024, gt=0)
     max_tool_calls: int = Field(default=200, gt=0)
-    memory_mb: int = Field(default=512, ge=64)
+    memory_mb: int = Field(default=512, ge=128)
     max_depth: int = Field(default=64, gt=0)
     workers: int = Field(default=2, ge=1, le=64)
 

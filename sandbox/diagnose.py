@@ -19,6 +19,7 @@ from .rewrite import Edit, original_column
 SCRIPT = "script"
 _FRAME = re.compile(rf"^\s*{SCRIPT}:(\d+):(\d+): in ", re.MULTILINE)
 _UNDEFINED = re.compile(r"^undefined: (\w+)$")
+_NOT_UTF8 = "Python exception while converting from Starlark"
 _MAX_LISTED = 20
 _MAX_MESSAGE = 2000
 _MAX_SOURCE_LINE = 240
@@ -61,11 +62,21 @@ def describe(exc: Exception, where: Located, failure: tuple[str, str] | None) ->
     if isinstance(exc, sg.ResolveError):
         return _resolve(exc, where)
     if isinstance(exc, sg.EvalError):
-        kind, message = failure or ("runtime", str(exc.args[0]) if exc.args else exc.error)
+        kind, message = failure or ("runtime", _explain(str(exc.args[0]) if exc.args else exc.error))
         line, column = _eval_position(exc)
         return where.error(kind, message, line, column)
-    kind, message = failure or ("runtime", str(exc))
+    kind, message = failure or ("runtime", _explain(str(exc)))
     return where.error(kind, message, None, None)
+
+
+def _explain(message: str) -> str:
+    """starlark-go's message for a string that is not UTF-8, said in terms a script author can act on."""
+    if _NOT_UTF8 not in message:
+        return message
+    return (
+        "a string that is not valid UTF-8 cannot leave the script (usually a slice that cuts a "
+        "multi-byte character; to slice by character use list(s.codepoints()))"
+    )
 
 
 def _eval_position(exc: sg.EvalError) -> tuple[int | None, int | None]:

@@ -40,6 +40,7 @@ class Sandbox:
         self.size = workers
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
+        self._running: set[anyio.CancelScope] = set()
         self._slots: anyio.Semaphore | None = None
         self._closed = False
 
@@ -74,6 +75,8 @@ class Sandbox:
     async def aclose(self) -> None:
         """Kill every worker, including those running a script (their runs end with an error)."""
         self._closed = True
+        for scope in self._running:
+            scope.cancel()
         workers = [*self._idle, *self._busy]
         self._idle.clear()
         for worker in workers:
@@ -96,8 +99,7 @@ class Sandbox:
         if size > limits.max_source_bytes:
             return _failed(
                 "limit",
-                f"script is {size} bytes, over the limit of {limits.max_source_bytes} bytes "
-                "(limits.max_source_bytes)",
+                f"script is {size} bytes, over the limit of {limits.max_source_bytes} bytes (limits.max_source_bytes)",
             )
         if self._closed:
             raise SandboxError("the sandbox is closed")
@@ -106,28 +108,40 @@ class Sandbox:
         async with self._slots:
             return await self._run_on_worker(code, list(servers), call, limits)
 
-    async def _run_on_worker(
-        self, code: str, servers: list[str], call: ToolCaller, limits: Limits
-    ) -> ExecutionResult:
-        """One run on one worker; a worker that did not finish cleanly is killed and replaced."""
-        worker = await self._checkout()
+    async def _run_on_worker(self, code: str, servers: list[str], call: ToolCaller, limits: Limits) -> ExecutionResult:
+        """Run on a worker, again on another if one turns out to have died before starting.
+
+        (An idle worker can die unnoticed, e.g. to the OOM killer; that is not the script's fault.)
+        """
+        for _ in range(self.size + 1):
+            result = await self._attempt(await self._checkout(), code, servers, call, limits)
+            if result is not None:
+                return result
+        return _failed("runtime", "script worker died before the script started")
+
+    async def _attempt(
+        self, worker: Worker, code: str, servers: list[str], call: ToolCaller, limits: Limits
+    ) -> ExecutionResult | None:
+        """One run on one worker; None if the worker could not even be sent the script.
+
+        A worker that did not finish cleanly is killed and replaced.
+        """
         talk = _Conversation(worker, call, limits)
         healthy = False
-        try:
-            with anyio.move_on_after(limits.timeout_s) as scope:
-                result, healthy = await talk.run(code, servers)
-            if scope.cancelled_caught:
-                result = _failed(
-                    "limit",
-                    f"script exceeded the time limit of {limits.timeout_s:g} s (limits.timeout_s)",
-                    talk.tool_calls,
-                )
-        finally:
-            self._busy.discard(worker)
-            if healthy and not self._closed:
-                self._idle.append(worker)
-            else:
-                await worker.kill()
+        result: ExecutionResult | None = None
+        with anyio.CancelScope() as stop:  # cancelled by aclose()
+            self._running.add(stop)
+            try:
+                result, healthy = await talk.run_timed(code, servers)
+            finally:
+                self._running.discard(stop)
+                self._busy.discard(worker)
+                if healthy and not self._closed:
+                    self._idle.append(worker)
+                else:
+                    await worker.kill()
+        if self._closed and not healthy:
+            return _failed("runtime", "the sandbox was closed during the run", talk.tool_calls)
         if not healthy:
             await self._replace()
         return result
@@ -173,11 +187,18 @@ class _Conversation:
         # source text escaped to ASCII, plus room for the rest
         self.max_frame = limits.max_result_bytes + 6 * (limits.max_output_bytes + 4096) + 65536
 
-    async def run(self, code: str, servers: list[str]) -> tuple[ExecutionResult, bool]:
-        """(result, whether the worker can be reused)."""
+    async def run_timed(self, code: str, servers: list[str]) -> tuple[ExecutionResult | None, bool]:
+        """`run` under the wall-clock limit (tool calls included)."""
+        with anyio.move_on_after(self.limits.timeout_s):
+            return await self.run(code, servers)
+        message = f"script exceeded the time limit of {self.limits.timeout_s:g} s (limits.timeout_s)"
+        return _failed("limit", message, self.tool_calls), False
+
+    async def run(self, code: str, servers: list[str]) -> tuple[ExecutionResult | None, bool]:
+        """(result, whether the worker can be reused); no result if the script could not be sent."""
         frame = {"op": "run", "code": code, "servers": servers, "limits": self.limits.to_dict()}
-        if not await self.worker.send(frame):
-            return await self._died(), False
+        if not await self.worker.send(frame) or not await self._started():
+            return None, False
         while True:
             try:
                 message = await self.worker.receive(self.max_frame)
@@ -191,6 +212,14 @@ class _Conversation:
                 return self._done(message), True
             if op != "call" or not await self._answer(message):
                 return await self._died(), False
+
+    async def _started(self) -> bool:
+        """Whether the worker acknowledged the script (so it is the script's run from here on)."""
+        try:
+            message = await self.worker.receive(1024)
+        except ProtocolError:
+            return False
+        return message is not None and message.get("op") == "started"
 
     async def _answer(self, message: dict[str, Any]) -> bool:
         """Run one tool call in the gateway and send the reply; False if the worker is gone."""

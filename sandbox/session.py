@@ -15,13 +15,14 @@ import starlark_go as sg
 from .diagnose import SCRIPT, Located, describe
 from .limits import Limits
 from .rewrite import rewrite_with_edits
-from .values import BoundaryError, encode_json, json_decode, json_encode, plain
+from .values import BoundaryError, clean_str, encode_json, json_decode, json_encode, plain
 
 # Runs before every script in the same interpreter. Values leaving the script are checked
 # here, in Starlark, because starlark-go's own conversion recurses without a depth check and
 # aborts the process on a self-referencing list; `*args` keeps every keyword (even `name`)
-# free for the tool.
-PRELUDE = '''
+# free for the tool. `print` is replaced because starlark-go's print hook segfaults on a
+# string that is not valid UTF-8, where an ordinary builtin call fails cleanly.
+PRELUDE = """
 def _plain(v, depth, what):
     t = type(v)
     if t in ("NoneType", "bool", "int", "float", "string"):
@@ -57,7 +58,12 @@ def try_call(*args, **kwargs):
 
 def json_encode(value):
     return _json_encode(_plain(value, 0, "json_encode value"))
-'''
+
+def print(*args, sep = " "):
+    _print(sep.join([str(a) for a in args]))
+"""
+
+MAX_TOOL_NAME = 256
 
 Channel = Callable[[dict[str, Any]], dict[str, Any]]
 """Sends one frame to the gateway and returns its reply."""
@@ -106,21 +112,22 @@ class Session:
         self.output = Output(limits.max_output_bytes)
         self.tool_calls = 0
         self.failure: tuple[str, str] | None = None
-        self.on_print = self._print
         self.globals: dict[str, Any] = {
             "_call_tool": self._call_tool,
             "_try_call": self._try_call,
             "_json_encode": self._json_encode,
             "_fail": self._fail,
+            "_print": self._print,
             "_max_depth": limits.max_depth,
             "json_decode": self._json_decode,
         }
 
     def execute(self, code: str, servers: list[str]) -> tuple[Any, dict[str, Any] | None]:
         """Run `code`; returns (value of `result`, None) or (None, error dict)."""
+        code = clean_str(code)  # starlark-go cannot take a source with lone surrogates
         source, edits = rewrite_with_edits(code, servers)
         where = Located(code, edits, servers)
-        interp = sg.Starlark(globals=self.globals, print=self.on_print)
+        interp = sg.Starlark(globals=self.globals)
         try:
             interp.exec(PRELUDE, filename="<prelude>")
             interp.exec(source, filename=SCRIPT)
@@ -151,6 +158,8 @@ class Session:
     def _request(self, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
         """Ask the gateway to call `name`; (True, value) or (False, error message)."""
         limits = self.limits
+        if len(name) > MAX_TOOL_NAME:
+            self._fail(f"not a tool name: {name[:40]!r}... ({len(name)} characters)")
         if self.tool_calls >= limits.max_tool_calls:
             self._fail(
                 f"script exceeded the limit of {limits.max_tool_calls} tool calls (limits.max_tool_calls)",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import threading
+import time
 from typing import Any, BinaryIO
 
 from .limits import Limits
@@ -100,6 +102,23 @@ def _bounded(value: Any, limits: Limits) -> tuple[Any, dict[str, Any] | None]:
     return None, {"kind": "limit", "message": message}
 
 
+def _exit_with_parent(interval_s: float = 1.0) -> None:
+    """Exit once the gateway is gone, even mid-script.
+
+    A script in a busy loop never reads stdin, so it would not see the pipe close; this
+    thread can run because starlark-go releases the GIL while a script runs.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _claim_stdout() -> BinaryIO:
     """A private copy of stdout for frames; fd 1 then points at stderr so stray writes cannot corrupt them."""
     fd = os.dup(1)
@@ -123,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     import starlark_go
 
     starlark_go.configure_starlark(allow_set=True, allow_global_reassign=True, allow_recursion=True)
-    pipe = Pipe(sys.stdin.buffer, _claim_stdout())
+    _exit_with_parent()
+    return _serve(Pipe(sys.stdin.buffer, _claim_stdout()))
+
+
+def _serve(pipe: Pipe) -> int:
+    """The frame loop: `ready`, then per `run` frame a `started`, any `call`s, and a `done`."""
     pipe.send({"op": "ready", "pid": os.getpid()})
     while True:
         frame = read_frame(pipe.reader)
@@ -132,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         if frame.get("op") != "run":
             print(f"sandbox worker: unexpected frame {frame.get('op')!r}", file=sys.stderr)
             return 2
-        pipe.send(run(frame, pipe))
+        pipe.send({"op": "started"})  # lets the gateway tell "died before running" from "died running"
+        done = run(frame, pipe)
+        try:
+            pipe.send(done)
+        except BoundaryError as exc:
+            error = {"kind": "runtime", "message": f"the run's outcome could not be sent: {exc}"}
+            pipe.send({"op": "done", "output": "", "value": None, "error": error, "tool_calls": 0})
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ MAX_NESTED = 2
 MAX_WIDTH = 24
 """Every nested step (field, option, array item) widens indent or prefix, so this bounds the walk."""
 MAX_EXAMPLE_DEPTH = 2
+"""Levels of lists and objects an example value builds before it settles for `[]` or `{}`."""
 MAX_UNION_NESTING = 8
 """Unions inside unions are flattened up to this depth; deeper (or adversarial) nesting is ignored."""
 MAX_SHOWN = 200
 """Defaults and examples longer than this are cut: docs should explain, not dump data."""
 
+_NOTHING = object()
 _FORMAT_EXAMPLES = {
     "date-time": "2025-01-31T12:00:00Z",
     "date": "2025-01-31",
@@ -236,10 +238,26 @@ def example_call(server: str, identifier: str, params: list[Param], root: Mappin
 
 
 def _placeholder(name: str, schema: Any, root: Mapping[str, Any], depth: int, refs: list[str]) -> Any:
-    """A value a call could pass: the schema's own example, default or first allowed value if any."""
+    """A value a call could pass: the schema's own example, default or first allowed value if any.
+
+    Unions are walked iteratively (first non-null option) so nesting them costs no recursion.
+    """
     node, refs = _effective(schema, root, refs)
-    if node is None or depth > MAX_UNION_NESTING:
-        return {}
+    for _ in range(MAX_UNION_NESTING):
+        if node is None:
+            return {}
+        given = _given_value(node)
+        if given is not _NOTHING:
+            return given
+        members = node.get("anyOf", node.get("oneOf", node.get("allOf")))
+        if not isinstance(members, list) or not members:
+            break
+        node, refs = _effective(next((m for m in members if not _is_null(m)), members[0]), root, refs)
+    return _typed_placeholder(name, node or {}, root, depth, refs)
+
+
+def _given_value(node: Mapping[str, Any]) -> Any:
+    """The value the schema itself suggests (example, default, const, first enum value)."""
     if isinstance(node.get("examples"), list) and node["examples"]:
         return node["examples"][0]
     for key in ("example", "default", "const"):
@@ -248,11 +266,7 @@ def _placeholder(name: str, schema: Any, root: Mapping[str, Any], depth: int, re
     values = node.get("enum")
     if isinstance(values, list) and values:
         return next((v for v in values if v is not None), values[0])
-    members = node.get("anyOf", node.get("oneOf", node.get("allOf")))
-    if isinstance(members, list) and members:
-        first = next((m for m in members if not _is_null(m)), members[0])
-        return _placeholder(name, first, root, depth + 1, refs)
-    return _typed_placeholder(name, node, root, depth, refs)
+    return _NOTHING
 
 
 def _typed_placeholder(name: str, node: Mapping[str, Any], root: Mapping[str, Any], depth: int,

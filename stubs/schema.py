@@ -25,7 +25,9 @@ MAX_DEPTH = 32
 """Nesting beyond this renders as `Any`: upstream schemas are untrusted and must not exhaust the stack."""
 
 _SIMPLE = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON leaves these unescaped, but they are invisible, break lines for str.splitlines, or (lone
+# surrogates, legal in JSON text) cannot be encoded as UTF-8.
+_UNSAFE_CHARS = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def type_expr(schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> str:
@@ -43,8 +45,7 @@ def py_literal(value: Any) -> str:
         return repr(value) if math.isfinite(value) else f'float("{value}")'
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
-        # Lone surrogates (legal in JSON text) cannot be encoded as UTF-8; escape them.
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        return _UNSAFE_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(py_literal(v) for v in value) + "]"
     if isinstance(value, Mapping):

@@ -20,7 +20,10 @@ _NO_DEFAULT = object()
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """An upstream tool: `name` is what the upstream calls it, `identifier` what scripts call."""
+    """An upstream tool: `name` is what the upstream calls it, `identifier` what scripts call.
+
+    `identifier` must satisfy `is_identifier` (use `assign_identifiers`), or stubs will not parse.
+    """
 
     name: str
     identifier: str

@@ -137,15 +137,14 @@ class ToolFiles:
         return self._cache[found]
 
     def _missing(self, path: str, key: str) -> FileNotFound:
-        """The error for `path`, listing the likeliest files first: close spellings, same server."""
+        """The error for `path`, listing the likeliest files first: same server, then closest spelling."""
         paths = self.paths()
+        ranked = difflib.get_close_matches(f"servers/{key}.pyi", paths, n=max(len(paths), 1), cutoff=0)
         server = re.split(r"[/.]", key, maxsplit=1)[0]
-        close = difflib.get_close_matches(f"servers/{key}.pyi", paths, n=5, cutoff=0.6)
-        same = [p for p in paths if p == server_path(server) or p.startswith(f"servers/{server}/")]
-        ordered = list(dict.fromkeys([*close, *same, *paths]))
+        same = [p for p in ranked if p == server_path(server) or p.startswith(f"servers/{server}/")]
         down = next((s for s in self.servers if s.name == server and not s.available), None)
         note = f"server {server} is {unavailable_text(down.status)}" if down else None
-        return FileNotFound(path, ordered, note)
+        return FileNotFound(path, [*same, *(p for p in ranked if p not in same)], note)
 
 
 def _key(path: str) -> str:

@@ -23,7 +23,7 @@ class FakeTools:
         self.calls.append((name, args))
         handler = _TOOLS.get(name)
         if handler is None:
-            raise ToolError(f"unknown tool {name}")
+            raise ToolError("no such tool")
         return await handler(args)
 
 

@@ -7,9 +7,21 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stubs import ToolSpec, first_sentence, param_map, render_server_stub, render_signature, render_tool_stub
+from stubs import (
+    ToolSpec,
+    assign_identifiers,
+    first_sentence,
+    param_map,
+    render_docs,
+    render_server_stub,
+    render_signature,
+    render_tool_stub,
+)
 from tests.stubs.support import data_servers, data_specs, spec
+from tests.stubs.test_schema import json_values, schemas
 
 SEARCH = spec(
     "search-issues",
@@ -217,3 +229,48 @@ def test_tricky_signatures() -> None:
     assert 'type: Literal["png", "jpeg", "webp"] | None = None' in shot
     event = render_signature(data_specs("google_docs")["createEvent"])
     assert "start: dict, end: dict" in event and 'calendarId: str = "primary"' in event
+
+
+def test_tools_normalising_to_one_identifier_are_both_kept() -> None:
+    names = ["get-client", "get_client", "Get.Client"]
+    ids = assign_identifiers(names)
+    tools = [spec(n, description=f"Tool {n}", identifier=ids[n]) for n in names]
+    assert render_server_stub("m", tools).splitlines()[3:] == [
+        "def Get_Client() -> Any: ...  # Tool Get.Client",
+        "def get_client() -> Any: ...  # Tool get_client",
+        "def get_client_2() -> Any: ...  # Tool get-client",
+    ]
+
+
+def test_enum_values_with_quotes_and_backslashes() -> None:
+    values = ['a "b"', "it's", "c\\d", "x\ny", "\u2028"]
+    tool = spec("f", {"properties": {"q": {"enum": values}}, "required": ["q"]})
+    line = render_signature(tool)
+    assert line == 'def f(q: Literal["a \\"b\\"", "it\'s", "c\\\\d", "x\\ny", "\\u2028"]) -> Any: ...'
+    func = ast.parse(line).body[0]
+    assert isinstance(func, ast.FunctionDef)
+    annotation = func.args.args[0].annotation
+    assert isinstance(annotation, ast.Subscript) and isinstance(annotation.slice, ast.Tuple)
+    assert [ast.literal_eval(e) for e in annotation.slice.elts] == values
+
+
+properties = st.dictionaries(
+    st.text(max_size=6),
+    st.one_of(schemas, st.builds(lambda s, d: {**s, "default": d} if isinstance(s, dict) else s, schemas, json_values)),
+    max_size=4,
+)
+random_tools = st.lists(st.tuples(st.text(max_size=8), properties, st.text(max_size=60)), max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(random_tools)
+def test_random_tools_always_render_parseable_stubs_and_examples(raw: list[tuple[str, dict[str, Any], str]]) -> None:
+    ids = assign_identifiers([name for name, _, _ in raw])
+    tools = [
+        ToolSpec(name, ids[name], text, {"type": "object", "properties": props, "required": list(props)[:2]}, props)
+        for name, props, text in raw
+    ]
+    ast.parse(render_server_stub("s", tools))
+    for tool in tools:
+        ast.parse(render_tool_stub("s", tool))
+        ast.parse(render_docs("s", tool).splitlines()[-1].strip(), mode="eval")

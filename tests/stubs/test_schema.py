@@ -147,6 +147,7 @@ def test_resolve_ref() -> None:
         ('a "b" \\ c\n', r'"a \"b\" \\ c\n"'),
         ("é", '"é"'),
         ("\ud800", r'"\ud800"'),
+        ("\x85\u2028\x7f", r'"\u0085\u2028\u007f"'),
         ([1, "x"], '[1, "x"]'),
         ({"k": [None]}, '{"k": [None]}'),
     ],
@@ -166,6 +167,7 @@ json_values = st.recursive(
 def test_py_literal_round_trips_and_encodes(value: Any) -> None:
     text = py_literal(value)
     text.encode("utf-8")
+    assert len(text.splitlines()) == 1
     assert ast.literal_eval(text) == value
 
 

@@ -1,0 +1,94 @@
+"""Every tool of every shared real-world catalog: stubs parse, are deterministic, agree with param_map.
+
+The catalogs live outside the repository (`../shared/bench/catalogs`); without them these tests
+skip, and the copies in `data/` keep the tricky shapes covered.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import pytest
+
+from stubs import (
+    ServerEntry,
+    ToolFiles,
+    ToolSpec,
+    is_identifier,
+    param_map,
+    render_docs,
+    render_server_stub,
+    render_signature,
+    render_tool_stub,
+)
+from tests.stubs.support import SHARED_CATALOGS, load_tools, specs
+
+CATALOGS = sorted(p for p in SHARED_CATALOGS.glob("*.json") if not p.name.startswith("catalog-"))
+
+
+def _server(path: Path) -> tuple[str, list[ToolSpec]]:
+    return path.stem.replace("-", "_"), specs(load_tools(path))
+
+
+def _catalog(path: Path | None) -> tuple[str, list[ToolSpec]]:
+    if path is None:
+        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+    return _server(path)
+
+
+CASES: list[Path | None] = list(CATALOGS) or [None]
+IDS = [p.stem if p else "absent" for p in CASES]
+
+
+@pytest.mark.parametrize("path", CASES, ids=IDS)
+def test_server_stub_parses_and_is_deterministic(path: Path | None) -> None:
+    server, tools = _catalog(path)
+    stub = render_server_stub(server, tools)
+    tree = ast.parse(stub)
+    defs = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert defs == sorted(t.identifier for t in tools)
+    assert len(set(defs)) == len(tools) and all(is_identifier(d) for d in defs)
+    shuffled = list(tools)
+    random.Random(7).shuffle(shuffled)
+    assert render_server_stub(server, shuffled) == stub
+
+
+@pytest.mark.parametrize("path", CASES, ids=IDS)
+def test_signatures_agree_with_param_map(path: Path | None) -> None:
+    server, tools = _catalog(path)
+    for tool in tools:
+        func = ast.parse(render_tool_stub(server, tool)).body[-1]
+        assert isinstance(func, ast.FunctionDef)
+        args = [a.arg for a in func.args.args]
+        mapping = param_map(tool)
+        assert args == list(mapping) and all(is_identifier(a) for a in args)
+        assert len(set(mapping.values())) == len(mapping)
+        assert len(render_signature(tool).partition(": ...  # ")[2]) <= 120
+
+
+@pytest.mark.parametrize("path", CASES, ids=IDS)
+def test_docs_render_with_a_parseable_example(path: Path | None) -> None:
+    server, tools = _catalog(path)
+    for tool in tools:
+        docs = render_docs(server, tool)
+        assert docs.startswith(f"{server}.{tool.identifier}")
+        example = docs.splitlines()[-1].strip()
+        call = ast.parse(example, mode="eval").body
+        assert isinstance(call, ast.Call) and not call.args
+        assert {k.arg for k in call.keywords} <= set(param_map(tool))
+        assert render_docs(server, tool) == docs
+
+
+def test_whole_catalog_as_virtual_files_in_both_layouts() -> None:
+    if not CATALOGS:
+        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+    entries = [ServerEntry(*_server(p)) for p in CATALOGS]
+    for layout in ("server", "tool"):
+        files = ToolFiles(entries, layout=layout)
+        paths = files.paths()
+        assert len(paths) == (len(entries) if layout == "server" else sum(len(e.tools) for e in entries))
+        assert all(p in files.listing() for p in paths)
+        for path in paths:
+            ast.parse(files.read(path))
