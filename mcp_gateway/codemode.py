@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
 
-from sandbox import ExecutionResult
 from stubs.render import render_docs
 from stubs.vfs import FileNotFound
 
 from .errors import UnknownTool
 from .gateway import Gateway
 from .results import text_result
+from .scripts import Progress, execute
 
 _ALWAYS_LOAD = {"anthropic/alwaysLoad": True}
 
@@ -84,22 +83,22 @@ META_TOOLS: tuple[types.Tool, ...] = (
 )
 META_NAMES = frozenset(t.name for t in META_TOOLS)
 
-Handler = Callable[[Gateway, Mapping[str, Any]], Awaitable[types.CallToolResult]]
+Handler = Callable[[Gateway, Mapping[str, Any], Progress | None], Awaitable[types.CallToolResult]]
 
 
-async def list_tool_files(gw: Gateway, args: Mapping[str, Any]) -> types.CallToolResult:
+async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     listing = gw.catalog.files.listing()
     return text_result(listing or "No code-mode servers are configured.")
 
 
-async def read_tool_file(gw: Gateway, args: Mapping[str, Any]) -> types.CallToolResult:
+async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     try:
         return text_result(gw.catalog.files.read(str(args.get("fileName", ""))))
     except FileNotFound as exc:
         return text_result(str(exc), is_error=True)
 
 
-async def get_tool_docs(gw: Gateway, args: Mapping[str, Any]) -> types.CallToolResult:
+async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     catalog = gw.catalog
     server, tool = str(args.get("server", "")), str(args.get("tool", ""))
     if "." in tool and not server:
@@ -110,26 +109,11 @@ async def get_tool_docs(gw: Gateway, args: Mapping[str, Any]) -> types.CallToolR
     return text_result(render_docs(server, entry.spec))
 
 
-async def execute_tool_code(gw: Gateway, args: Mapping[str, Any]) -> types.CallToolResult:
+async def execute_tool_code(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     code = args.get("code")
     if not isinstance(code, str) or not code.strip():
         return text_result("executeToolCode needs `code`: a non-empty Starlark script", is_error=True)
-    run = await gw.execute(code)
-    return text_result(format_execution(run), is_error=run.error is not None)
-
-
-def format_execution(run: ExecutionResult) -> str:
-    """What the model sees: printed output, then the result, then the error; never raw tool responses."""
-    parts: list[str] = []
-    if run.output:
-        parts.append(run.output.rstrip("\n"))
-    if run.output_truncated_bytes:
-        parts.append(f"[output cut: {run.output_truncated_bytes} more bytes not shown]")
-    if run.value is not None:
-        parts.append("result = " + json.dumps(run.value, ensure_ascii=False))
-    if run.error is not None:
-        parts.append("Error: " + run.error.format())
-    return "\n".join(parts) if parts else "(no output; assign `result = ...` or print() to return data)"
+    return await execute(gw, code, progress)
 
 
 HANDLERS: dict[str, Handler] = {

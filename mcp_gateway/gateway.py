@@ -13,12 +13,11 @@ import mcp_types as types
 import structlog
 from anyio.abc import TaskGroup
 
-from sandbox import ExecutionResult, Limits, Sandbox, ToolError
+from sandbox import Limits, Sandbox
 
 from .catalog import Catalog, ToolEntry, build_catalog
 from .config import GatewayConfig
-from .errors import GatewayError, InvalidArguments, UnknownTool, UpstreamError, describe_exception
-from .results import error_text, result_to_value
+from .errors import GatewayError, InvalidArguments, UpstreamError, describe_exception
 from .upstream import Upstream
 
 log = structlog.get_logger("mcp_gateway")
@@ -131,25 +130,6 @@ class Gateway:
                 ms=round((time.perf_counter() - started) * 1000, 2),
                 outcome=outcome,
             )
-
-    async def call_ref(self, ref: str, arguments: Mapping[str, Any]) -> Any:
-        """A call from a script: `server.tool` by identifier; the result as a script value."""
-        server, _, tool = ref.partition(".")
-        catalog = self.catalog
-        entry = catalog.resolve_ref(server, tool)
-        if entry is None:
-            raise ToolError(str(UnknownTool(ref, catalog.code_refs())))
-        try:
-            result = await self.call_tool(entry, entry.upstream_arguments(arguments), via="script")
-        except GatewayError as exc:
-            raise ToolError(str(exc)) from None
-        if result.is_error:
-            raise ToolError(f"{entry.ref} returned an error: {error_text(result)}")
-        return result_to_value(result, entry.tool.output_schema)
-
-    async def execute(self, code: str) -> ExecutionResult:
-        """Run a Code Mode script with the code-mode servers bound."""
-        return await self.sandbox.run(code, self.catalog.server_names(), self.call_ref)
 
     def _validate(self, entry: ToolEntry, args: dict[str, Any]) -> None:
         key = (entry.server, entry.tool.name)

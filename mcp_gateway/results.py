@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import mcp_types as types
@@ -12,13 +12,19 @@ import mcp_types as types
 _JSON_START = tuple('{["-0123456789tfn')
 
 
-def result_to_value(result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None) -> Any:
+Keep = Callable[[types.ContentBlock], str]
+"""Stores a binary block and returns the `ref` its descriptor carries."""
+
+
+def result_to_value(
+    result: types.CallToolResult, output_schema: Mapping[str, Any] | None = None, keep: Keep | None = None
+) -> Any:
     """`structuredContent` when present; otherwise each block's value, one value for one block."""
     if result.structured_content is not None:
         if output_schema is not None and wrapped_output(output_schema) is not None:
             return result.structured_content.get("result")
         return result.structured_content
-    values = [block_value(b) for b in result.content]
+    values = [block_value(b, keep) for b in result.content]
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -37,17 +43,27 @@ def wrapped_output(schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def block_value(block: types.ContentBlock) -> Any:
+def block_value(block: types.ContentBlock, keep: Keep | None = None) -> Any:
     """Text that parses as JSON becomes that value; binary content becomes a small descriptor."""
     if isinstance(block, types.TextContent):
         return _maybe_json(block.text)
+    described: dict[str, Any]
     if isinstance(block, types.ImageContent | types.AudioContent):
-        return {"type": block.type, "mimeType": block.mime_type, "bytes": _decoded_size(block.data)}
-    if isinstance(block, types.EmbeddedResource):
+        described = {"type": block.type, "mimeType": block.mime_type, "bytes": _decoded_size(block.data)}
+    elif isinstance(block, types.EmbeddedResource):
         res = block.resource
         if isinstance(res, types.TextResourceContents):
             return {"type": "resource", "uri": str(res.uri), "mimeType": res.mime_type, "text": res.text}
-        return {"type": "resource", "uri": str(res.uri), "mimeType": res.mime_type, "bytes": _decoded_size(res.blob)}
+        size = _decoded_size(res.blob)
+        described = {"type": "resource", "uri": str(res.uri), "mimeType": res.mime_type, "bytes": size}
+    else:
+        return _other_block(block)
+    if keep is not None:
+        described["ref"] = keep(block)
+    return described
+
+
+def _other_block(block: types.ContentBlock) -> Any:
     if isinstance(block, types.ResourceLink):
         return {"type": "resource_link", "uri": str(block.uri), "name": block.name, "mimeType": block.mime_type}
     return block.model_dump(mode="json", by_alias=True, exclude_none=True)

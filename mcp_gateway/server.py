@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import mcp_types as types
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -21,6 +22,7 @@ from .codemode import HANDLERS, META_NAMES, META_TOOLS
 from .errors import GatewayError, UnknownTool
 from .gateway import Gateway
 from .results import text_result
+from .scripts import Progress
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -36,8 +38,8 @@ def build_server(gw: Gateway) -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=visible_tools(gw))
 
-    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await dispatch_call(gw, params.name, params.arguments or {})
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
 
     return Server(
         gw.config.gateway.name,
@@ -67,11 +69,13 @@ def visible_tools(gw: Gateway) -> list[types.Tool]:
     return tools
 
 
-async def dispatch_call(gw: Gateway, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+async def dispatch_call(
+    gw: Gateway, name: str, arguments: dict[str, Any], progress: Progress | None = None
+) -> types.CallToolResult:
     """Route a `tools/call`: a meta-tool, or a direct-mode tool through the one call path."""
     handler = HANDLERS.get(name)
     if handler is not None:
-        return await handler(gw, arguments)
+        return await handler(gw, arguments, progress)
     catalog = gw.catalog
     entry = catalog.by_direct_name.get(name)
     if entry is None:
