@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import mcp_types as types
 
@@ -19,11 +19,13 @@ from stubs.render import ToolSpec, param_map
 from stubs.vfs import ServerEntry, ToolFiles
 
 from .config import GatewayConfig
+from .policy import Identity
 from .results import wrapped_output
 from .upstream import Upstream
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 CLIENT_NAME_LIMIT = 64
+Layout = Literal["server", "tool"]
 
 
 @dataclass(frozen=True)
@@ -67,26 +69,41 @@ class Catalog:
 def build_catalog(config: GatewayConfig, upstreams: Sequence[Upstream]) -> Catalog:
     """Snapshot every ready upstream's tools; unavailable code-mode servers keep a status line."""
     entries: list[ToolEntry] = []
-    code_servers: list[ServerEntry] = []
+    statuses: dict[str, str] = {}
     direct_names = _DirectNames(config)
     for up in upstreams:
         direct = config.mode_of(up.config) == "direct"
         ids = assign_identifiers([t.name for t in up.tools])
-        mine = [_entry(up.name, t, ids[t.name], direct_names.name_for(up.name, t.name) if direct else None)
-                for t in sorted(up.tools, key=lambda t: t.name)]
-        entries.extend(mine)
+        entries += [_entry(up.name, t, ids[t.name], direct_names.name_for(up.name, t.name) if direct else None)
+                    for t in sorted(up.tools, key=lambda t: t.name)]
         if not direct:
-            status = "ok" if up.state == "ready" else (up.error or up.state)
-            code_servers.append(ServerEntry(up.name, tuple(e.spec for e in mine), status))
+            statuses[up.name] = "ok" if up.state == "ready" else (up.error or up.state)
+    return _assemble(entries, statuses, config.gateway.layout)
+
+
+def restrict(catalog: Catalog, identity: Identity, layout: Layout) -> Catalog:
+    """The catalog as `identity` sees it: a tool it may not call does not exist for it."""
+    entries = [e for e in catalog.entries if identity.allows(e.server, e.tool.name)]
+    visible = {e.server for e in entries}
+    statuses = {s.name: s.status for s in catalog.code_servers
+                if s.name in visible or (s.status != "ok" and identity.may_see_server(s.name))}
+    return _assemble(entries, statuses, layout)
+
+
+def _assemble(entries: Sequence[ToolEntry], statuses: Mapping[str, str], layout: Layout) -> Catalog:
     by_ref: dict[str, ToolEntry] = {}
     for e in entries:
         if e.direct_name is None:
             by_ref[e.ref] = e
             by_ref.setdefault(f"{e.server}.{e.tool.name}", e)
+    code_servers = tuple(
+        ServerEntry(name, tuple(e.spec for e in entries if e.server == name and e.direct_name is None), status)
+        for name, status in statuses.items()
+    )
     return Catalog(
         entries=tuple(entries),
-        code_servers=tuple(code_servers),
-        files=ToolFiles(code_servers, layout=config.gateway.layout),
+        code_servers=code_servers,
+        files=ToolFiles(code_servers, layout=layout),
         by_ref=by_ref,
         by_direct_name={e.direct_name: e for e in entries if e.direct_name is not None},
     )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -12,8 +15,10 @@ import uvicorn
 from .codemode import META_TOOLS
 from .config import ConfigError, GatewayConfig, load_config
 from .gateway import Gateway
+from .keys import KeyRing
 from .logs import configure_logging
 from .server import build_app, serve_stdio
+from .storage import open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Upstream
 
@@ -29,7 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return anyio.run(check, config)
-    return serve(config, host=args.host, port=args.port, stdio=args.stdio)
+    if args.command == "keys":
+        return keys_command(config, args)
+    if args.command == "logs":
+        return logs_command(config, args)
+    return serve(config, host=args.host, port=args.port, stdio=args.stdio, allow_open=args.allow_open)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,20 +48,43 @@ def _parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--host", help="address to bind (default: gateway.host, 127.0.0.1)")
     serve_p.add_argument("--port", type=int, help="port (default: gateway.port, 8080)")
     serve_p.add_argument("--stdio", action="store_true", help="serve over stdin/stdout instead of HTTP")
+    serve_p.add_argument("--allow-open", action="store_true",
+                         help="serve a non-loopback address even though no API keys exist (not recommended)")
     check_p = sub.add_parser("check", help="validate the config, connect to every upstream, print a table")
-    for p in (serve_p, check_p):
+    keys_p = sub.add_parser("keys", help="manage API keys stored in the state directory")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
+    create_p = keys_sub.add_parser("create", help="create a key and print it once")
+    create_p.add_argument("name")
+    create_p.add_argument("--team", help="a team from [teams]")
+    create_p.add_argument("--groups", nargs="*", default=[], help="extra groups from [groups]")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke_p = keys_sub.add_parser("revoke", help="revoke a key; takes effect on the next request")
+    revoke_p.add_argument("name")
+    logs_p = sub.add_parser("logs", help="query the audit log")
+    logs_p.add_argument("--key", help="only calls made with this key")
+    logs_p.add_argument("--tool", help="only calls of this tool")
+    logs_p.add_argument("--since", help="only calls in this past window: 30s, 15m, 1h, 7d")
+    logs_p.add_argument("--limit", type=int, default=100)
+    logs_p.add_argument("--json", action="store_true", help="one JSON object per line")
+    for p in (serve_p, check_p, logs_p, *keys_sub.choices.values()):
         p.add_argument("--config", "-c", required=True, help="gateway.toml, or a .mcp.json file")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
 
-def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: bool) -> int:
+def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: bool, allow_open: bool) -> int:
     gw = Gateway(config)
     if stdio:
         anyio.run(serve_stdio, gw)
         return 0
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
+    if gw.keys.is_open():
+        if host not in LOOPBACK and not (allow_open or config.gateway.allow_open):
+            print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
+                  "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
+            return 2
+        print("note: no API keys exist, so every tool is open to any local client", file=sys.stderr)
     url = f"http://{_url_host(host)}:{port}/mcp"
     print(
         f"mcp-gateway serving {url}\n"
@@ -60,10 +92,66 @@ def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: b
         file=sys.stderr,
         flush=True,
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
     uvicorn.run(build_app(gw, host=host), host=host, port=port, log_level="warning", lifespan="on")
     return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
+    storage = open_storage(config.gateway.state_dir)
+    try:
+        if args.keys_command == "create":
+            try:
+                secret = KeyRing(config, storage).create(args.name, args.team, args.groups)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(secret)
+            print(f"key {args.name!r} created; this is the only time it is shown", file=sys.stderr)
+        elif args.keys_command == "list":
+            rows = [[k.name, k.team or "-", ",".join(k.groups) or "-", _when(k.created),
+                     f"revoked {_when(k.revoked)}" if k.revoked else "active"] for k in storage.list_keys()]
+            rows += [[n, k.team or "-", ",".join(k.groups) or "-", "(config)", "active"]
+                     for n, k in config.keys.items()]
+            _print_table(["name", "team", "groups", "created", "status"], rows)
+        elif not storage.revoke_key(args.name):
+            print(f"error: no active key named {args.name!r} in {config.gateway.state_dir}", file=sys.stderr)
+            return 2
+        return 0
+    finally:
+        storage.close()
+
+
+def logs_command(config: GatewayConfig, args: argparse.Namespace) -> int:
+    since = time.time() - _duration(args.since) if args.since else None
+    storage = open_storage(config.gateway.state_dir)
+    try:
+        rows = storage.query_audit(key=args.key, tool=args.tool, since=since, limit=args.limit)
+    finally:
+        storage.close()
+    if args.json:
+        for r in rows:
+            print(json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+        return 0
+    _print_table(["time", "key", "server", "tool", "outcome", "ms", "execution"],
+                 [[_when(r.ts), r.key, r.server or "-", r.tool, r.outcome, f"{r.latency_ms:.1f}",
+                   r.execution_id or "-"] for r in rows])
+    return 0
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise SystemExit(f"error: --since takes a number and a unit (s, m, h, d), e.g. 1h; got {text!r}")
+    return int(text[:-1]) * units[text[-1]]
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else "-"
 
 
 def _url_host(host: str) -> str:

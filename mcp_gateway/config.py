@@ -47,6 +47,10 @@ class GatewaySettings(_Strict):
     prefix_direct_tools: bool = True
     call_timeout_s: float = Field(default=60.0, gt=0)
     startup_timeout_s: float = Field(default=20.0, ge=0)
+    state_dir: str = ".mcp-gateway"
+    allow_open: bool = False
+    audit_arguments: bool = False
+    redact: list[str] = ["password", "token", "secret", "api_key", "apikey", "authorization"]
 
 
 class LimitSettings(_Strict):
@@ -91,12 +95,44 @@ class ServerConfig(_Strict):
         return "stdio" if self.command is not None else (self.transport or "http")
 
 
+class GroupConfig(_Strict):
+    """`[groups.<name>]`: tool patterns over `server.tool` (`*` and `?` wildcards)."""
+
+    tools: list[str]
+
+
+class TeamConfig(_Strict):
+    """`[teams.<name>]`: the groups every key of the team gets."""
+
+    groups: list[str] = []
+
+
+class KeyConfig(_Strict):
+    """`[keys.<name>]`: an API key, given as its SHA-256 (`hash`) or in clear through `${ENV}` (`key`)."""
+
+    hash: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    key: str | None = Field(default=None, min_length=16)
+    team: str | None = None
+    groups: list[str] = []
+    remove_groups: list[str] = []
+    deny: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KeyConfig:
+        if (self.hash is None) == (self.key is None):
+            raise ValueError("set exactly one of `hash` (sha256:<hex>) or `key` (usually `${ENV_VAR}`)")
+        return self
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
     gateway: GatewaySettings = GatewaySettings()
     limits: LimitSettings = LimitSettings()
     servers: dict[str, ServerConfig] = {}
+    groups: dict[str, GroupConfig] = {}
+    teams: dict[str, TeamConfig] = {}
+    keys: dict[str, KeyConfig] = {}
 
     @field_validator("servers")
     @classmethod
@@ -116,6 +152,20 @@ class GatewayConfig(_Strict):
                 "gateway.prefix_direct_tools = false needs at most one direct-mode server, "
                 f"found {len(direct)}: {', '.join(direct)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> GatewayConfig:
+        problems = [
+            f"teams.{t}.groups: unknown group {g!r}" for t, team in self.teams.items() for g in team.groups
+            if g not in self.groups
+        ]
+        for name, key in self.keys.items():
+            if key.team is not None and key.team not in self.teams:
+                problems.append(f"keys.{name}.team: unknown team {key.team!r}")
+            problems += [f"keys.{name}.groups: unknown group {g!r}" for g in key.groups if g not in self.groups]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def mode_of(self, server: ServerConfig) -> Mode:

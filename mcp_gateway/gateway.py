@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -15,9 +16,15 @@ from anyio.abc import TaskGroup
 
 from sandbox import Limits, Sandbox
 
-from .catalog import Catalog, ToolEntry, build_catalog
+from .audit import Auditor
+from .catalog import Catalog, ToolEntry, build_catalog, restrict
 from .config import GatewayConfig
-from .errors import GatewayError, InvalidArguments, UpstreamError, describe_exception
+from .errors import GatewayError, InvalidArguments, UnknownTool, UpstreamError, describe_exception
+from .keys import KeyRing
+from .metrics import Metrics
+from .policy import NOBODY, OPEN, Identity, current_identity
+from .storage import Storage, open_storage
+from .tokens import tool_definition_tokens
 from .upstream import Upstream
 
 log = structlog.get_logger("mcp_gateway")
@@ -26,7 +33,7 @@ log = structlog.get_logger("mcp_gateway")
 class Gateway:
     """Use as `async with Gateway(config) as gw:`; everything else reads `gw.catalog`."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, storage: Storage | None = None) -> None:
         self.config = config
         self.upstreams = [Upstream(name, cfg) for name, cfg in config.servers.items()]
         lim = config.limits
@@ -40,6 +47,13 @@ class Gateway:
             max_depth=lim.max_depth,
         )
         self.sandbox = Sandbox(self.limits, workers=lim.workers)
+        self.storage: Storage = storage if storage is not None else open_storage(config.gateway.state_dir)
+        self.keys = KeyRing(config, self.storage)
+        self.auditor = Auditor(self.storage, record_arguments=config.gateway.audit_arguments,
+                               redact=config.gateway.redact)
+        self.metrics = Metrics()
+        self._views: dict[Identity, Catalog] = {}
+        self._savings: dict[int, int] = {}
         self._catalog: Catalog | None = None
         self._catalog_key: tuple[Any, ...] = ()
         self._validators: dict[tuple[str, str], jsonschema.protocols.Validator | None] = {}
@@ -69,7 +83,10 @@ class Gateway:
             log.warning("upstreams still connecting", servers=pending)
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
+        try:
+            await self._stack.aclose()
+        finally:
+            self.storage.close()
 
     async def _stop_upstreams(self) -> None:
         """Close sessions in parallel; cancel whatever is still connecting after the grace period."""
@@ -80,14 +97,49 @@ class Gateway:
             self._tg.cancel_scope.cancel()
 
     @property
-    def catalog(self) -> Catalog:
-        """The current snapshot, rebuilt only when an upstream's state or tool list changed."""
+    def full_catalog(self) -> Catalog:
+        """Every tool, rebuilt only when an upstream's state or tool list changed."""
         key = tuple((u.state, u.since, id(u.tools)) for u in self.upstreams)
         if self._catalog is None or key != self._catalog_key:
             self._catalog = build_catalog(self.config, self.upstreams)
             self._catalog_key = key
             self._validators.clear()
+            self._views.clear()
+            self._savings.clear()
         return self._catalog
+
+    @property
+    def identity(self) -> Identity:
+        """The caller of the request being served (see `policy.acting_as`)."""
+        return current_identity(OPEN if self.keys.is_open() else NOBODY)
+
+    @property
+    def stdio_identity(self) -> Identity:
+        """Over stdio there are no headers: the key, if keys exist, comes from MCP_GATEWAY_KEY."""
+        if self.keys.is_open():
+            return OPEN
+        secret = os.environ.get("MCP_GATEWAY_KEY", "")
+        return (self.keys.authenticate(secret) if secret else None) or NOBODY
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog as the current caller sees it: every listing, stub and lookup reads this."""
+        full = self.full_catalog
+        identity = self.identity
+        if identity.allow == ("*",) and not identity.deny and identity.endpoint is None:
+            return full
+        view = self._views.get(identity)
+        if view is None:
+            view = self._views[identity] = restrict(full, identity, self.config.gateway.layout)
+        return view
+
+    def classic_tokens(self) -> int:
+        """Tokens of the code-mode tools the caller would be sent in classic mode (for the savings metric)."""
+        catalog = self.catalog
+        if id(catalog) not in self._savings:
+            code_tools = [e.tool for e in catalog.entries if e.direct_name is None]
+            self._savings[id(catalog)] = tool_definition_tokens(code_tools, f"mcp__{self.config.gateway.name}__")
+        return self._savings[id(catalog)]
 
     def upstream(self, name: str) -> Upstream:
         return next(u for u in self.upstreams if u.name == name)
@@ -101,35 +153,40 @@ class Gateway:
         answer; an upstream `isError` result is returned as it is.
         """
         ref = f"{entry.server}.{entry.tool.name}"
+        identity = self.identity
         args = dict(arguments)
-        self._validate(entry, args)
-        up = self.upstream(entry.server)
-        timeout = up.config.timeout_s or self.config.gateway.call_timeout_s
         started = time.perf_counter()
-        outcome = "ok"
+        outcome, error, result_bytes = "ok", None, 0
         try:
-            result = await up.call_tool(entry.tool.name, args, timeout)
+            if not identity.allows(entry.server, entry.tool.name):
+                raise UnknownTool(entry.direct_name or entry.ref, [])
+            self._validate(entry, args)
+            up = self.upstream(entry.server)
+            timeout = up.config.timeout_s or self.config.gateway.call_timeout_s
+            try:
+                result = await up.call_tool(entry.tool.name, args, timeout)
+            except TimeoutError:
+                raise UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)") from None
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise UpstreamError(ref, describe_exception(exc)) from exc
             if result.is_error:
                 outcome = "tool_error"
+            result_bytes = _size(result)
             return result
-        except GatewayError:
-            outcome = "unavailable"
+        except GatewayError as exc:
+            outcome, error = type(exc).__name__, str(exc)
             raise
-        except TimeoutError:
-            outcome = "timeout"
-            raise UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)") from None
-        except Exception as exc:
-            outcome = "error"
-            raise UpstreamError(ref, describe_exception(exc)) from exc
         finally:
-            log.info(
-                "tool call",
-                server=entry.server,
-                tool=entry.tool.name,
-                via=via,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-                outcome=outcome,
-            )
+            elapsed = time.perf_counter() - started
+            log.info("tool call", server=entry.server, tool=entry.tool.name, via=via, key=identity.name,
+                     ms=round(elapsed * 1000, 2), outcome=outcome)
+            self.metrics.calls.labels(entry.server, entry.tool.name, via, outcome).inc()
+            self.metrics.latency.labels(entry.server, entry.tool.name).observe(elapsed)
+            await self.auditor.record(identity, kind="tool", server=entry.server, tool=entry.tool.name,
+                                      arguments=args, outcome=outcome, started=started,
+                                      result_bytes=result_bytes, error=error)
 
     def _validate(self, entry: ToolEntry, args: dict[str, Any]) -> None:
         key = (entry.server, entry.tool.name)
@@ -141,6 +198,10 @@ class Gateway:
         problems = [_describe_error(e) for e in validator.iter_errors(args)]
         if problems:
             raise InvalidArguments(entry.ref if entry.direct_name is None else entry.direct_name, problems[:5])
+
+
+def _size(result: types.CallToolResult) -> int:
+    return sum(len(b.text) if isinstance(b, types.TextContent) else 0 for b in result.content)
 
 
 def _make_validator(tool_schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import mcp_types as types
 
 from sandbox import ExecutionResult, ToolError
 
+from .audit import in_execution
 from .errors import GatewayError, UnknownTool
 from .gateway import Gateway
 from .results import error_text, result_to_value, text_result
@@ -75,7 +77,9 @@ class ScriptRun:
 async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> types.CallToolResult:
     """Run a script and build the client's result: text, then any returned binary blocks."""
     run = ScriptRun(gw, progress)
-    outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call)
+    with in_execution(uuid.uuid4().hex[:12]):
+        outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call)
+    gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
     result = text_result(format_execution(outcome), is_error=outcome.error is not None)
     result.content.extend(run.returned_blocks(outcome.value))
     return result

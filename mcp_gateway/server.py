@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,15 +16,18 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
 
 from . import __version__
+from .auth import KeyAuth, identity_of_request
 from .codemode import HANDLERS, META_NAMES, META_TOOLS
 from .errors import GatewayError, UnknownTool
 from .gateway import Gateway
+from .policy import NOBODY, Identity, acting_as
 from .results import text_result
 from .scripts import Progress
+from .tokens import tool_definition_tokens
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -35,11 +40,18 @@ def build_server(gw: Gateway) -> Server[Any]:
         async with gw:
             yield {}
 
-    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=visible_tools(gw))
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        with acting_as(_caller(gw, ctx)):
+            tools = visible_tools(gw)
+            if any(t.name in META_NAMES for t in tools):
+                gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
+            return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
+        with acting_as(_caller(gw, ctx)):
+            return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
 
     return Server(
         gw.config.gateway.name,
@@ -50,6 +62,18 @@ def build_server(gw: Gateway) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+@functools.cache
+def _meta_tokens(gateway_name: str) -> int:
+    return tool_definition_tokens(META_TOOLS, f"mcp__{gateway_name}__")
+
+
+def _caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
+    """HTTP: what the key middleware attached to the request; stdio: the gateway's local caller."""
+    if ctx.request is not None:
+        return identity_of_request(ctx.request) or NOBODY
+    return gw.stdio_identity
 
 
 _INSTRUCTIONS = (
@@ -75,7 +99,12 @@ async def dispatch_call(
     """Route a `tools/call`: a meta-tool, or a direct-mode tool through the one call path."""
     handler = HANDLERS.get(name)
     if handler is not None:
-        return await handler(gw, arguments, progress)
+        started = time.perf_counter()
+        result = await handler(gw, arguments, progress)
+        await gw.auditor.record(gw.identity, kind="meta", server=None, tool=name, arguments=arguments,
+                                outcome="error" if result.is_error else "ok", started=started,
+                                result_bytes=sum(len(getattr(b, "text", "")) for b in result.content))
+        return result
     catalog = gw.catalog
     entry = catalog.by_direct_name.get(name)
     if entry is None:
@@ -97,15 +126,23 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
     manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()})
 
     async def healthz(request: Request) -> JSONResponse:
         ups = {u.name: u.status for u in gw.upstreams}
         return JSONResponse({"status": "ok", "upstreams": ups})
 
+    async def metrics(request: Request) -> Response:
+        for up in gw.upstreams:
+            gw.metrics.upstream_up.labels(up.name).set(1 if up.state == "ready" else 0)
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
     return Starlette(
         routes=[
-            Route("/mcp", StreamableHTTPASGIApp(manager)),
+            Route("/mcp", mcp_app),
+            Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}), methods=["GET"]),
         ],
         lifespan=lambda app: manager.run(),
     )

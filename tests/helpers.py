@@ -6,6 +6,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ def stdio(fixture: str, *args: str, **extra: Any) -> dict[str, Any]:
 
 
 def make_config(servers: Mapping[str, Any], **sections: Any) -> GatewayConfig:
-    return parse_config({"servers": dict(servers), **sections})
+    """A config whose state (keys, audit) lives in a fresh temporary directory unless one is given."""
+    gateway = {"state_dir": tempfile.mkdtemp(prefix="mcp-gateway-test-"), **sections.pop("gateway", {})}
+    return parse_config({"servers": dict(servers), "gateway": gateway, **sections})
 
 
 def free_port() -> int:
