@@ -38,7 +38,7 @@ class Auditor:
 
     async def record(self, identity: Identity, *, kind: str, server: str | None, tool: str,
                      arguments: Mapping[str, Any], outcome: str, started: float,
-                     result_bytes: int = 0, error: str | None = None) -> None:
+                     result_bytes: int = 0, error: str | None = None, approval: str | None = None) -> None:
         """Commit the row off the event loop, shielded so a cancelled call is still recorded."""
         args_json = json.dumps(arguments, ensure_ascii=False, default=str)
         row = AuditRow(
@@ -48,7 +48,7 @@ class Auditor:
             arg_bytes=len(args_json.encode()), result_bytes=result_bytes, error=error,
             arguments=json.dumps(self._redacted(arguments), ensure_ascii=False, default=str)
             if self.record_arguments else None,
-            execution_id=execution_id.get(),
+            execution_id=execution_id.get(), approval=approval,
         )
         with anyio.CancelScope(shield=True):
             try:

@@ -50,6 +50,7 @@ class GatewaySettings(_Strict):
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
     audit_arguments: bool = False
+    approve_destructive: bool = False
     redact: list[str] = ["password", "token", "secret", "api_key", "apikey", "authorization"]
 
 
@@ -101,13 +102,29 @@ class GroupConfig(_Strict):
     tools: list[str]
 
 
-class TeamConfig(_Strict):
-    """`[teams.<name>]`: the groups every key of the team gets."""
+class Quotas(_Strict):
+    """Limits a key or a team may carry; unset means unlimited."""
+
+    calls_per_minute: int | None = Field(default=None, gt=0)
+    scripts_per_minute: int | None = Field(default=None, gt=0)
+    budget_per_day: float | None = Field(default=None, ge=0)
+    budget_per_month: float | None = Field(default=None, ge=0)
+
+
+class TeamConfig(Quotas):
+    """`[teams.<name>]`: the groups every key of the team gets, and the team's quotas."""
 
     groups: list[str] = []
 
 
-class KeyConfig(_Strict):
+class ToolRule(_Strict):
+    """`[tools."<pattern>"]`: per-tool settings for tools matching `server.tool` patterns."""
+
+    approval: Literal["always", "never"] | None = None
+    price: float = Field(default=0.0, ge=0)
+
+
+class KeyConfig(Quotas):
     """`[keys.<name>]`: an API key, given as its SHA-256 (`hash`) or in clear through `${ENV}` (`key`)."""
 
     hash: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
@@ -133,6 +150,7 @@ class GatewayConfig(_Strict):
     groups: dict[str, GroupConfig] = {}
     teams: dict[str, TeamConfig] = {}
     keys: dict[str, KeyConfig] = {}
+    tools: dict[str, ToolRule] = {}
 
     @field_validator("servers")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from .errors import GatewayError, InvalidArguments, UnknownTool, UpstreamError, 
 from .keys import KeyRing
 from .metrics import Metrics
 from .policy import NOBODY, OPEN, Identity, current_identity
+from .quotas import ApprovalRefused, Quota, ask_approval
 from .storage import Storage, open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Upstream
@@ -52,6 +54,7 @@ class Gateway:
         self.auditor = Auditor(self.storage, record_arguments=config.gateway.audit_arguments,
                                redact=config.gateway.redact)
         self.metrics = Metrics()
+        self.quota = Quota(config)
         self._views: dict[Identity, Catalog] = {}
         self._savings: dict[int, int] = {}
         self._catalog: Catalog | None = None
@@ -156,11 +159,15 @@ class Gateway:
         identity = self.identity
         args = dict(arguments)
         started = time.perf_counter()
-        outcome, error, result_bytes = "ok", None, 0
+        outcome, error, result_bytes, approval = "ok", None, 0, None
         try:
             if not identity.allows(entry.server, entry.tool.name):
                 raise UnknownTool(entry.direct_name or entry.ref, [])
             self._validate(entry, args)
+            self.quota.check_rate(identity, "calls")
+            if self.quota.needs_approval(entry.server, entry.tool):
+                approval = await self._approve(ref, args)
+            self.quota.charge(identity, self.quota.price(entry.server, entry.tool.name))
             up = self.upstream(entry.server)
             timeout = up.config.timeout_s or self.config.gateway.call_timeout_s
             try:
@@ -186,7 +193,16 @@ class Gateway:
             self.metrics.latency.labels(entry.server, entry.tool.name).observe(elapsed)
             await self.auditor.record(identity, kind="tool", server=entry.server, tool=entry.tool.name,
                                       arguments=args, outcome=outcome, started=started,
-                                      result_bytes=result_bytes, error=error)
+                                      result_bytes=result_bytes, error=error, approval=approval)
+
+    async def _approve(self, ref: str, args: Mapping[str, Any]) -> str:
+        shown = json.dumps(args, ensure_ascii=False, default=str)
+        decision = await ask_approval(ref, shown if len(shown) <= 500 else shown[:500] + "…")
+        if decision == "unsupported":
+            raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
+        if decision != "accept":
+            raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}")
+        return decision
 
     def _validate(self, entry: ToolEntry, args: dict[str, Any]) -> None:
         key = (entry.server, entry.tool.name)

@@ -14,6 +14,7 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import NoBackChannelError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +26,7 @@ from .codemode import HANDLERS, META_NAMES, META_TOOLS
 from .errors import GatewayError, UnknownTool
 from .gateway import Gateway
 from .policy import NOBODY, Identity, acting_as
+from .quotas import Approver, current_approver
 from .results import text_result
 from .scripts import Progress
 from .tokens import tool_definition_tokens
@@ -50,8 +52,12 @@ def build_server(gw: Gateway) -> Server[Any]:
             return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        with acting_as(_caller(gw, ctx)):
-            return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
+        token = current_approver.set(_elicitation_approver(ctx))
+        try:
+            with acting_as(_caller(gw, ctx)):
+                return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
+        finally:
+            current_approver.reset(token)
 
     return Server(
         gw.config.gateway.name,
@@ -62,6 +68,22 @@ def build_server(gw: Gateway) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
+    """Ask the user of the requesting session with a form elicitation that has no fields."""
+
+    async def approve(message: str) -> str:
+        caps = ctx.session.client_capabilities
+        if caps is None or caps.elicitation is None:
+            return "unsupported"
+        try:
+            answer = await ctx.session.elicit_form(message, {"type": "object", "properties": {}})
+        except NoBackChannelError:
+            return "unsupported"
+        return answer.action
+
+    return approve
 
 
 @functools.cache
