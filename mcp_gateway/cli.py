@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import uvicorn
 
 from .codemode import META_TOOLS
-from .config import ConfigError, GatewayConfig, load_config
+from .config import ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
 from .gateway import Gateway
 from .keys import KeyRing
 from .logs import configure_logging
+from .onboarding import connect_instructions, find_mcp_servers, render_config
 from .server import build_app, serve_stdio
 from .storage import open_storage
 from .tokens import tool_definition_tokens
@@ -27,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    if args.command == "init":
+        return init_command(args)
     try:
+        if args.command == "connect":
+            return connect_command(load_gateway_settings(args.config), args)
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -38,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_command(config, args)
     if args.command == "logs":
         return logs_command(config, args)
+
     return serve(config, host=args.host, port=args.port, stdio=args.stdio, allow_open=args.allow_open)
 
 
@@ -66,10 +76,52 @@ def _parser() -> argparse.ArgumentParser:
     logs_p.add_argument("--since", help="only calls in this past window: 30s, 15m, 1h, 7d")
     logs_p.add_argument("--limit", type=int, default=100)
     logs_p.add_argument("--json", action="store_true", help="one JSON object per line")
-    for p in (serve_p, check_p, logs_p, *keys_sub.choices.values()):
-        p.add_argument("--config", "-c", required=True, help="gateway.toml, or a .mcp.json file")
+    init_p = sub.add_parser("init", help="write a starter gateway.toml, importing the MCP servers you already use")
+    init_p.add_argument("--output", "-o", default="gateway.toml")
+    init_p.add_argument("--import", dest="sources", action="append", type=Path,
+                        help="a .mcp.json or ~/.claude.json to import (default: ./.mcp.json and ~/.claude.json)")
+    init_p.add_argument("--no-import", action="store_true", help="write a config with no servers")
+    init_p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    connect_p = sub.add_parser("connect", help="print (or run) what connects a client to this gateway")
+    connect_p.add_argument("client", choices=["claude", "codex", "json"])
+    connect_p.add_argument("--url", help="gateway URL (default: from the config's host and port)")
+    connect_p.add_argument("--key", help="API key to send (default: none)")
+    connect_p.add_argument("--run", action="store_true", help="run the `claude mcp add` command instead of printing it")
+    for p in (serve_p, check_p, logs_p, connect_p, *keys_sub.choices.values()):
+        p.add_argument("--config", "-c", required=p is not connect_p, default="gateway.toml",
+                       help="gateway.toml, or a .mcp.json file")
+    for p in (serve_p, check_p, logs_p, connect_p, init_p, *keys_sub.choices.values()):
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def init_command(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
+        return 2
+    sources = [] if args.no_import else (args.sources or [Path(".mcp.json"), Path.home() / ".claude.json"])
+    try:
+        servers = find_mcp_servers(sources)
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read MCP servers: {exc}", file=sys.stderr)
+        return 2
+    out.write_text(render_config(servers), encoding="utf-8")
+    names = ", ".join(servers) or "none (add [servers.<name>] tables)"
+    print(f"wrote {out}; servers: {names}\nnext: mcp-gateway check --config {out}", file=sys.stderr)
+    return 0
+
+
+def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
+    url = args.url or f"http://{_url_host(settings.host)}:{settings.port}/mcp"
+    text = connect_instructions(args.client, url, settings.name, args.key)
+    if not args.run:
+        print(text)
+        return 0
+    if args.client != "claude" or shutil.which("claude") is None:
+        print("error: --run needs the claude command on PATH; run this instead:\n" + text, file=sys.stderr)
+        return 2
+    return subprocess.run(shlex.split(text), check=False).returncode
 
 
 def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: bool, allow_open: bool) -> int:

@@ -207,6 +207,18 @@ def load_config(path: str | Path) -> GatewayConfig:
     return parse_config(data, source=str(path), text=text)
 
 
+def load_gateway_settings(path: str | Path) -> GatewaySettings:
+    """Only the `[gateway]` table (for `connect`): server tables and their variables are not needed."""
+    path = Path(path)
+    if not path.exists() or path.suffix == ".json":
+        return GatewaySettings()
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("gateway", {})
+        return GatewaySettings.model_validate(_expand(table, ("gateway",), os.environ, []))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ConfigError(str(path), [str(exc)]) from exc
+
+
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>", text: str = "") -> GatewayConfig:
     """Validate already-parsed config data; `text` lets errors point at lines."""
     problems: list[str] = []
@@ -290,13 +302,14 @@ def _parse_mcp_json(source: str, text: str) -> dict[str, Any]:
         if not isinstance(spec, dict):
             problems.append(f"mcpServers.{name}: expected an object")
             continue
-        out[ident] = _mcp_json_server(spec)
+        out[ident] = mcp_json_server(spec)
     if problems:
         raise ConfigError(source, problems)
     return {"servers": out}
 
 
-def _mcp_json_server(spec: Mapping[str, Any]) -> dict[str, Any]:
+def mcp_json_server(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """One `.mcp.json` server entry as a `[servers.<name>]` table, in Code Mode."""
     kind = spec.get("type", "stdio" if "command" in spec else "http")
     keep = {k: v for k, v in spec.items() if k in {"command", "args", "env", "cwd", "url", "headers"}}
     if kind in ("http", "streamable-http", "streamableHttp") and "url" in spec:

@@ -22,6 +22,7 @@ from .catalog import Catalog, ToolEntry, build_catalog, restrict
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidArguments, UnknownTool, UpstreamError, describe_exception
 from .keys import KeyRing
+from .logs import configure_logging
 from .metrics import Metrics
 from .policy import NOBODY, OPEN, Identity, current_identity
 from .quotas import ApprovalRefused, Quota, ask_approval
@@ -36,6 +37,8 @@ class Gateway:
     """Use as `async with Gateway(config) as gw:`; everything else reads `gw.catalog`."""
 
     def __init__(self, config: GatewayConfig, *, storage: Storage | None = None) -> None:
+        if not structlog.is_configured():
+            configure_logging()  # embedded use: our log lines go to stderr, never into a host's stdout
         self.config = config
         self.upstreams = [Upstream(name, cfg) for name, cfg in config.servers.items()]
         lim = config.limits
@@ -62,13 +65,23 @@ class Gateway:
         self._validators: dict[tuple[str, str], jsonschema.protocols.Validator | None] = {}
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
+        self._users = 0
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        """Start on the first entry; nested entries (an app's lifespan inside yours) share the running gateway."""
+        self._users += 1
+        if self._users == 1:
+            try:
+                await self.start()
+            except BaseException:
+                self._users = 0
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        self._users -= 1
+        if self._users == 0:
+            await self.aclose()
 
     async def start(self) -> None:
         """Start every upstream concurrently; wait (bounded) for their first attempt to settle."""

@@ -116,7 +116,8 @@ class Quota:
                 if self.counters.spent(key) + amount > budget + 1e-12:
                     raise QuotaExceeded(
                         f"budget: {table[:-1]} {name} has spent {self.counters.spent(key):.4g} of its "
-                        f"{_ADJECTIVE[period]} budget {budget:g} ({table}.{name}.budget_per_{period}); resets at {resets} UTC"
+                        f"{_ADJECTIVE[period]} budget {budget:g} ({table}.{name}.budget_per_{period}); "
+                        f"resets at {resets} UTC"
                     )
                 booked.append(key)
         for key in booked:

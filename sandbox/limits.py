@@ -16,6 +16,10 @@ class Limits:
     `timeout_s` is wall-clock time enforced by the parent (tool calls count too);
     `memory_mb` is the worker's RLIMIT_DATA, which covers the Go heap, the Go runtime's
     thread stacks and the worker's own Python (about 85 MiB before a script starts).
+    `max_result_bytes` bounds what leaves a script: `result`, and the arguments of one tool
+    call (or of one `parallel` batch together); `max_tool_result_bytes` bounds what enters
+    it: one tool result (or the results of one `parallel` batch together), as the JSON
+    sent to the worker. Sizes are of compact JSON with non-ASCII characters escaped.
     """
 
     timeout_s: float = 30.0
@@ -25,6 +29,7 @@ class Limits:
     max_tool_calls: int = 200
     memory_mb: int = 512
     max_depth: int = 64
+    max_tool_result_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Refuse limits a worker cannot honour, at configuration time rather than on first run."""

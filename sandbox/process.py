@@ -21,11 +21,12 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .protocol import HEADER, ProtocolError, pack, unpack
+from .protocol import HEADER, ProtocolError, pack, pack_encoded, unpack
 
 log = logging.getLogger("sandbox")
 
 READY_TIMEOUT_S = 20.0
+_JOIN_BELOW = 1 << 16
 EXIT_WAIT_S = 2.0
 _TELLING = ("fatal error:", "runtime:", "panic:", "SIG", "Traceback", "MemoryError")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -99,6 +100,19 @@ class Worker:
         data = pack(message)
         try:
             await self._writer.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            return False
+        return True
+
+    async def send_encoded(self, body: str) -> bool:
+        """Write one frame whose body is already JSON text; False if the worker is gone."""
+        try:
+            if len(body) <= _JOIN_BELOW:
+                await self._writer.send(pack_encoded(body))
+            else:  # large: header and body as two writes rather than one more copy
+                data = body.encode("ascii")
+                await self._writer.send(HEADER.pack(len(data)))
+                await self._writer.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return False
         return True

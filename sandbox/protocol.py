@@ -3,6 +3,11 @@
 Length-prefixing means any payload (newlines included) passes unchanged, and the reader
 knows a frame's size before reading it, so an oversized frame can be refused unread.
 The JSON is ASCII-only, so strings with lone surrogates still encode.
+
+A run, worker side first: `ready` (once, at start); then per script the gateway sends
+`run`, the worker answers `started`, then any number of `call` (one tool; the gateway
+answers `reply`) or `calls` (a `parallel` batch; the gateway runs them concurrently and
+answers one `replies`), and finally `done`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ def pack(message: dict[str, Any]) -> bytes:
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes is too large")
     return HEADER.pack(len(body)) + body
+
+
+def pack_encoded(body: str) -> bytes:
+    """One frame whose body is already-encoded JSON text (ASCII), e.g. built from encoded parts."""
+    data = body.encode("ascii")
+    if len(data) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(data)} bytes is too large")
+    return HEADER.pack(len(data)) + data
 
 
 def unpack(body: bytes) -> dict[str, Any]:

@@ -28,16 +28,44 @@ def clean_str(text: str) -> str:
     return text
 
 
-def plain(value: Any, max_depth: int, what: str = "value") -> Any:
+class TooLarge(BoundaryError):
+    """A value whose JSON is certainly over a size bound; `at_least` is a lower bound of that size."""
+
+    def __init__(self, what: str, at_least: int, limit: int) -> None:
+        super().__init__(f"{what}: value is over {limit} bytes as JSON (at least {at_least})")
+        self.at_least = at_least
+
+
+def plain(value: Any, max_depth: int, what: str = "value", max_bytes: int | None = None) -> Any:
     """A JSON-like copy of `value`; tuples and sets become lists.
 
     Raises `BoundaryError` for other types, non-string dict keys, or containers nested
-    `max_depth` levels deep (which also stops self-referencing structures).
+    `max_depth` levels deep (which also stops self-referencing structures). With
+    `max_bytes`, raises `TooLarge` as soon as the JSON is known to be bigger than that,
+    without copying (or encoding) the rest: the count is a lower bound of the compact
+    JSON size, so a value that passes may still be somewhat over.
     """
-    return _plain(value, 0, max_depth, what)
+    budget = None if max_bytes is None else _Budget(what, max_bytes)
+    return _plain(value, 0, max_depth, what, budget)
 
 
-def _plain(value: Any, depth: int, max_depth: int, what: str) -> Any:
+class _Budget:
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise TooLarge(self.what, self.limit - self.left, self.limit)
+
+
+def _plain(value: Any, depth: int, max_depth: int, what: str, budget: _Budget | None) -> Any:
+    if budget is not None:
+        # quotes and characters of a string (escapes only add), at least one character of a
+        # number, two brackets of a container; separators are not counted
+        budget.spend(len(value) + 2 if isinstance(value, str) else 2 if isinstance(value, list | tuple | dict) else 1)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -45,13 +73,15 @@ def _plain(value: Any, depth: int, max_depth: int, what: str) -> Any:
     if depth >= max_depth:
         raise BoundaryError(f"{what}: value nested deeper than {max_depth} levels (limits.max_depth)")
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(item, depth + 1, max_depth, what) for item in value]
+        return [_plain(item, depth + 1, max_depth, what, budget) for item in value]
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise BoundaryError(f"{what}: dict key of type {type(key).__name__}; keys must be strings")
-            out[clean_str(key)] = _plain(item, depth + 1, max_depth, what)
+            if budget is not None:
+                budget.spend(len(key) + 3)
+            out[clean_str(key)] = _plain(item, depth + 1, max_depth, what, budget)
         return out
     raise BoundaryError(
         f"{what}: a value of type {type(value).__name__} cannot cross "
