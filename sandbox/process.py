@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .protocol import HEADER, ProtocolError, pack, pack_encoded, unpack
+from .protocol import HEADER, MAX_FRAME, ProtocolError, pack, pack_encoded, unpack
 
 log = logging.getLogger("sandbox")
 
@@ -111,6 +111,8 @@ class Worker:
                 await self._writer.send(pack_encoded(body))
             else:  # large: header and body as two writes rather than one more copy
                 data = body.encode("ascii")
+                if len(data) > MAX_FRAME:
+                    raise ProtocolError(f"frame of {len(data)} bytes is too large")
                 await self._writer.send(HEADER.pack(len(data)))
                 await self._writer.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
