@@ -43,8 +43,29 @@ class ToolEntry:
         return f"{self.server}.{self.spec.identifier}"
 
     def upstream_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Map script keyword names (identifiers) back to the schema's property names."""
-        return {self.params.get(k, k): v for k, v in arguments.items()}
+        """Map script keyword names (identifiers) back to the schema's property names.
+
+        Stubs show optional parameters as `= None` ("may be left out"), so a script that passes
+        `None` to one whose schema does not accept null means "leave it out", and it is left out.
+        """
+        props = self.tool.input_schema.get("properties") or {}
+        required = set(self.tool.input_schema.get("required") or ())
+        mapped = {self.params.get(k, k): v for k, v in arguments.items()}
+        return {k: v for k, v in mapped.items()
+                if v is not None or k in required or _accepts_null(props.get(k))}
+
+
+def _accepts_null(schema: Any) -> bool:
+    """Whether a property schema may accept null (unknown shapes count as accepting it)."""
+    if not isinstance(schema, Mapping) or not schema:
+        return True
+    kind = schema.get("type")
+    if kind is not None:
+        return kind == "null" or (isinstance(kind, list) and "null" in kind)
+    if "const" in schema or "enum" in schema:
+        return schema.get("const", 0) is None or None in (schema.get("enum") or ())
+    alternatives = [*(schema.get("anyOf") or ()), *(schema.get("oneOf") or ())]
+    return not alternatives or any(_accepts_null(a) for a in alternatives)
 
 
 @dataclass(frozen=True)
@@ -77,7 +98,7 @@ def build_catalog(config: GatewayConfig, upstreams: Sequence[Upstream]) -> Catal
         entries += [_entry(up.name, t, ids[t.name], direct_names.name_for(up.name, t.name) if direct else None)
                     for t in sorted(up.tools, key=lambda t: t.name)]
         if not direct:
-            statuses[up.name] = "ok" if up.state == "ready" else (up.error or up.state)
+            statuses[up.name] = "ok" if up.state == "ready" else up.reason
     return _assemble(entries, statuses, config.gateway.layout)
 
 

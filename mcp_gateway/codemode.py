@@ -8,7 +8,7 @@ from typing import Any
 import mcp_types as types
 
 from stubs.render import render_docs
-from stubs.vfs import FileNotFound
+from stubs.vfs import FileNotFound, UnknownServer, line_range
 
 from .errors import UnknownTool
 from .gateway import Gateway
@@ -26,21 +26,26 @@ META_TOOLS: tuple[types.Tool, ...] = (
     types.Tool(
         name="listToolFiles",
         description=(
-            "List the stub files describing the tools that executeToolCode scripts can call, "
-            "one line per file with tool count and status. Start here."
+            "Start here: the stub files of the tools executeToolCode scripts can call, one line per server. "
+            "server= lists its tools; query= searches all tools, best first."
         ),
-        input_schema={"type": "object", "properties": {}},
+        input_schema={"type": "object", "properties": {"server": {"type": "string"}, "query": {"type": "string"}}},
         _meta=_ALWAYS_LOAD,
     ),
     types.Tool(
         name="readToolFile",
         description=(
-            "Read a stub file from listToolFiles: Python signatures of the tools "
-            "(typed parameters, defaults, return type, one-line summary)."
+            "Read stub files (whole, or lines startLine..endLine): typed Python signatures of the tools, "
+            "with defaults and one-line summaries."
         ),
         input_schema={
             "type": "object",
-            "properties": {"fileName": _string("Path as listed, e.g. servers/github.pyi")},
+            "properties": {
+                "fileName": _string("Path as listed (servers/github.pyi) or one tool (github.get_me); "
+                                    "several: comma-separated"),
+                "startLine": {"type": "integer"},
+                "endLine": {"type": "integer"},
+            },
             "required": ["fileName"],
         },
         _meta=_ALWAYS_LOAD,
@@ -48,12 +53,12 @@ META_TOOLS: tuple[types.Tool, ...] = (
     types.Tool(
         name="getToolDocs",
         description=(
-            "Full docs of one tool: description, each parameter's type, default and constraints, "
-            "output type, and an example call."
+            "One tool in full: description, parameters (type, default, constraints, nested fields), "
+            "output type, example call."
         ),
         input_schema={
             "type": "object",
-            "properties": {"server": _string("Server name"), "tool": _string("Tool name as in the stub")},
+            "properties": {"server": {"type": "string"}, "tool": _string("Name as in the stub")},
             "required": ["server", "tool"],
         },
         _meta=_ALWAYS_LOAD,
@@ -61,17 +66,19 @@ META_TOOLS: tuple[types.Tool, ...] = (
     types.Tool(
         name="executeToolCode",
         description=(
-            "Run a Starlark (Python dialect) script that calls tools; only what it prints and its `result` "
-            "come back, so filter and combine data inside the script.\n"
-            "- Call tools as server.tool(name=value), keyword arguments only, names as in the stubs. "
-            "Results are plain values (dict, list, str, int, float, bool, None).\n"
+            "Run a Starlark (Python dialect) script calling tools; only its prints and `result` come back, "
+            "so filter and combine data in the script.\n"
+            "- Call tools as server.tool(arg=value), keyword arguments only, names as in the stubs. "
+            'Results are plain JSON values: r["key"], not r.key.\n'
             "- Return data by assigning result = ...; print() for notes.\n"
-            "- A failing call stops the script with an error naming the tool; "
-            'try_call("server.tool", name=value) returns {"ok": True, "value": v} or '
+            "- A failing call stops the script with an error; "
+            'try_call("server.tool", arg=value) returns {"ok": True, "value": v} or '
             '{"ok": False, "error": msg} instead.\n'
+            '- parallel([("server.tool", {"arg": 1}), ...]) runs calls at once, returns their values in '
+            'order, stops at a failure; try_parallel(...) gives {"ok": ..., "value"|"error": ...} per call.\n'
             "- Helpers: json_encode(v), json_decode(s).\n"
-            "- Not Python: no import, class, try/except, f-strings or **; use for loops over ranges; "
-            "strings are not iterable (use s.elems())."
+            "- Not Python: no import, class, try/except, f-strings or **; strings are not iterable "
+            "(s.elems())."
         ),
         input_schema={
             "type": "object",
@@ -87,15 +94,30 @@ Handler = Callable[[Gateway, Mapping[str, Any], Progress | None], Awaitable[type
 
 
 async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
-    listing = gw.catalog.files.listing()
+    files = gw.catalog.files
+    try:
+        listing = files.listing(server=_text(args.get("server")), query=_text(args.get("query")))
+    except UnknownServer as exc:
+        return text_result(str(exc), is_error=True)
     return text_result(listing or "No code-mode servers are configured.")
 
 
 async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
-    try:
-        return text_result(gw.catalog.files.read(str(args.get("fileName", ""))))
-    except FileNotFound as exc:
-        return text_result(str(exc), is_error=True)
+    """One file, or several (comma-separated or a list), each cut to startLine..endLine if given."""
+    files = gw.catalog.files
+    names = _file_names(args.get("fileName", args.get("fileNames")))
+    start, end = _line(args.get("startLine")), _line(args.get("endLine"))
+    if not names:
+        return text_result(str(FileNotFound("", files.paths(), "fileName is empty")), is_error=True)
+    parts: list[str] = []
+    failed = 0
+    for name in names:
+        try:
+            parts.append(line_range(files.read(name), start, end, name))
+        except FileNotFound as exc:
+            failed += 1
+            parts.append(str(exc) if len(names) == 1 else f"# {exc}\n")
+    return text_result("\n\n".join(p.rstrip("\n") for p in parts) + "\n", is_error=failed == len(names))
 
 
 async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
@@ -107,6 +129,28 @@ async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress
     if entry is None:
         return text_result(str(UnknownTool(f"{server}.{tool}", catalog.code_refs())), is_error=True)
     return text_result(render_docs(server, entry.spec))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _file_names(value: Any) -> list[str]:
+    """`"a.pyi"`, `"a.pyi, b.pyi"` or `["a.pyi", "b.pyi"]` -> the names, in order, without repeats."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    names = [n.strip() for item in items if isinstance(item, str) for n in item.split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _line(value: Any) -> int | None:
+    """A line number as models send it: an int, or digits in a string; anything else means none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 async def execute_tool_code(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:

@@ -1,25 +1,31 @@
 """Python stub files for upstream tools: one `def` line per tool, compact enough to read whole.
 
 A stub is what a model reads before writing a script, so it says exactly what a call needs
-(keyword names, types, defaults, return type, one-line summary) and nothing else; the rest is
-in `render_docs`. Output is byte-identical for identical input and always parses as Python.
+(keyword names, types with their object shapes, defaults, return type, one-line summary, the
+constraints a call most often breaks) and nothing else; the rest is in `render_docs`. Object
+types are one-line TypedDicts above the defs (`stubs.typed`). Output is byte-identical for
+identical input and always parses as Python.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeGuard
 
 from .docs import render_docs
-from .schema import Renderer, py_literal
+from .schema import Renderer, py_literal, resolve_ref
 from .tool import Param, ToolSpec, param_map, parameters
+from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in
 
 __all__ = [
     "ToolSpec",
     "first_sentence",
     "param_map",
+    "param_notes",
     "render_docs",
     "render_server_stub",
     "render_signature",
@@ -30,11 +36,19 @@ __all__ = [
 
 MAX_DEFAULT = 40
 """Longer defaults show as `...` in a signature (the docs give them in full)."""
+MAX_SUMMARY = 120
+"""Characters of the description's first sentence a stub line keeps."""
+MAX_NOTE = 40
+"""Longer patterns are left to the docs."""
+NOTED_FORMATS = frozenset({"date-time", "date", "time", "duration"})
+"""String formats worth a note in the stub: the ones a model must spell exactly. The docs list all."""
+_HUGE = 2**31 - 1
 
-_CALL_HINT = "in executeToolCode; getToolDocs(server, tool) for full docs."
+_CALL_HINT = "in executeToolCode. Full docs: getToolDocs(server, tool)."
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "cf", "approx", "incl"})
 _SENTENCE_END = re.compile(r"\.(?=\s)")
 _ZWJ = "\u200d"
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 
 
 def server_path(server: str) -> str:
@@ -115,50 +129,194 @@ def _is_flag_half(text: str, i: int) -> bool:
     return run % 2 == 1
 
 
-def render_signature(tool: ToolSpec) -> str:
-    """One stub line: `def ident(a: int, b: str | None = None) -> T: ...  # summary`."""
-    inputs = Renderer(tool.input_schema)
-    args = ", ".join(_parameter(p, inputs) for p in parameters(tool))
+def render_signature(tool: ToolSpec, table: TypeTable | None = None, server: str = "") -> str:
+    """One stub line: `def ident(a: int, b: str = None) -> T: ...  # summary [notes]`.
+
+    With a `table`, objects are named TypedDicts collected there (the caller writes them out);
+    without one they are `dict`. A parameter shown `= None` may be left out: `None` there
+    means "not sent", and the type says what a value must be when it is sent.
+    """
+    params = parameters(tool)
+    inputs = _renderer(tool.input_schema, table)
+    args = ", ".join(_parameter(p, inputs) for p in params)
     output = tool.output_schema
-    returns = Renderer(output).expr(output) if output else "Any"
-    line = f"def {tool.identifier}({args}) -> {returns}: ..."
-    summary = first_sentence(tool.description)
-    return f"{line}  # {summary}" if summary else line
+    hint = f"{_short_name(tool.identifier, server)}_result"
+    returns = _renderer(output, table, inputs=False).expr(output, hint=hint) if output else ""
+    line = f"def {tool.identifier}({args}){' -> ' + returns if returns else ''}: ..."
+    summary = first_sentence(tool.description, MAX_SUMMARY)
+    comment = " ".join(x for x in (summary, param_notes(params, tool.input_schema)) if x)
+    return f"{line}  # {comment}" if comment else line
+
+
+def _short_name(identifier: str, server: str) -> str:
+    """The tool's name without its server's name in front: `firecrawl_map` returns a `MapResult`."""
+    if server and identifier.lower().startswith(server.lower() + "_") and len(identifier) > len(server) + 1:
+        return identifier[len(server) + 1 :]
+    return identifier
+
+
+def _renderer(root: Mapping[str, Any], table: TypeTable | None, *, inputs: bool = True) -> Renderer:
+    return Renderer(root) if table is None else TypedRenderer(root, table, inputs=inputs)
 
 
 def _parameter(param: Param, renderer: Renderer) -> str:
+    if isinstance(renderer, TypedRenderer):
+        annotation = renderer.expr(param.schema, hint=param.name, optional=not param.required)
+    else:
+        annotation = renderer.expr(param.schema, hint=param.name)
     if param.required:
-        return f"{param.identifier}: {renderer.expr(param.schema)}"
+        return f"{param.identifier}: {annotation}"
     if param.has_default and param.default is not None:
         value = py_literal(param.default)
         shown = value if len(value) <= MAX_DEFAULT else "..."
-        return f"{param.identifier}: {renderer.expr(param.schema)} = {shown}"
-    return f"{param.identifier}: {renderer.expr(param.schema, or_none=True)} = None"
+        return f"{param.identifier}: {annotation} = {shown}"
+    return f"{param.identifier}: {annotation} = None"
+
+
+def param_notes(params: Sequence[Param], root: Mapping[str, Any]) -> str:
+    """Constraints a call must respect, compactly: `[per_page: 1..100; since: date-time]`.
+
+    Only what the type cannot say and a first call often gets wrong: numeric ranges, date and
+    time formats, short patterns of required parameters; nested fields have theirs in the docs.
+    """
+    notes = []
+    for param in params:
+        found = _constraint(_resolved(param.schema, root), param.required)
+        if found:
+            notes.append(f"{param.identifier}: {found}")
+    return f"[{'; '.join(notes)}]" if notes else ""
+
+
+def _resolved(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The schema behind a `$ref` or inside `X | None`, with the outer keywords winning."""
+    node: Any = schema
+    for _ in range(8):
+        if not isinstance(node, Mapping):
+            return {}
+        ref = node.get("$ref")
+        members = node.get("anyOf", node.get("oneOf"))
+        if isinstance(ref, str):
+            target = resolve_ref(ref, root)
+            node = {**(target if isinstance(target, Mapping) else {}), **{k: v for k, v in node.items() if k != "$ref"}}
+        elif isinstance(members, list):
+            real = [m for m in members if not (isinstance(m, Mapping) and m.get("type") == "null")]
+            if len(real) != 1 or not isinstance(real[0], Mapping):
+                return node
+            node = {**real[0], **{k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}}
+        else:
+            return node
+    return {}
+
+
+def _constraint(node: Mapping[str, Any], required: bool) -> str:
+    """`1..100`, `<=50`, `>=10`, `date-time`, `/^[a-z]+$/` (for required parameters).
+
+    Lower bounds that any count meets (0, 1) are left out, and so are patterns of parameters
+    a call can leave out.
+    """
+    parts = []
+    low, high = _bound(node, "minimum", "exclusiveMinimum"), _bound(node, "maximum", "exclusiveMaximum")
+    if high is not None:
+        if low is not None and not low[1] and not high[1]:
+            parts.append(f"{py_literal(low[0])}..{py_literal(high[0])}")
+        else:
+            if low is not None:
+                parts.append(f"{'>' if low[1] else '>='}{py_literal(low[0])}")
+            parts.append(f"{'<' if high[1] else '<='}{py_literal(high[0])}")
+    elif low is not None and not (low[0] in (0, 1) and not low[1]) and not (low[0] == 0 and low[1]):
+        parts.append(f"{'>' if low[1] else '>='}{py_literal(low[0])}")
+    fmt = node.get("format")
+    if isinstance(fmt, str) and fmt in NOTED_FORMATS:
+        parts.append(fmt)
+    pattern = node.get("pattern")
+    if required and isinstance(pattern, str) and pattern and len(pattern) <= MAX_NOTE:
+        parts.append(f"/{_one_line(pattern)}/")
+    return " ".join(parts)
+
+
+def _bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[float, bool] | None:
+    """(value, is_exclusive) for one side of a numeric range, in both JSON Schema drafts' spellings.
+
+    Bounds at or beyond the 32-bit integer limits (`2**31 - 1`, `2**53 - 1` and so on) only
+    restate the type and say nothing a call needs, so they count as absent.
+    """
+    flag = node.get(exclusive)
+    if _is_number(flag):
+        return (flag, True) if abs(flag) < _HUGE else None
+    value = node.get(key)
+    if _is_number(value):
+        return (value, flag is True) if abs(value) < _HUGE else None
+    return None
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _one_line(text: str) -> str:
+    """Notes live in a comment: no line breaks or control characters that could end it."""
+    return " ".join(_clean(text).split())
 
 
 def render_server_stub(server: str, tools: Sequence[ToolSpec], *, header: str | None = None) -> str:
-    """`servers/<server>.pyi`: a header comment, the typing import if needed, one def per tool."""
+    """`servers/<server>.pyi`: a header comment, the typing import, the classes, one def per tool."""
     count = f"{len(tools)} tool" + ("" if len(tools) == 1 else "s")
-    default = f"# {server_path(server)} — {count}. Call as {server}.<tool>(arg=value) {_CALL_HINT}"
+    default = f"# {server_path(server)} — {count}; call as {server}.<tool>(arg=value) {_CALL_HINT}"
     ordered = sorted(tools, key=lambda t: (t.identifier, t.name))
-    return _module(default if header is None else header, [render_signature(t) for t in ordered])
+    return _module(default if header is None else header, ordered, server)
 
 
 def render_tool_stub(server: str, tool: ToolSpec) -> str:
     """`servers/<server>/<tool>.pyi`: the same format for a single tool."""
     path = tool_path(server, tool.identifier)
     header = f"# {path} — call as {server}.{tool.identifier}(arg=value) {_CALL_HINT}"
-    return _module(header, [render_signature(tool)])
+    return _module(header, [tool], server)
 
 
-def _module(header: str, defs: list[str]) -> str:
+def _module(header: str, tools: Sequence[ToolSpec], server: str) -> str:
+    """Header, `from typing import ...`, the TypedDicts the defs use (one line each), the defs."""
+    table = TypeTable(t.identifier for t in tools)
+    defs = _shared_results(tools, [render_signature(t, table, server) for t in tools], table, server)
+    classes = table.lines(defs)
     lines = [ln if ln.startswith("#") else f"# {ln}" for ln in _clean(header).splitlines() if ln.strip()]
-    names = _typing_names("\n".join(defs))
+    names = _typing_names("\n".join(classes + defs))
     if names:
         lines.append(f"from typing import {', '.join(sorted(names))}")
+    if classes:
+        lines += ["", *classes]
     if defs:
         lines += ["", *defs]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _shared_results(tools: Sequence[ToolSpec], defs: list[str], table: TypeTable, server: str) -> list[str]:
+    """Rename a result class that several tools return, named after the first: `MonitorResult`.
+
+    Identical classes are declared once, so the first tool to return a shape names it; for the
+    others that name would mislead (`read_file` returning a `CreateDirectoryResult`). The new
+    name comes from the words the tools' names start with in common, else it is `Result`.
+    """
+    owners: dict[str, list[str]] = {}
+    for tool, line in zip(tools, defs, strict=True):
+        func = ast.parse(line).body[0]
+        if isinstance(func, ast.FunctionDef) and isinstance(func.returns, ast.Name):
+            owners.setdefault(func.returns.id, []).append(_short_name(tool.identifier, server))
+    renames: dict[str, str] = {}
+    for name, names in owners.items():
+        if len(names) > 1 and name in {class_name(f"{n}_result") for n in names}:
+            renames[name] = table.rename(name, f"{_common_words(names)}_result")
+    return [rename_in(line, renames) for line in defs] if renames else defs
+
+
+def _common_words(names: Sequence[str]) -> str:
+    """The leading words all names share: `monitor_get`, `monitor_run` -> `monitor`."""
+    split = [_WORDS.findall(n) for n in names]
+    common: list[str] = []
+    for words in zip(*split, strict=False):
+        if len({w.lower() for w in words}) != 1:
+            break
+        common.append(words[0])
+    return "_".join(common)
 
 
 def _typing_names(source: str) -> set[str]:
@@ -166,6 +324,6 @@ def _typing_names(source: str) -> set[str]:
     try:
         tree = ast.parse(source)
     except SyntaxError:  # pragma: no cover - rendering only emits valid Python; stay usable if not
-        return {"Any", "Literal"}
+        return set(TYPING_NAMES)
     used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    return used & {"Any", "Literal"}
+    return used & TYPING_NAMES

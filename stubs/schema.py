@@ -1,9 +1,9 @@
 """JSON Schema to compact Python type expressions, plus the `$ref` and literal helpers around it.
 
 Stubs are read by a model on every task, so types aim at being short and telling rather than
-exact: objects with properties are just `dict` (their fields are in the tool docs), long enums
-and unions fall back to their base type or `Any`. Every expression is valid Python, because
-stubs must parse.
+exact: long enums and unions fall back to their base type or `Any`. Here objects with properties
+are just `dict` (their fields are in the tool docs); `stubs.typed` subclasses `Renderer` to name
+them as TypedDicts instead. Every expression is valid Python, because stubs must parse.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["MAX_LITERALS", "MAX_UNION", "Renderer", "py_literal", "resolve_ref", "type_expr"]
+__all__ = ["MAX_LITERALS", "MAX_UNION", "Renderer", "py_literal", "ref_name", "resolve_ref", "singular", "type_expr"]
 
 MAX_LITERALS = 10
 """More enum values than this render as their base type; the docs still list every value."""
@@ -51,6 +51,24 @@ def py_literal(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{py_literal(str(k))}: {py_literal(v)}" for k, v in value.items()) + "}"
     return "None"
+
+
+def ref_name(ref: str) -> str:
+    """The last token of a local `$ref` pointer (`#/$defs/Order` -> `Order`), "" for `#`."""
+    if not ref.startswith("#"):
+        return ""
+    return unquote(ref[1:]).rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+
+
+def singular(word: str) -> str:
+    """A rough singular for naming an array's item (`lines` -> `line`, `entries` -> `entry`)."""
+    if word.endswith(("series", "species", "status")):
+        return word
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def resolve_ref(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | bool | None:
@@ -130,22 +148,31 @@ def _is_literal_value(value: Any) -> bool:
 class Renderer:
     """Renders the schemas of one document (a tool's inputSchema or outputSchema).
 
-    It carries what a single expression cannot: the root for `$ref`s and the stack of refs being
-    expanded (a ref met again while expanding itself is recursive and renders as `dict`). A later
-    version can collect named TypedDicts here: override `object_type` to register one and return
-    its name, and let the stub renderer emit the collected definitions.
+    It carries what a single expression cannot: the root for `$ref`s, the stack of refs being
+    expanded (a ref met again while expanding itself is recursive: `recursive` names it, `dict`
+    here), and `hint`, a name for the value being rendered (a property, an array's item, a
+    `$defs` entry) that subclasses use to name the object types they collect (`stubs.typed`).
     """
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
+        self.hint = ""
         self._refs: list[str] = []
 
-    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False) -> str:
+    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False, hint: str = "") -> str:
         """The type expression; `or_none` adds `None` (an optional parameter defaulting to None)."""
-        union = self._union(schema, 0)
+        saved, self.hint = self.hint, hint
+        try:
+            union = self._union(schema, 0)
+        finally:
+            self.hint = saved
         if or_none and not union.is_any():
             union.none = True
         return union.render()
+
+    def recursive(self, ref: str) -> str:
+        """The type of a `$ref` met again while it is being expanded."""
+        return "dict"
 
     def object_type(self, schema: Mapping[str, Any], depth: int) -> str:
         """The type of an object schema: `dict[str, T]` for pure maps, else plain `dict`."""
@@ -178,13 +205,16 @@ class Renderer:
         if target is None:
             union.add("Any")
         elif ref in self._refs:
-            union.add("dict")
+            union.add(self.recursive(ref))
         else:
             self._refs.append(ref)
+            saved = self.hint
+            self.hint = ref_name(ref) or saved
             try:
                 union.merge(self._union(target, depth + 1))
             finally:
                 self._refs.pop()
+                self.hint = saved
         return union
 
     def _enum(self, union: _Union, values: list[Any]) -> None:
@@ -231,7 +261,12 @@ class Renderer:
             name = "object" if "properties" in schema else "array" if "items" in schema else None
         if name == "array":
             items = schema.get("items")
-            inner = self._union(items, depth + 1).render() if isinstance(items, Mapping | bool) else "Any"
+            saved = self.hint
+            self.hint = singular(saved)
+            try:
+                inner = self._union(items, depth + 1).render() if isinstance(items, Mapping | bool) else "Any"
+            finally:
+                self.hint = saved
             return "list" if inner == "Any" else f"list[{inner}]"
         if name == "object":
             return self.object_type(schema, depth)

@@ -1,9 +1,11 @@
 """The virtual `servers/` directory the model browses with listToolFiles and readToolFile.
 
 Built once per catalog snapshot; files are rendered on first read and then kept, so a server
-with hundreds of tools costs nothing until someone reads it. Paths are forgiving (prefix and
-extension optional) because a model that guesses a slightly different spelling should still
-get the file, and an unknown path answers with the files that do exist.
+with hundreds of tools costs nothing until someone reads it. The listing starts small (one
+line per server) and narrows to a server's tools or to the tools matching a query, so that it
+stays short at a thousand tools. Paths are forgiving (prefix and extension optional) because a
+model that guesses a slightly different spelling should still get the file, and an unknown
+path answers with the files that do exist.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from .render import render_server_stub, render_tool_stub, server_path, tool_path
+from .render import MAX_SUMMARY, first_sentence, render_server_stub, render_tool_stub, server_path, tool_path
+from .search import Document, rank
 from .tool import ToolSpec
 
-__all__ = ["FileNotFound", "ServerEntry", "ToolFiles"]
+__all__ = ["FileNotFound", "ServerEntry", "ToolFiles", "UnknownServer", "line_range"]
 
 MAX_LISTED = 20
 """Paths named in a FileNotFound message; the count tells how many more exist."""
+MAX_SERVERS_LISTED = 100
+"""Servers in a listing without arguments."""
+MAX_TOOLS_LISTED = 50
+"""Tools in a listing of one server."""
+MAX_MATCHES = 15
+"""Tools in a listing for a query."""
 
 
 @dataclass(frozen=True)
@@ -72,63 +81,156 @@ def _plural(n: int) -> str:
     return f"{n} tool" + ("" if n == 1 else "s")
 
 
+class UnknownServer(LookupError):
+    """A listing narrowed to a server that is not there; the message names the servers that are."""
+
+    def __init__(self, server: str, available: Sequence[str]) -> None:
+        self.server = server
+        self.available = tuple(available)
+        names = ", ".join(self.available) if self.available else "none"
+        super().__init__(f"No server {path_repr(server)}. Servers: {names}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class ToolFiles:
-    """`servers/<server>.pyi` per server, or `servers/<server>/<tool>.pyi` per tool."""
+    """`servers/<server>.pyi` per server and `servers/<server>/<tool>.pyi` per tool.
+
+    Both kinds can always be read; the layout decides which kind the listing names (and
+    `paths` returns). So a model in the server layout can still read just the three tools it
+    needs (`github.list_issues`), and one in the tool layout a whole server at once.
+    """
 
     def __init__(self, servers: Sequence[ServerEntry], layout: Literal["server", "tool"] = "server") -> None:
         self.layout = layout
         self.servers = tuple(sorted(servers, key=lambda s: s.name))
         self._render: dict[str, Callable[[], str]] = {}
+        self._listed: list[str] = []
         self._keys: dict[str, str] = {}
         self._cache: dict[str, str] = {}
+        self._documents: list[Document] | None = None
         for entry in self.servers:
-            if entry.available and layout == "server":
+            if entry.available:
                 self._add_server(entry)
-            elif entry.available:
                 self._add_tools(entry)
 
     def _add_server(self, entry: ServerEntry) -> None:
         path = server_path(entry.name)
         self._render[path] = partial(render_server_stub, entry.name, entry.tools)
         self._keys[entry.name] = path
+        if self.layout == "server":
+            self._listed.append(path)
 
     def _add_tools(self, entry: ServerEntry) -> None:
         """One file per tool, named by identifier; upstream names are accepted as aliases."""
-        tools = sorted(entry.tools, key=lambda t: (t.identifier, t.name))
-        for tool in tools:
+        for tool in _by_identifier(entry.tools):
             path = tool_path(entry.name, tool.identifier)
-            if path not in self._render:
-                self._render[path] = partial(render_tool_stub, entry.name, tool)
-                self._keys[f"{entry.name}/{tool.identifier}"] = path
-        for tool in tools:
+            self._render[path] = partial(render_tool_stub, entry.name, tool)
+            self._keys[f"{entry.name}/{tool.identifier}"] = path
+            if self.layout == "tool":
+                self._listed.append(path)
+        for tool in sorted(entry.tools, key=lambda t: (t.identifier, t.name)):
             self._keys.setdefault(f"{entry.name}/{tool.name}", tool_path(entry.name, tool.identifier))
 
     def paths(self) -> list[str]:
-        """Readable files, grouped by server (servers by name, tools by identifier)."""
-        return list(self._render)
+        """The files the listing names, grouped by server (servers by name, tools by identifier)."""
+        return list(self._listed)
 
-    def listing(self) -> str:
-        """What listToolFiles shows: one line per file, unavailable servers with their reason."""
-        lines: list[str] = []
-        for entry in self.servers:
-            if self.layout == "server":
-                note = _plural(len(entry.tools)) if entry.available else unavailable_text(entry.status)
-                lines.append(f"{server_path(entry.name)}  ({note})")
-            else:
-                lines += self._tool_lines(entry)
+    def listing(self, server: str | None = None, query: str | None = None) -> str:
+        """What listToolFiles shows.
+
+        Without arguments, one line per server (a file, or a directory in the tool layout) with
+        its tool count, or why it is unavailable. `server` lists that server's tools instead,
+        one line each with its summary; `query` lists the tools that best match it, grouped by
+        file. Long lists are cut and say how many entries were not shown.
+        """
+        server = (server or "").strip() or None
+        query = (query or "").strip() or None
+        if server is not None:
+            entry = next((s for s in self.servers if s.name == server), None)
+            if entry is None:
+                raise UnknownServer(server, [s.name for s in self.servers])
+            if not entry.available:
+                return self._server_line(entry)
+            if query is None:
+                return self._server_tools(entry)
+        if query is not None:
+            return self._matches(query, server)
+        lines = [self._server_line(e) for e in self.servers[:MAX_SERVERS_LISTED]]
+        if len(self.servers) > MAX_SERVERS_LISTED:
+            hidden = len(self.servers) - MAX_SERVERS_LISTED
+            lines.append(f"… {hidden} more servers not shown; query=... finds tools on all of them")
         return "\n".join(lines)
 
-    def _tool_lines(self, entry: ServerEntry) -> list[str]:
-        if not entry.available:
-            return [f"servers/{entry.name}/  ({unavailable_text(entry.status)})"]
-        files = [p for p in self._render if p.startswith(f"servers/{entry.name}/")]
-        return [f"servers/{entry.name}/  ({_plural(len(files))})", *files]
+    def _server_tools(self, entry: ServerEntry) -> str:
+        tools = _by_identifier(entry.tools)
+        shown = tools[:MAX_TOOLS_LISTED]
+        lines = self._group(entry, [t.identifier for t in shown])
+        if len(tools) > len(shown):
+            lines.append(f"… {len(tools) - len(shown)} more tools not shown; add query=... to find one")
+        return "\n".join(lines)
+
+    def _server_line(self, entry: ServerEntry) -> str:
+        path = server_path(entry.name) if self.layout == "server" else f"servers/{entry.name}/"
+        note = _plural(len(_by_identifier(entry.tools))) if entry.available else unavailable_text(entry.status)
+        return f"{path}  ({note})"
+
+    def _group(self, entry: ServerEntry, identifiers: Sequence[str]) -> list[str]:
+        """A server's line, then one indented line per tool: `L12 name  # summary` (the stub's line)."""
+        tools = {t.identifier: t for t in _by_identifier(entry.tools)}
+        numbers = self._line_numbers(entry) if self.layout == "server" else {}
+        lines = [self._server_line(entry)]
+        for ident in identifiers:
+            tool = tools[ident]
+            head = f"L{numbers[ident]} {ident}" if ident in numbers else f"{ident}.pyi"
+            summary = first_sentence(tool.description, MAX_SUMMARY)
+            lines.append(f"  {head}  # {summary}" if summary else f"  {head}")
+        return lines
+
+    def _line_numbers(self, entry: ServerEntry) -> dict[str, int]:
+        """Where each tool's `def` is in the server's stub, for readToolFile's line range."""
+        text = self.read(server_path(entry.name))
+        found: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.startswith("def "):
+                found.setdefault(line[4:].partition("(")[0], number)
+        return found
+
+    def _matches(self, query: str, server: str | None) -> str:
+        documents = [d for d in self.documents() if server is None or d.server == server]
+        ranked = rank(query, documents)
+        quoted = path_repr(query)
+        if not ranked:
+            where = f" on {server}" if server else ""
+            listing = self.listing(server) if server else self.listing()
+            return f"No tool{where} matches {quoted}. Listing instead:\n{listing}"
+        shown = ranked[:MAX_MATCHES]
+        by_server: dict[str, list[str]] = {}
+        for name, ident in shown:
+            by_server.setdefault(name, []).append(ident)
+        entries = {e.name: e for e in self.servers}
+        lines = [f"{len(ranked)} tool{'' if len(ranked) == 1 else 's'} match {quoted}, best first:"]
+        for name, idents in by_server.items():
+            lines += self._group(entries[name], idents)
+        if len(ranked) > len(shown):
+            lines.append(f"… {len(ranked) - len(shown)} more matches not shown; use more specific words")
+        return "\n".join(lines)
+
+    def documents(self) -> list[Document]:
+        """Every available tool as the search ranks it (built on the first query)."""
+        if self._documents is None:
+            self._documents = [
+                Document((e.name, t.identifier), e.name, (t.identifier, t.name), t.description)
+                for e in self.servers if e.available for t in _by_identifier(e.tools)
+            ]  # fmt: skip
+        return self._documents
 
     def read(self, path: str) -> str:
         """The file's text; FileNotFound (naming the files there are) for anything else."""
         key = _key(path)
         found = self._keys.get(key)
-        if found is None and self.layout == "tool" and "/" not in key:
+        if found is None and "/" not in key:
             found = self._keys.get(key.replace(".", "/", 1))
         if found is None:
             raise self._missing(path, key)
@@ -145,6 +247,30 @@ class ToolFiles:
         down = next((s for s in self.servers if s.name == server and not s.available), None)
         note = f"server {server} is {unavailable_text(down.status)}" if down else None
         return FileNotFound(path, [*same, *(p for p in ranked if p not in same)], note)
+
+
+def line_range(text: str, start: int | None, end: int | None, path: str) -> str:
+    """Lines `start` to `end` of a file (1-based, inclusive, clamped), as they are: no numbers added.
+
+    A part of a file starts with one comment line saying which part it is, so that several
+    parts read in one call can be told apart.
+    """
+    lines = text.splitlines()
+    first = max(1, start or 1)
+    last = min(len(lines), end if end is not None else len(lines))
+    if first == 1 and last == len(lines):
+        return text
+    if first > last:
+        return f"# {path}: no lines {first}-{end if end is not None else first}; it has {len(lines)} lines\n"
+    return f"# {path}, lines {first}-{last} of {len(lines)}\n" + "\n".join(lines[first - 1 : last]) + "\n"
+
+
+def _by_identifier(tools: Sequence[ToolSpec]) -> list[ToolSpec]:
+    """One tool per identifier, in identifier order (the stub's order)."""
+    found: dict[str, ToolSpec] = {}
+    for tool in sorted(tools, key=lambda t: (t.identifier, t.name)):
+        found.setdefault(tool.identifier, tool)
+    return list(found.values())
 
 
 def _key(path: str) -> str:

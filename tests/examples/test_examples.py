@@ -28,7 +28,7 @@ def test_embedding_in_process() -> None:
     out = run_example("embed_inprocess.py")
     assert "tools: listToolFiles, readToolFile, getToolDocs, executeToolCode" in out
     assert 'client: result = ["o-2"]' in out
-    assert "direct api tools: 4" in out and "stub lines: 5" in out
+    assert "direct api tools: 4" in out and "stub lines: 8" in out
 
 
 def test_agent_loop_with_a_scripted_model() -> None:

@@ -86,7 +86,7 @@ async def test_script_errors_are_clear(code: str, expected: str) -> None:
 
 
 async def test_upstream_timeout_and_death_are_script_errors() -> None:
-    config = make_config({"math": stdio("math_server", timeout_s=0.5)})
+    config = make_config({"math": stdio("math_server", timeout_s=0.5)}, gateway={"reconnect_initial_s": 10})
     async with gateway_client(config) as client:
         slow = await client.call_tool("executeToolCode", {"code": "result = math.slow(seconds=5)"})
         crash = await client.call_tool("executeToolCode", {"code": "result = math.Crash()"})
@@ -95,7 +95,7 @@ async def test_upstream_timeout_and_death_are_script_errors() -> None:
     assert slow.is_error and "math.slow" in text_of(slow) and "0.5 s" in text_of(slow)
     assert crash.is_error and "math.Crash" in text_of(crash)
     assert after.is_error and "unknown tool math.add" in text_of(after), text_of(after)
-    assert "servers/math.pyi  (unavailable: connection lost: Connection closed)" in listing, listing
+    assert "(unavailable: connection lost: Connection closed; retrying with backoff)" in listing, listing
 
 
 async def test_http_and_sse_upstreams() -> None:
@@ -119,3 +119,13 @@ async def test_real_pypi_server_mcp_server_time() -> None:
         out = await client.call_tool("executeToolCode", {"code": code})
     assert "def get_current_time(" in stub and "def convert_time(" in stub
     assert text_of(out) == 'result = "21:00"', text_of(out)
+
+
+async def test_none_for_an_optional_parameter_that_takes_no_null_leaves_it_out() -> None:
+    code = 'result = [math.echo(text="hi", times=None), math.centroid(points=[{"x": 1, "y": 3}], mode=None)]'
+    async with gateway_client(make_config(TWO_SERVERS)) as client:
+        out = await client.call_tool("executeToolCode", {"code": code})
+        refused = await client.call_tool("executeToolCode", {"code": 'result = math.echo(text=None)'})
+    assert not out.is_error, text_of(out)
+    assert '"hi"' in text_of(out) and '"x": 1.0' in text_of(out)
+    assert refused.is_error and "text" in text_of(refused) and "None is not of type 'string'" in text_of(refused)

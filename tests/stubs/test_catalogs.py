@@ -1,4 +1,5 @@
-"""Every tool of every shared real-world catalog: stubs parse, are deterministic, agree with param_map.
+"""Every tool of every shared real-world catalog: stubs parse, are deterministic, agree with param_map,
+and the whole catalogs' stubs weigh no more than the anchor's `dict`-only format.
 
 The catalogs live outside the repository (`../shared/bench/catalogs`); without them these tests
 skip, and the copies in `data/` keep the tricky shapes covered.
@@ -7,15 +8,18 @@ skip, and the copies in `data/` keep the tricky shapes covered.
 from __future__ import annotations
 
 import ast
+import json
 import random
 from pathlib import Path
 
 import pytest
 
+from mcp_gateway.tokens import count_tokens
 from stubs import (
     ServerEntry,
     ToolFiles,
     ToolSpec,
+    first_sentence,
     is_identifier,
     param_map,
     render_docs,
@@ -23,6 +27,9 @@ from stubs import (
     render_signature,
     render_tool_stub,
 )
+from stubs.render import MAX_SUMMARY
+from stubs.vfs import MAX_TOOLS_LISTED
+from tests.stubs.anchor import anchor_stub
 from tests.stubs.support import SHARED_CATALOGS, load_tools, specs
 
 CATALOGS = sorted(p for p in SHARED_CATALOGS.glob("*.json") if not p.name.startswith("catalog-"))
@@ -65,7 +72,8 @@ def test_signatures_agree_with_param_map(path: Path | None) -> None:
         mapping = param_map(tool)
         assert args == list(mapping) and all(is_identifier(a) for a in args)
         assert len(set(mapping.values())) == len(mapping)
-        assert len(render_signature(tool).partition(": ...  # ")[2]) <= 120
+        summary = first_sentence(tool.description, MAX_SUMMARY)
+        assert render_signature(tool).partition(": ...  # ")[2].startswith(summary) and len(summary) <= MAX_SUMMARY
 
 
 @pytest.mark.parametrize("path", CASES, ids=IDS)
@@ -89,6 +97,27 @@ def test_whole_catalog_as_virtual_files_in_both_layouts() -> None:
         files = ToolFiles(entries, layout=layout)
         paths = files.paths()
         assert len(paths) == (len(entries) if layout == "server" else sum(len(e.tools) for e in entries))
-        assert all(p in files.listing() for p in paths)
+        listing = files.listing()
+        assert len(listing.splitlines()) == len(entries)
+        for entry in entries:
+            tools = files.listing(server=entry.name)
+            first = sorted(t.identifier for t in entry.tools)[:MAX_TOOLS_LISTED]
+            assert all(f" {ident}" in tools for ident in first)
         for path in paths:
             ast.parse(files.read(path))
+
+
+MANIFESTS = sorted(SHARED_CATALOGS.glob("catalog-*.json"))
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS or [None], ids=[p.stem for p in MANIFESTS] or ["absent"])
+def test_whole_catalog_stubs_are_no_larger_than_the_anchor_format(manifest: Path | None) -> None:
+    """Our stubs carry nested and return types and still weigh less than `dict`-only stubs."""
+    if manifest is None:
+        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+    ours = anchor = 0
+    for server in json.loads(manifest.read_text(encoding="utf-8"))["servers"]:
+        tools = specs(load_tools(SHARED_CATALOGS / server["file"]))
+        ours += count_tokens(render_server_stub(server["server"], tools))
+        anchor += count_tokens(anchor_stub(server["server"], tools))
+    assert ours <= anchor, (ours, anchor)

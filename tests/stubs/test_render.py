@@ -52,19 +52,22 @@ ME = spec("me")
 
 SEARCH_DEF = (
     'def search_issues(query: str, state: Literal["open", "closed"] = "open", limit: int = 30, '
-    "labels: list[str] | None = None, from_: str | None = None, sort_by: str | None = None) -> list[dict]: ..."
-    "  # Search issues by text"
+    "labels: list[str] = None, from_: str = None, sort_by: str | None = None) -> list[SearchIssuesResult]: ..."
+    "  # Search issues by text [limit: 1..100; from_: date]"
 )
+HINT = "in executeToolCode. Full docs: getToolDocs(server, tool)."
 
 
 def test_three_tool_server_stub() -> None:
     assert render_server_stub("tracker", [SEARCH, GET, ME]) == (
-        "# servers/tracker.pyi — 3 tools. Call as tracker.<tool>(arg=value) in executeToolCode; "
-        "getToolDocs(server, tool) for full docs.\n"
-        "from typing import Any, Literal\n"
+        f"# servers/tracker.pyi — 3 tools; call as tracker.<tool>(arg=value) {HINT}\n"
+        "from typing import Literal, TypedDict\n"
         "\n"
-        "def get_issue(owner: str, number: int) -> dict: ...  # Get one issue\n"
-        "def me() -> Any: ...\n"
+        "class GetIssueResult(TypedDict, total=False): title: str\n"
+        "class SearchIssuesResult(TypedDict, total=False): id: int\n"
+        "\n"
+        "def get_issue(owner: str, number: int) -> GetIssueResult: ...  # Get one issue\n"
+        "def me(): ...\n"
         f"{SEARCH_DEF}\n"
     )
 
@@ -80,9 +83,10 @@ def test_server_stub_is_byte_identical_for_any_tool_order() -> None:
 
 def test_tool_stub() -> None:
     assert render_tool_stub("tracker", SEARCH) == (
-        "# servers/tracker/search_issues.pyi — call as tracker.search_issues(arg=value) in executeToolCode; "
-        "getToolDocs(server, tool) for full docs.\n"
-        "from typing import Literal\n"
+        f"# servers/tracker/search_issues.pyi — call as tracker.search_issues(arg=value) {HINT}\n"
+        "from typing import Literal, TypedDict\n"
+        "\n"
+        "class SearchIssuesResult(TypedDict, total=False): id: int\n"
         "\n"
         f"{SEARCH_DEF}\n"
     )
@@ -103,21 +107,18 @@ def test_imports_only_what_is_used() -> None:
 
 
 def test_singular_count_custom_header_and_empty_server() -> None:
-    assert render_server_stub("m", [ME]).startswith("# servers/m.pyi — 1 tool. ")
+    assert render_server_stub("m", [ME]).startswith("# servers/m.pyi — 1 tool; ")
     custom = render_server_stub("m", [ME], header="first\n# second")
-    assert custom == "# first\n# second\nfrom typing import Any\n\ndef me() -> Any: ...\n"
+    assert custom == "# first\n# second\n\ndef me(): ...\n"
     assert render_server_stub("m", [], header="") == ""
-    assert render_server_stub("m", []) == (
-        "# servers/m.pyi — 0 tools. Call as m.<tool>(arg=value) in executeToolCode; "
-        "getToolDocs(server, tool) for full docs.\n"
-    )
+    assert render_server_stub("m", []) == f"# servers/m.pyi — 0 tools; call as m.<tool>(arg=value) {HINT}\n"
 
 
 @pytest.mark.parametrize(
     ("props", "required", "expected"),
     [
         ({"a": {"type": "integer"}}, ["a"], "a: int"),
-        ({"a": {"type": "integer"}}, [], "a: int | None = None"),
+        ({"a": {"type": "integer"}}, [], "a: int = None"),
         ({"a": {"type": "integer", "default": 3}}, [], "a: int = 3"),
         ({"a": {"type": "integer", "default": 3}}, ["a"], "a: int"),
         ({"a": {"type": ["string", "null"], "default": None}}, [], "a: str | None = None"),
@@ -127,28 +128,29 @@ def test_singular_count_custom_header_and_empty_server() -> None:
         ({"a": {"type": "object", "default": {"k": "v" * 50}}}, [], "a: dict = ..."),
         ({"a": {"type": "boolean", "default": False}}, [], "a: bool = False"),
         ({"b": {}, "a": {"type": "string"}}, ["a"], "a: str, b: Any = None"),
+        ({"a": {"anyOf": [{"type": "string"}, {"type": "null"}]}}, [], "a: str | None = None"),
         ({}, ["x-y"], "x_y: Any"),
-        ({"class": {"type": "string"}, "in": {"type": "integer"}}, ["in"], "in_: int, class_: str | None = None"),
+        ({"class": {"type": "string"}, "in": {"type": "integer"}}, ["in"], "in_: int, class_: str = None"),
         ({"a-b": {"type": "string"}, "a_b": {"type": "integer"}}, ["a-b", "a_b"], "a_b_2: str, a_b: int"),
         ({"type": {"type": "string"}}, ["type"], "type: str"),
     ],
 )
 def test_parameters(props: dict[str, Any], required: list[str], expected: str) -> None:
     tool = spec("f", {"type": "object", "properties": props, "required": required})
-    assert render_signature(tool) == f"def f({expected}) -> Any: ..."
+    assert render_signature(tool) == f"def f({expected}): ..."
     ast.parse(render_signature(tool))
 
 
 def test_parameters_from_ref_and_all_of_input_schema() -> None:
     schema = {"$ref": "#/$defs/In", "$defs": {"In": {"allOf": [
         {"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]}}}
-    assert render_signature(spec("f", schema)) == "def f(a: str, b: int | None = None) -> Any: ..."
+    assert render_signature(spec("f", schema)) == "def f(a: str, b: int = None): ..."
 
 
 def test_malformed_schemas_do_not_break_rendering() -> None:
     schema: dict[str, Any] = {"properties": {"a": "not a schema", "b": {"type": 7, "enum": "x"}}, "required": "a"}
-    assert render_signature(spec("f", schema)) == "def f(b: Any = None) -> Any: ..."
-    assert render_signature(ToolSpec("g", "g", "", {"properties": None})) == "def g() -> Any: ..."
+    assert render_signature(spec("f", schema)) == "def f(b: Any = None): ..."
+    assert render_signature(ToolSpec("g", "g", "", {"properties": None})) == "def g(): ..."
 
 
 @pytest.mark.parametrize(
@@ -201,7 +203,7 @@ def test_first_sentence_never_splits_a_character(unit: str, whole: str) -> None:
 def test_summary_comment_cannot_break_the_stub() -> None:
     tool = spec("f", description="Evil\x00 \x0c comment ''' \"\"\" \\")
     line = render_signature(tool)
-    assert line == "def f() -> Any: ...  # Evil comment ''' \"\"\" \\"
+    assert line == "def f(): ...  # Evil comment ''' \"\"\" \\"
     ast.parse(line)
 
 
@@ -216,17 +218,17 @@ def test_copied_tricky_tools_render_parseable_stubs(server: str) -> None:
 def test_tricky_signatures() -> None:
     notion = data_specs("notion")
     assert render_signature(notion["API-patch-block-children"]) == (
-        "def API_patch_block_children(block_id: str, children: list[dict | str], after: str | None = None)"
-        " -> Any: ...  # Notion | Append block children"
+        "def API_patch_block_children(block_id: str, children: list[dict | str], after: str = None): ..."
+        "  # Notion | Append block children"
     )
     papers = data_specs("firecrawl")["firecrawl_research_search_papers"]
-    assert "from_: str | None = None" in render_signature(papers)
+    assert "from_: str = None" in render_signature(papers)
     assert param_map(papers)["from_"] == "from"
     issue = data_specs("github")["issue_write"]
-    assert "type: str | None = None" in render_signature(issue)
+    assert "type: str | None = None" in render_signature(issue)  # nullable in the schema
     shot = render_signature(data_specs("playwright")["browser_take_screenshot"])
-    assert shot.startswith('def browser_take_screenshot(scale: Literal["css", "device"], element: str | None = None')
-    assert 'type: Literal["png", "jpeg", "webp"] | None = None' in shot
+    assert shot.startswith('def browser_take_screenshot(scale: Literal["css", "device"], element: str = None')
+    assert 'type: Literal["png", "jpeg", "webp"] = None' in shot
     event = render_signature(data_specs("google_docs")["createEvent"])
     assert "start: dict, end: dict" in event and 'calendarId: str = "primary"' in event
 
@@ -235,10 +237,10 @@ def test_tools_normalising_to_one_identifier_are_both_kept() -> None:
     names = ["get-client", "get_client", "Get.Client"]
     ids = assign_identifiers(names)
     tools = [spec(n, description=f"Tool {n}", identifier=ids[n]) for n in names]
-    assert render_server_stub("m", tools).splitlines()[3:] == [
-        "def Get_Client() -> Any: ...  # Tool Get.Client",
-        "def get_client() -> Any: ...  # Tool get_client",
-        "def get_client_2() -> Any: ...  # Tool get-client",
+    assert render_server_stub("m", tools).splitlines()[2:] == [
+        "def Get_Client(): ...  # Tool Get.Client",
+        "def get_client(): ...  # Tool get_client",
+        "def get_client_2(): ...  # Tool get-client",
     ]
 
 
@@ -246,7 +248,7 @@ def test_enum_values_with_quotes_and_backslashes() -> None:
     values = ['a "b"', "it's", "c\\d", "x\ny", "\u2028"]
     tool = spec("f", {"properties": {"q": {"enum": values}}, "required": ["q"]})
     line = render_signature(tool)
-    assert line == 'def f(q: Literal["a \\"b\\"", "it\'s", "c\\\\d", "x\\ny", "\\u2028"]) -> Any: ...'
+    assert line == 'def f(q: Literal["a \\"b\\"", "it\'s", "c\\\\d", "x\\ny", "\\u2028"]): ...'
     func = ast.parse(line).body[0]
     assert isinstance(func, ast.FunctionDef)
     annotation = func.args.args[0].annotation

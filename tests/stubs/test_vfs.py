@@ -1,10 +1,12 @@
-"""The virtual `servers/` directory: listing, reading with forgiving paths, unknown-file errors."""
+"""The virtual `servers/` directory: listing (narrowed by server or query), reading with forgiving
+paths and line ranges, unknown-file errors."""
 
 from __future__ import annotations
 
 import pytest
 
-from stubs import FileNotFound, ServerEntry, ToolFiles, render_server_stub, render_tool_stub
+from stubs import FileNotFound, ServerEntry, ToolFiles, UnknownServer, line_range, render_server_stub, render_tool_stub
+from stubs.vfs import MAX_MATCHES, MAX_SERVERS_LISTED, MAX_TOOLS_LISTED
 from tests.stubs.support import spec
 from tests.stubs.test_render import GET, ME, SEARCH
 
@@ -30,11 +32,13 @@ def test_tool_layout_listing_and_paths() -> None:
     assert files.listing() == (
         "servers/broken/  (unavailable: failed: connection refused)\n"
         "servers/clock/  (1 tool)\n"
-        "servers/clock/now.pyi\n"
+        "servers/tracker/  (3 tools)"
+    )
+    assert files.listing(server="tracker") == (
         "servers/tracker/  (3 tools)\n"
-        "servers/tracker/get_issue.pyi\n"
-        "servers/tracker/me.pyi\n"
-        "servers/tracker/search_issues.pyi"
+        "  get_issue.pyi  # Get one issue\n"
+        "  me.pyi\n"
+        "  search_issues.pyi  # Search issues by text"
     )
     assert files.paths() == [
         "servers/clock/now.pyi", "servers/tracker/get_issue.pyi", "servers/tracker/me.pyi",
@@ -84,11 +88,13 @@ def test_unavailable_server_error_says_why() -> None:
     )
 
 
-def test_server_layout_has_no_tool_files_and_vice_versa() -> None:
-    with pytest.raises(FileNotFound):
-        ToolFiles(SERVERS).read("servers/tracker/me.pyi")
+def test_either_layout_reads_both_kinds_of_file_but_lists_one() -> None:
+    for layout in ("server", "tool"):
+        files = ToolFiles(SERVERS, layout=layout)  # type: ignore[arg-type]
+        assert files.read("servers/tracker/me.pyi") == files.read("tracker.me") == render_tool_stub("tracker", ME)
+        assert files.read("servers/tracker.pyi") == render_server_stub("tracker", [SEARCH, GET, ME])
     with pytest.raises(FileNotFound) as caught:
-        ToolFiles(SERVERS, layout="tool").read("servers/tracker.pyi")
+        ToolFiles(SERVERS, layout="tool").read("servers/tracker/nope.pyi")
     # the server's own files come first
     assert set(caught.value.available[:3]) == {
         "servers/tracker/me.pyi", "servers/tracker/get_issue.pyi", "servers/tracker/search_issues.pyi",
@@ -122,3 +128,77 @@ def test_duplicate_identifiers_keep_one_tool_file() -> None:
     files = ToolFiles([ServerEntry("s", (b, a))], layout="tool")
     assert files.paths() == ["servers/s/x_y.pyi"]
     assert files.read("s/x.y") == files.read("s/x-y") == render_tool_stub("s", a)
+
+
+def test_one_servers_tools_with_the_stub_line_of_each() -> None:
+    files = ToolFiles(SERVERS)
+    listing = files.listing(server="tracker")
+    assert listing == (
+        "servers/tracker.pyi  (3 tools)\n"
+        "  L7 get_issue  # Get one issue\n"
+        "  L8 me\n"
+        "  L9 search_issues  # Search issues by text"
+    )
+    stub = files.read("tracker").splitlines()
+    for line in listing.splitlines()[1:]:
+        number, name = line.split()[:2]
+        assert stub[int(number[1:]) - 1].startswith(f"def {name}(")
+    assert files.listing(server="broken") == "servers/broken.pyi  (unavailable: failed: connection refused)"
+    assert files.listing(server="  ", query="") == files.listing()
+
+
+def test_unknown_server_names_the_servers() -> None:
+    with pytest.raises(UnknownServer) as caught:
+        ToolFiles(SERVERS).listing(server="nope")
+    assert str(caught.value) == 'No server "nope". Servers: broken, clock, tracker'
+    assert isinstance(caught.value, LookupError)
+
+
+def test_query_ranks_tools_on_all_servers() -> None:
+    files = ToolFiles(SERVERS)
+    assert files.listing(query="issue") == (
+        '2 tools match "issue", best first:\n'
+        "servers/tracker.pyi  (3 tools)\n"
+        "  L7 get_issue  # Get one issue\n"
+        "  L9 search_issues  # Search issues by text"
+    )
+    assert files.listing(query="search issues").splitlines()[2] == "  L9 search_issues  # Search issues by text"
+    assert files.listing(query="now clock").splitlines()[1:] == ["servers/clock.pyi  (1 tool)", "  L3 now"]
+    assert files.listing(server="clock", query="issue") == (
+        'No tool on clock matches "issue". Listing instead:\nservers/clock.pyi  (1 tool)\n  L3 now'
+    )
+    nothing = files.listing(query="zebra")
+    assert nothing.startswith('No tool matches "zebra". Listing instead:\n') and nothing.endswith(files.listing())
+
+
+def test_long_listings_say_how_much_is_not_shown() -> None:
+    many = [spec(f"tool{i:03}", description=f"Handles record kind {i}") for i in range(120)]
+    files = ToolFiles([ServerEntry("big", tuple(many))])
+    one = files.listing(server="big").splitlines()
+    assert len(one) == 1 + MAX_TOOLS_LISTED + 1
+    assert one[-1] == f"… {120 - MAX_TOOLS_LISTED} more tools not shown; add query=... to find one"
+    found = files.listing(query="record").splitlines()
+    assert found[0] == '120 tools match "record", best first:'
+    assert len(found) == 2 + MAX_MATCHES + 1
+    assert found[-1] == f"… {120 - MAX_MATCHES} more matches not shown; use more specific words"
+    servers = [ServerEntry(f"s{i:03}", (spec("t"),)) for i in range(MAX_SERVERS_LISTED + 5)]
+    listing = ToolFiles(servers).listing().splitlines()
+    assert len(listing) == MAX_SERVERS_LISTED + 1
+    assert listing[-1] == "… 5 more servers not shown; query=... finds tools on all of them"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (None, None, "a\nb\nc\nd\n"),
+        (1, 4, "a\nb\nc\nd\n"),
+        (2, 3, "# f.pyi, lines 2-3 of 4\nb\nc\n"),
+        (3, None, "# f.pyi, lines 3-4 of 4\nc\nd\n"),
+        (None, 1, "# f.pyi, lines 1-1 of 4\na\n"),
+        (0, 99, "a\nb\nc\nd\n"),
+        (9, None, "# f.pyi: no lines 9-9; it has 4 lines\n"),
+        (3, 2, "# f.pyi: no lines 3-2; it has 4 lines\n"),
+    ],
+)
+def test_line_range_keeps_lines_as_they_are(start: int | None, end: int | None, expected: str) -> None:
+    assert line_range("a\nb\nc\nd\n", start, end, "f.pyi") == expected

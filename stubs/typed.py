@@ -1,0 +1,254 @@
+"""Objects in stubs as named TypedDicts, declared once per stub file.
+
+`TypedRenderer` renders like `Renderer`, except that an object with properties becomes a class
+in a `TypeTable` and the expression is its name: `def get_order(id: str) -> Order: ...` with
+`class Order(TypedDict): id: str; lines: list[Line]` above it. Each class is one line, so a
+stub stays one line per declaration. Identical classes are declared once (so tools sharing a
+shape share a name), and a `$ref` that refers to itself names its own class.
+
+Classes cost tokens on every read, so only the objects that help most get one: those a call
+must send (objects of optional parameters and fields stay `dict`; results are always typed),
+nested at most `MAX_NEST` deep, whose fields fit in `MAX_CLASS` characters (`MAX_RESULT_CLASS`
+in results). Everything else stays `dict`, with its fields in the tool docs. With these limits
+whole-catalog stubs stay smaller than a format that types every object as `dict` and the
+return as `dict` (measured by `benchmarks/tokens.py`, checked by `tests/stubs/test_catalogs.py`).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .names import is_identifier
+from .schema import Renderer, _Union, py_literal, ref_name, resolve_ref
+from .tool import properties_of, required_of
+
+__all__ = ["MAX_CLASS", "MAX_NEST", "MAX_RESULT_CLASS", "TypeTable", "TypedRenderer", "class_name"]
+
+MAX_NEST = 2
+"""Objects inside this many enclosing classes stay `dict` (a parameter's object is at level 0)."""
+MAX_CLASS = 240
+"""Input objects whose fields take more characters than this stay `dict`: a long class costs
+more than it helps a call."""
+MAX_RESULT_CLASS = 120
+"""The same for objects in results (`outputSchema`)."""
+OPTIONAL_PLAIN = True
+"""Objects a call may leave out (optional parameters and fields) stay `dict`."""
+
+TYPING_NAMES = frozenset({"Any", "Literal", "NotRequired", "Required", "TypedDict"})
+_TAKEN = TYPING_NAMES | {"None", "True", "False", "str", "int", "float", "bool", "list", "dict", "object", "type"}
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def class_name(hint: str) -> str:
+    """`start` -> `Start`, `rich_text` -> `RichText`, `API-get-user` -> `APIGetUser`; ASCII only."""
+    name = "".join(w[0].upper() + w[1:] for w in _WORD.findall(hint))
+    if not name:
+        return "Obj"
+    return "T" + name if name[0].isdigit() else name
+
+
+class TypeTable:
+    """The classes of one stub file, in the order their definitions were completed."""
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self._taken = set(_TAKEN) | set(taken)
+        self._reserved: list[str] = []
+        self._by_body: dict[str, str] = {}
+        self._lines: dict[str, str] = {}
+
+    def reserve(self, hint: str) -> str:
+        """A new class name from `hint`, numbered (`Parent2`) when the plain one is taken."""
+        base = class_name(hint)
+        name, n = base, 1
+        while name in self._taken:
+            n += 1
+            name = f"{base}{n}"
+        self._taken.add(name)
+        self._reserved.append(name)
+        return name
+
+    def declare(self, hint: str, fields: Sequence[tuple[str, str, bool]], name: str | None = None) -> str:
+        """The class for `fields` (key, type, required): an identical one if declared, else a new one.
+
+        `name` is a name reserved earlier because the class refers to itself; such a class is
+        always declared under it (its body mentions the name, so it cannot match another).
+        """
+        body, total = _body(fields)
+        if name is None:
+            found = self._by_body.get(f"{total}{body}")
+            if found is not None:
+                return found
+            name = self.reserve(hint)
+            self._by_body[f"{total}{body}"] = name
+        self._lines[name] = _class_line(name, body, total)
+        return name
+
+    def mark(self) -> tuple[int, int, int]:
+        return len(self._reserved), len(self._by_body), len(self._lines)
+
+    def rollback(self, mark: tuple[int, int, int]) -> None:
+        """Forget the names and classes declared since `mark` (an object that ended up `dict`)."""
+        names, bodies, lines = mark
+        for name in self._reserved[names:]:
+            self._taken.discard(name)
+        del self._reserved[names:]
+        self._by_body = dict(list(self._by_body.items())[:bodies])
+        self._lines = dict(list(self._lines.items())[:lines])
+
+    def rename(self, old: str, hint: str) -> str:
+        """Give class `old` a new name from `hint`, in every class that mentions it; the new name."""
+        new = self.reserve(hint)
+        self._lines = {new if k == old else k: rename_in(line, {old: new}) for k, line in self._lines.items()}
+        self._by_body = {k: new if v == old else v for k, v in self._by_body.items()}
+        return new
+
+    def lines(self, used_in: Iterable[str]) -> list[str]:
+        """Definitions of the classes the given source lines use, directly or through other classes.
+
+        Rendering can declare a class that ends up unused (an option of a union that became
+        `Any`); it is left out here.
+        """
+        wanted = set()
+        stack = [name for line in used_in for name in _names(line) if name in self._lines]
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack += [n for n in _names(self._lines[name]) if n in self._lines]
+        return [line for name, line in self._lines.items() if name in wanted]
+
+
+def _body(fields: Sequence[tuple[str, str, bool]]) -> tuple[str, bool]:
+    """Fields as the class shows them; `total=False` when fewer words mark the required ones."""
+    optional = sum(1 for _, _, required in fields if not required)
+    total = optional <= len(fields) - optional
+    parts = []
+    for key, expr, required in fields:
+        if required != total:
+            expr = f"{'NotRequired' if total else 'Required'}[{expr}]"
+        parts.append((key, expr))
+    if all(is_identifier(key) for key, _ in parts):
+        return "; ".join(f"{key}: {expr}" for key, expr in parts), total
+    return "{" + ", ".join(f"{py_literal(key)}: {expr}" for key, expr in parts) + "}", total
+
+
+def _class_line(name: str, body: str, total: bool) -> str:
+    flag = "" if total else ", total=False"
+    if body.startswith("{"):
+        return f'{name} = TypedDict("{name}", {body}{flag})'
+    return f"class {name}(TypedDict{flag}): {body}"
+
+
+def rename_in(line: str, names: Mapping[str, str]) -> str:
+    """`line` with every name token in `names` replaced; strings and comments are left alone."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(line).readline))
+    except (tokenize.TokenError, SyntaxError):  # pragma: no cover - the renderers only emit valid Python
+        return line
+    for tok in reversed(tokens):
+        if tok.type == tokenize.NAME and tok.string in names and tok.start[0] == 1:
+            line = line[: tok.start[1]] + names[tok.string] + line[tok.end[1] :]
+    return line
+
+
+def _names(source: str) -> set[str]:
+    """Names a line of stub source uses (ast, so names inside strings and comments never count)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # pragma: no cover - the renderers only emit valid Python
+        return set()
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+class TypedRenderer(Renderer):
+    """A `Renderer` that declares objects with properties as classes in `table`."""
+
+    def __init__(self, root: Mapping[str, Any], table: TypeTable, *, inputs: bool = True) -> None:
+        super().__init__(root)
+        self.table = table
+        self.inputs = inputs
+        self._nest = 0
+        self._plain = False
+        self._pending: dict[str, str | None] = {}
+
+    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False, hint: str = "",
+             optional: bool = False) -> str:  # fmt: skip
+        """As `Renderer.expr`; objects of an `optional` input (`OPTIONAL_PLAIN`) stay `dict`."""
+        saved, self._plain = self._plain, optional and self.inputs and OPTIONAL_PLAIN
+        try:
+            return super().expr(schema, or_none=or_none, hint=hint)
+        finally:
+            self._plain = saved
+
+    def recursive(self, ref: str) -> str:
+        """A ref to an object class still being defined names that class (reserved now)."""
+        if ref not in self._pending:
+            return super().recursive(ref)
+        name = self._pending[ref]
+        if name is None:
+            name = self._pending[ref] = self.table.reserve(self.hint_of(ref))
+        return name
+
+    def hint_of(self, ref: str) -> str:
+        return ref_name(ref) or self.hint
+
+    def object_type(self, schema: Mapping[str, Any], depth: int) -> str:
+        props = properties_of(schema, self.root)
+        limit = MAX_CLASS if self.inputs else MAX_RESULT_CLASS
+        # every field takes at least 4 characters (`a: T; `), so many fields fail the limit at once
+        if not props or self._plain or self._nest >= MAX_NEST or len(props) > limit // 4:
+            return super().object_type(schema, depth)
+        ref = self._refs[-1] if self._refs and resolve_ref(self._refs[-1], self.root) is schema else None
+        outer = dict(self._pending)
+        if ref is not None:
+            self._pending[ref] = None
+        required = set(required_of(schema, self.root))
+        hint = self.hint
+        mark = self.table.mark()
+        fields: list[tuple[str, str, bool]] = []
+        self._nest += 1
+        try:
+            for key, sub in props.items():
+                self.hint = key
+                self._plain = key not in required and self.inputs and OPTIONAL_PLAIN
+                fields.append((key, self._union(sub, depth + 1).render(), key in required))
+        finally:
+            self._nest -= 1
+            self.hint = hint
+            self._plain = False
+            reserved = self._pending.pop(ref, None) if ref is not None else None
+        if len(_body(fields)[0]) > limit:
+            self._undo(mark, outer)
+            return super().object_type(schema, depth)
+        return self.table.declare(hint, fields, reserved)
+
+    def _composite(self, schema: Mapping[str, Any], depth: int) -> _Union:
+        """`allOf` parts that add up to one object become one class, not an intersection (`dict`).
+
+        A union that says nothing (`Any`: too many members) takes back the classes its members
+        declared, so that they neither take names nor appear in the stub.
+        """
+        members = schema.get("allOf")
+        if isinstance(members, list) and members and not _has_union(schema) and properties_of(schema, self.root):
+            union = _Union()
+            union.add(self.object_type(schema, depth))
+            return union
+        outer, mark = dict(self._pending), self.table.mark()
+        union = super()._composite(schema, depth)
+        if union.render() == "Any":
+            self._undo(mark, outer)
+        return union
+
+    def _undo(self, mark: tuple[int, int, int], outer: Mapping[str, str | None]) -> None:
+        """Roll the table back to `mark`, unless a class still being defined reserved its name since."""
+        if all(self._pending.get(ref) == name for ref, name in outer.items()):
+            self.table.rollback(mark)
+
+
+def _has_union(schema: Mapping[str, Any]) -> bool:
+    return any(isinstance(schema.get(k), list) and schema[k] for k in ("anyOf", "oneOf"))
