@@ -112,6 +112,8 @@ def _resolve_note(item: sg.ResolveErrorItem, where: Located) -> str:
     rest = where.line_text(item.line)[column - 1 :]
     attr = re.match(rf"{re.escape(name)}\s*\.\s*(\w+)", rest)
     if attr is None:
+        if name in where.servers:  # e.g. getattr(server, "tool") or a server passed as a value
+            return f"{item.msg} (a server is not a value: call its tools as {name}.<tool>(x=1))"
         return item.msg
     if name in where.servers:
         ref = f"{name}.{attr.group(1)}"

@@ -243,7 +243,9 @@ class _Conversation:
             elif op == "calls":
                 answered = await self._answer_batch(message)
             else:
-                answered = False
+                log.error("sandbox worker %d sent an unexpected frame %.40r", self.worker.pid, op)
+                why = f"script worker misbehaved: unexpected frame {op!r:.40}"
+                return _failed("runtime", why, self.tool_calls), False
             if not answered:
                 return await self._died(), False
 

@@ -1,20 +1,23 @@
-"""Source rewrite that turns `server.tool(...)` into `call_tool("server.tool", ...)`.
+"""Source rewrite that turns `server.tool(...)` into `_sb_call_tool("server.tool", ...)`.
 
 starlark-go cannot expose Python objects with attributes, so tool calls are routed through
-one injected builtin instead. The rewrite works on tokens from the standard `tokenize`
-module (Starlark's lexical syntax is close enough to Python's), so string literals and
-comments are never touched, and it splices by position on the same line, so line numbers
-never change and column shifts stay on the rewritten line, where `original_column` undoes them.
+one builtin of the prelude instead, under a reserved name so that a script defining its own
+`call_tool` does not change what `server.tool(...)` does. The rewrite works on tokens from
+the standard `tokenize` module (Starlark's lexical syntax is close enough to Python's), so
+string literals and comments are never touched, and it splices by position on the same line,
+so line numbers never change and column shifts stay on the rewritten line, where
+`original_column` undoes them.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tokenize
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
-CALL_TOOL = "call_tool"
+CALL_TOOL = "_sb_call_tool"
 
 _LAYOUT = frozenset(
     {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
@@ -37,7 +40,7 @@ class Edit:
 
 
 def rewrite(source: str, servers: Collection[str]) -> str:
-    """`source` with every direct `server.tool(` call routed through `call_tool`."""
+    """`source` with every direct `server.tool(` call routed through `CALL_TOOL`."""
     return rewrite_with_edits(source, servers)[0]
 
 
@@ -55,6 +58,28 @@ def rewrite_with_edits(source: str, servers: Collection[str]) -> tuple[str, list
     if not found:
         return source, []
     return _splice(source, found)
+
+
+def find_name(source: str, prefix: str) -> tuple[int, int, str] | None:
+    """(line, 1-based column, name) of the first identifier starting with `prefix`, or None.
+
+    Strings and comments are skipped. A source that cannot be tokenized is searched as
+    plain text (Starlark would reject it anyway, so a false find costs nothing).
+    """
+    if prefix not in source:
+        return None
+    try:
+        for tok in _significant(source):
+            if tok.type == tokenize.NAME and tok.string.startswith(prefix):
+                return tok.start[0], tok.start[1] + 1, tok.string
+        return None
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    found = re.search(rf"(?<!\w){re.escape(prefix)}\w*", source)
+    if found is None:
+        return None
+    line_start = source.rfind("\n", 0, found.start()) + 1
+    return source.count("\n", 0, found.start()) + 1, found.start() - line_start + 1, found.group()
 
 
 def original_column(edits: Sequence[Edit], row: int, column: int) -> int:

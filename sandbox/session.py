@@ -14,53 +14,108 @@ import starlark_go as sg
 
 from .diagnose import SCRIPT, Located, describe
 from .limits import Limits
-from .rewrite import rewrite_with_edits
+from .rewrite import find_name, rewrite_with_edits
 from .values import BoundaryError, clean_str, encode_json, json_decode, json_encode, plain
 
-# Runs before every script in the same interpreter. Values leaving the script are checked
-# here, in Starlark, because starlark-go's own conversion recurses without a depth check and
-# aborts the process on a self-referencing list; `*args` keeps every keyword (even `name`)
-# free for the tool. `print` is replaced because starlark-go's print hook segfaults on a
-# string that is not valid UTF-8, where an ordinary builtin call fails cleanly.
-PRELUDE = """
-def _plain(v, depth, what):
-    t = type(v)
-    if t in ("NoneType", "bool", "int", "float", "string"):
-        return v
-    if depth >= _max_depth:
-        _fail("%s: value nested deeper than %d levels (limits.max_depth)" % (what, _max_depth))
-    if t in ("list", "tuple", "set"):
-        return [_plain(x, depth + 1, what) for x in v]
-    if t == "dict":
-        out = {}
-        for k, x in v.items():
-            if type(k) != "string":
-                _fail("%s: dict key of type %s; keys must be strings" % (what, type(k)))
-            out[k] = _plain(x, depth + 1, what)
-        return out
-    _fail("%s: a value of type %s cannot leave the script " % (what, t) +
-          "(only None, bool, int, float, string, list, tuple and dict can)")
+RESERVED = "_sb_"
+"""Prefix of the names the prelude uses internally; scripts may not use such names at all, so
+they cannot rebind what the builtins rely on (and a script's own helper cannot collide)."""
 
-def _tool_name(fn, args):
+# Runs before every script in the same interpreter. Values leaving the script are checked
+# here, in Starlark, before starlark-go converts them to Python: its conversion recurses
+# without a depth check (a self-referencing list aborts the process) and copies shared
+# sub-structures once per reference (a list that doubles at every level is exponential).
+# The check goes level by level, so nesting and size are bounded before any conversion;
+# the Python side then copies the value with `plain`, which checks types and keys. `*args`
+# keeps every keyword (even `name`) free for the tool. `print` is replaced because
+# starlark-go's print hook segfaults on a string that is not valid UTF-8, where an ordinary
+# builtin call fails cleanly.
+PRELUDE = """
+_sb_scalars = ("NoneType", "bool", "int", "float", "string")
+
+def _sb_check(value, what, limit, setting):
+    level = [value]
+    items = 1
+    for depth in range(_sb_max_depth + 1):
+        below = []
+        for v in level:
+            t = type(v)
+            if t == "string":
+                if "\\x00" in v:
+                    _sb_fail("%s: a string with a NUL character cannot leave the script" % what)
+                continue
+            if t in _sb_scalars:
+                continue
+            if depth >= _sb_max_depth and t in ("list", "tuple", "set", "dict"):
+                _sb_fail("%s: value nested deeper than %d levels (limits.max_depth)" % (what, _sb_max_depth), "limit")
+            if t == "dict":
+                below.extend(v.keys())
+                below.extend(v.values())
+            elif t in ("list", "tuple", "set"):
+                below.extend(v)
+            else:
+                _sb_fail("%s: a value of type %s cannot leave the script " % (what, t) +
+                         "(only None, bool, int, float, string, list, tuple and dict can)")
+        if not below:
+            return value
+        items += len(below)
+        if items > limit:
+            _sb_fail("%s: value is larger than %d bytes as JSON (%s)" % (what, limit, setting), "limit")
+        level = below
+    return value
+
+def _sb_args(name, args):
+    return _sb_check(args, "arguments of " + name, _sb_max_out, "limits.max_result_bytes")
+
+def _sb_tool_name(fn, args):
     if len(args) == 0 or type(args[0]) != "string":
-        _fail('%s needs the tool as its first argument, e.g. %s("server.tool", x=1)' % (fn, fn))
+        _sb_fail('%s needs the tool as its first argument, e.g. %s("server.tool", x=1)' % (fn, fn))
     if len(args) > 1:
-        _fail("%s takes keyword arguments only, e.g. %s(x=1)" % (args[0], args[0]))
+        _sb_fail("%s takes keyword arguments only, e.g. %s(x=1)" % (args[0], args[0]))
     return args[0]
 
 def call_tool(*args, **kwargs):
-    name = _tool_name("call_tool", args)
-    return _call_tool(name, _plain(kwargs, 0, "arguments of " + name))
+    name = _sb_tool_name("call_tool", args)
+    return _sb_call(name, _sb_args(name, kwargs))
+
+_sb_call_tool = call_tool
 
 def try_call(*args, **kwargs):
-    name = _tool_name("try_call", args)
-    return _try_call(name, _plain(kwargs, 0, "arguments of " + name))
+    name = _sb_tool_name("try_call", args)
+    return _sb_try_call(name, _sb_args(name, kwargs))
+
+def _sb_batch(fn, calls):
+    shape = '("server.tool", {"arg": value}) pairs'
+    if type(calls) not in ("list", "tuple"):
+        _sb_fail("%s takes a list of %s, not a %s" % (fn, shape, type(calls)))
+    if len(calls) > _sb_max_calls:
+        _sb_fail("%s of %d calls is over the limit of %d tool calls (limits.max_tool_calls)" %
+                 (fn, len(calls), _sb_max_calls), "limit")
+    batch = []
+    for i in range(len(calls)):
+        c = calls[i]
+        if type(c) == "string":
+            c = (c,)
+        if type(c) not in ("list", "tuple") or len(c) not in (1, 2) or type(c[0]) != "string":
+            _sb_fail("%s: item %d is not a (\\"server.tool\\", {...}) pair; %s takes a list of %s" %
+                     (fn, i, fn, shape))
+        args = c[1] if len(c) == 2 and c[1] != None else {}
+        if type(args) != "dict":
+            _sb_fail("%s: item %d: the arguments of %s must be a dict, not a %s" % (fn, i, c[0], type(args)))
+        batch.append([c[0], _sb_args(c[0], args)])
+    return batch
+
+def parallel(calls):
+    return _sb_calls("parallel", _sb_batch("parallel", calls), True)
+
+def try_parallel(calls):
+    return _sb_calls("try_parallel", _sb_batch("try_parallel", calls), False)
 
 def json_encode(value):
-    return _json_encode(_plain(value, 0, "json_encode value"))
+    return _sb_json_encode(_sb_check(value, "json_encode value", _sb_max_in, "limits.max_tool_result_bytes"))
 
 def print(*args, sep = " "):
-    _print(sep.join([str(a) for a in args]))
+    _sb_print(sep.join([str(a) for a in args]).replace("\\x00", "\\ufffd"))
 """
 
 MAX_TOOL_NAME = 256
@@ -83,17 +138,18 @@ class Output:
         self.dropped = 0
 
     def write(self, text: str) -> None:
-        data = text.encode("utf-8", "replace")
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
         room = self.limit - self.size
-        if len(data) <= room:
+        if size <= room:
             self.parts.append(text)
-            self.size += len(data)
+            self.size += size
             return
-        kept = data[: max(room, 0)].decode("utf-8", "ignore")
+        # a character is at least one byte, so `room` characters are enough to fill the room
+        kept = text[: max(room, 0)].encode("utf-8", "replace")[: max(room, 0)].decode("utf-8", "ignore")
         self.parts.append(kept)
         kept_size = len(kept.encode("utf-8"))
         self.size += kept_size
-        self.dropped += len(data) - kept_size
+        self.dropped += size - kept_size
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -113,12 +169,16 @@ class Session:
         self.tool_calls = 0
         self.failure: tuple[str, str] | None = None
         self.globals: dict[str, Any] = {
-            "_call_tool": self._call_tool,
-            "_try_call": self._try_call,
-            "_json_encode": self._json_encode,
-            "_fail": self._fail,
-            "_print": self._print,
-            "_max_depth": limits.max_depth,
+            "_sb_call": self._call_tool,
+            "_sb_try_call": self._try_call,
+            "_sb_calls": self._calls,
+            "_sb_json_encode": self._json_encode,
+            "_sb_fail": self._fail,
+            "_sb_print": self._print,
+            "_sb_max_depth": limits.max_depth,
+            "_sb_max_out": limits.max_result_bytes,
+            "_sb_max_in": limits.max_tool_result_bytes,
+            "_sb_max_calls": limits.max_tool_calls,
             "json_decode": self._json_decode,
         }
 
@@ -127,13 +187,19 @@ class Session:
         code = clean_str(code)  # starlark-go cannot take a source with lone surrogates
         source, edits = rewrite_with_edits(code, servers)
         where = Located(code, edits, servers)
+        reserved = find_name(code, RESERVED)
+        if reserved is not None:
+            line, column, name = reserved
+            message = f"{name}: names starting with {RESERVED} are reserved for the sandbox"
+            return None, Located(code, [], servers).error("resolve", message, line, column)
         interp = sg.Starlark(globals=self.globals)
         try:
             interp.exec(PRELUDE, filename="<prelude>")
             interp.exec(source, filename=SCRIPT)
             if "result" not in interp.globals():
                 return None, None
-            value = interp.eval('_plain(result, 0, "result")', filename="<result>")
+            limit = self.limits.max_result_bytes
+            value = interp.eval(f'_sb_check(result, "result", {limit}, "limits.max_result_bytes")', filename="<result>")
             return plain(value, self.limits.max_depth, "result"), None
         except Exception as exc:  # every failure, whatever raised it, becomes the script's error
             return None, describe(exc, where, self.failure)
@@ -153,37 +219,116 @@ class Session:
 
     def _try_call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         ok, value = self._request(name, args)
-        return {"ok": True, "value": value} if ok else {"ok": False, "error": value}
+        return {"ok": True, "value": value} if ok else {"ok": False, "error": clean_str(value)}
 
     def _request(self, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
         """Ask the gateway to call `name`; (True, value) or (False, error message)."""
-        limits = self.limits
-        if len(name) > MAX_TOOL_NAME:
-            self._fail(f"not a tool name: {name[:40]!r}... ({len(name)} characters)")
-        if self.tool_calls >= limits.max_tool_calls:
-            self._fail(
-                f"script exceeded the limit of {limits.max_tool_calls} tool calls (limits.max_tool_calls)",
-                "limit",
-            )
-        size = len(encode_json(args))
-        if size > limits.max_result_bytes:
+        self._check_name(name)
+        self._reserve(1, name)
+        args = self._plain_args(name, args)
+        size = self._args_size(name, args)
+        if size > self.limits.max_result_bytes:
             self._fail(
                 f"arguments of {name} are {size} bytes, over the limit of "
-                f"{limits.max_result_bytes} bytes (limits.max_result_bytes)",
+                f"{self.limits.max_result_bytes} bytes (limits.max_result_bytes)",
                 "limit",
             )
         self.tool_calls += 1
         reply = self.channel({"op": "call", "name": name, "args": args})
-        if not reply.get("ok"):
-            return False, str(reply.get("error") or "unknown error")
+        if reply.get("op") != "reply":
+            self._fail(f"the gateway answered a tool call with {reply.get('op')!r}")
+        return self._value_of(name, reply)
+
+    def _calls(self, fn: str, calls: Any, stop: bool) -> list[Any]:
+        """`parallel` (stop at the first failure) and `try_parallel` (every outcome as a dict).
+
+        The whole batch goes to the gateway in one frame and comes back in one; each call
+        counts against `max_tool_calls`, and their arguments together against `max_result_bytes`.
+        """
+        if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
+            self._fail(f"{fn}: malformed batch")
+        if not calls:
+            return []
+        for name, _ in calls:
+            self._check_name(name)
+        self._reserve(len(calls), fn)
+        calls = [(name, self._plain_args(name, args)) for name, args in calls]
+        size = sum(self._args_size(name, args) for name, args in calls)
+        if size > self.limits.max_result_bytes:
+            self._fail(
+                f"arguments of the {len(calls)} calls of {fn} are {size} bytes together, over the limit of "
+                f"{self.limits.max_result_bytes} bytes (limits.max_result_bytes)",
+                "limit",
+            )
+        self.tool_calls += len(calls)
+        batch = [{"name": name, "args": args} for name, args in calls]
+        reply = self.channel({"op": "calls", "calls": batch, "stop_on_error": stop})
+        if reply.get("op") != "replies":
+            self._fail(f"the gateway answered {fn} with {reply.get('op')!r}")
+        if isinstance(reply.get("error"), str):
+            self._fail(f"{fn}: {reply['error']}", "limit" if "(limits." in reply["error"] else "tool")
+        replies = reply.get("replies")
+        if not isinstance(replies, list) or len(replies) != len(calls):
+            self._fail(f"{fn}: the gateway's answer does not match the batch")
+        failed = reply.get("failed")
+        if stop and isinstance(failed, int) and 0 <= failed < len(calls):
+            name = calls[failed][0]
+            _, message = self._value_of(name, replies[failed])
+            self._fail(f"{fn}: call {failed} ({name}) failed: {message}", "tool")
+        values: list[Any] = []
+        for index, (name, _) in enumerate(calls):
+            ok, value = self._value_of(name, replies[index])
+            if stop and not ok:
+                self._fail(f"{fn}: call {index} ({name}) failed: {value}", "tool")
+            if stop:
+                values.append(value)
+            else:
+                values.append({"ok": True, "value": value} if ok else {"ok": False, "error": clean_str(value)})
+        return values
+
+    def _check_name(self, name: str) -> None:
+        if len(name) > MAX_TOOL_NAME:
+            self._fail(f"not a tool name: {name[:40]!r}... ({len(name)} characters)")
+
+    def _reserve(self, count: int, what: str) -> None:
+        """Fail if `count` more calls would pass `max_tool_calls`."""
+        limit = self.limits.max_tool_calls
+        if self.tool_calls + count <= limit:
+            return
+        if count == 1:
+            message = f"script exceeded the limit of {limit} tool calls (limits.max_tool_calls)"
+        else:
+            message = (
+                f"{what} of {count} calls would exceed the limit of {limit} tool calls "
+                f"(limits.max_tool_calls); {self.tool_calls} made before it"
+            )
+        self._fail(message, "limit")
+
+    def _plain_args(self, name: str, args: Any) -> Any:
         try:
-            return True, plain(reply.get("value"), limits.max_depth, f"the result of {name}")
+            return plain(args, self.limits.max_depth, f"arguments of {name}")
+        except BoundaryError as exc:
+            self._fail(str(exc))
+
+    def _args_size(self, name: str, args: Any) -> int:
+        try:
+            return len(encode_json(args))
+        except BoundaryError as exc:
+            self._fail(f"arguments of {name}: {exc}")
+
+    def _value_of(self, name: str, reply: Any) -> tuple[bool, Any]:
+        """(True, value) or (False, error message) from one reply of the gateway."""
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            error = reply.get("error") if isinstance(reply, dict) else None
+            return False, str(error or "unknown error")
+        try:
+            return True, plain(reply.get("value"), self.limits.max_depth, f"the result of {name}")
         except BoundaryError as exc:
             return False, str(exc)
 
     def _json_encode(self, value: Any) -> str:
         try:
-            return json_encode(value)
+            return json_encode(plain(value, self.limits.max_depth, "json_encode value"))
         except BoundaryError as exc:
             self._fail(str(exc))
 
@@ -194,3 +339,12 @@ class Session:
             return json_decode(text, self.limits.max_depth)
         except BoundaryError as exc:
             self._fail(str(exc))
+
+
+def _is_call(item: Any) -> bool:
+    return (
+        isinstance(item, list | tuple)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], dict)
+    )

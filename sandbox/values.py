@@ -2,8 +2,8 @@
 
 Everything that crosses is reduced to JSON-like data (None, bool, int, float, str, list,
 dict with str keys) so both sides, and the JSON frames between them, agree on it. Depth is
-bounded because starlark-go converts recursively on the Go stack, and strings are made
-encodable because a lone surrogate makes starlark-go's string conversion fail.
+bounded because starlark-go converts recursively on the Go stack, and strings are made safe
+to convert: a lone surrogate makes starlark-go's string conversion fail, and a NUL ends it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ class BoundaryError(ValueError):
 
 
 def clean_str(text: str) -> str:
-    """`text` with lone surrogates replaced by U+FFFD (they cannot be encoded as UTF-8)."""
+    """`text` with lone surrogates and NUL characters replaced by U+FFFD.
+
+    A lone surrogate cannot be encoded as UTF-8, and starlark-go's conversions cut a string
+    at its first NUL (both ways), which would lose the rest without a word.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -13,6 +13,8 @@ import resource
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .limits import Limits
@@ -143,7 +145,31 @@ def main(argv: list[str] | None = None) -> int:
 
     starlark_go.configure_starlark(allow_set=True, allow_global_reassign=True, allow_recursion=True)
     _exit_with_parent()
-    return _serve(Pipe(sys.stdin.buffer, _claim_stdout()))
+    pipe = Pipe(sys.stdin.buffer, _claim_stdout())
+    return _off_the_main_thread(lambda: _serve(pipe))
+
+
+def _off_the_main_thread(serve: Callable[[], int]) -> int:
+    """Run `serve` on a thread of its own; its exit status.
+
+    Each call from Python into starlark-go (a new interpreter, `exec`, `eval`, a tool call
+    returning) makes the Go runtime look up the calling thread's stack bounds. For the
+    main thread glibc finds them by reading /proc/self/maps, about 80 µs a call (measured;
+    a one-call script makes a dozen such calls); for any other thread it is a few µs.
+    """
+    status: list[int] = []
+
+    def run() -> None:
+        try:
+            status.append(serve())
+        except BaseException:
+            traceback.print_exc()
+            status.append(1)
+
+    thread = threading.Thread(target=run, name="scripts", daemon=True)
+    thread.start()
+    thread.join()
+    return status[0] if status else 1
 
 
 def _serve(pipe: Pipe) -> int:

@@ -12,9 +12,9 @@ SERVERS = ["gh", "fs"]
 
 
 def test_call_with_and_without_arguments() -> None:
-    assert rewrite("x = gh.search(q=1)\n", SERVERS) == 'x = call_tool("gh.search", q=1)\n'
-    assert rewrite("gh.list()", SERVERS) == 'call_tool("gh.list")'
-    assert rewrite("gh.list( )", SERVERS) == 'call_tool("gh.list" )'
+    assert rewrite("x = gh.search(q=1)\n", SERVERS) == 'x = _sb_call_tool("gh.search", q=1)\n'
+    assert rewrite("gh.list()", SERVERS) == '_sb_call_tool("gh.list")'
+    assert rewrite("gh.list( )", SERVERS) == '_sb_call_tool("gh.list" )'
 
 
 def test_strings_comments_and_docstrings_are_untouched() -> None:
@@ -36,9 +36,9 @@ def test_line_numbers_are_preserved() -> None:
     out = rewrite(source, SERVERS)
     assert out.count("\n") == source.count("\n")
     old, new = source.splitlines(), out.splitlines()
-    assert new[0] == 'x = call_tool("gh.a", '
+    assert new[0] == 'x = _sb_call_tool("gh.a", '
     assert new[1:3] == old[1:3]
-    assert new[3] == 'y = call_tool("fs.read", path="p")  # fs.read()'
+    assert new[3] == 'y = _sb_call_tool("fs.read", path="p")  # fs.read()'
     assert new[4] == old[4]
 
 
@@ -60,11 +60,11 @@ def test_untokenizable_source_is_returned_unchanged() -> None:
 def test_columns_map_back_to_the_original_line() -> None:
     source = "x = gh.a(q=1) + fs.b() + 2\n"
     out, edits = rewrite_with_edits(source, SERVERS)
-    assert out == 'x = call_tool("gh.a", q=1) + call_tool("fs.b") + 2\n'
+    assert out == 'x = _sb_call_tool("gh.a", q=1) + _sb_call_tool("fs.b") + 2\n'
     plus = out.rindex("+") + 1  # 1-based column of the last `+` in the rewritten line
     assert original_column(edits, 1, plus) == source.rindex("+") + 1
     assert original_column(edits, 1, 1) == 1
-    inside = out.index("call_tool") + 3  # within inserted text: points at the call's `(`
+    inside = out.index("_sb_call_tool") + 3  # within inserted text: points at the call's `(`
     assert original_column(edits, 1, inside) == source.index("(") + 1
     assert original_column(edits, 2, 7) == 7
 

@@ -233,3 +233,48 @@ async def test_invalid_utf8_strings_fail_cleanly(sandbox: Sandbox, tools: FakeTo
 async def test_lone_surrogate_in_the_source(sandbox: Sandbox, tools: FakeTools) -> None:
     run = await sandbox.run('result = "a\ud800"', SERVERS, tools)
     assert run.error is None and run.value == "a\ufffd"
+
+
+async def test_sandbox_internals_are_out_of_reach(sandbox: Sandbox, tools: FakeTools) -> None:
+    attempts = ['_sb_call("calc.add", {"a": 1, "b": 2})', "x = 1\n_sb_max_depth = 10\n", "def _sb_check(v):\n    pass"]
+    for code in attempts:
+        run = await sandbox.run(code, SERVERS, tools)
+        assert run.error is not None and run.error.kind == "resolve", code
+        assert "names starting with _sb_ are reserved for the sandbox" in run.error.message
+    assert tools.calls == []
+    run = await sandbox.run('x = "_sb_ in a string"  # and _sb_ in a comment\nresult = x', SERVERS, tools)
+    assert run.value == "_sb_ in a string"
+
+
+async def test_a_script_may_define_its_own_helpers_with_builtin_names(sandbox: Sandbox, tools: FakeTools) -> None:
+    code = (
+        "def call_tool(*a, **k):\n    return 'mine'\n"
+        "def _plain(v):\n    return v\n"
+        "_max_depth = 1\n"
+        "result = [calc.add(a=1, b=2), call_tool('x'), [[[1]]]]\n"
+    )
+    run = await sandbox.run(code, SERVERS, tools)
+    assert run.error is None, run.error
+    assert run.value == [3, "mine", [[[1]]]]
+
+
+async def test_a_server_used_as_a_value_gets_a_hint(sandbox: Sandbox, tools: FakeTools) -> None:
+    run = await sandbox.run('f = getattr(calc, "add")', SERVERS, tools)
+    assert run.error is not None
+    assert run.error.message == "undefined: calc (a server is not a value: call its tools as calc.<tool>(x=1))"
+
+
+async def test_shared_structure_is_bounded_before_conversion(sandbox: Sandbox, tools: FakeTools) -> None:
+    # 2**30 leaves reachable through 30 shared lists: refused by size, not by running out of time
+    limits = replace(FAST, max_result_bytes=100_000)
+    run = await sandbox.run("l = [1]\nfor i in range(30):\n    l = [l, l]\nresult = l", SERVERS, tools, limits)
+    assert run.error is not None and run.error.kind == "limit"
+    assert run.error.message == "result: value is larger than 100000 bytes as JSON (limits.max_result_bytes)"
+
+
+async def test_one_huge_print_is_cut_without_a_copy_of_it_all(sandbox: Sandbox, tools: FakeTools) -> None:
+    limits = replace(FAST, max_output_bytes=10)
+    run = await sandbox.run('print("é" * 3000000)\nprint("x" * 20000000)', SERVERS, tools, limits)
+    assert run.error is None
+    assert run.output == "ééééé"
+    assert run.output_truncated_bytes == 6_000_001 - 10 + 20_000_001
