@@ -1,0 +1,120 @@
+"""The official MCP conformance suite and the Inspector CLI, against the fixture alone and through the gateway.
+
+The npm packages are installed (pinned) into `tests/interop/.npm/` on first use; the tests skip only
+when `node` or `npm` is missing. The gateway serves the fixture in direct mode with names passed
+through, since the suite calls fixed names (`test_simple_text`, `test://static-text`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcp_gateway import Gateway
+from tests.helpers import make_config, stdio
+from tests.interop.helpers import fixture_server, serve_forwarding_gateway
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
+
+HERE = Path(__file__).parent
+NPM_DIR = HERE / ".npm"
+CONFORMANCE = ("@modelcontextprotocol/conformance", "0.1.13", "conformance")
+INSPECTOR = ("@modelcontextprotocol/inspector", "0.15.0", "mcp-inspector")
+EXPECTED_FAILURES = HERE / "conformance-expected-failures.yml"
+UPSTREAMS = ["http", "http-legacy", "stdio", "stdio-legacy"]
+
+
+def npm_bin(package: tuple[str, str, str]) -> Path:
+    """The package's executable under `tests/interop/.npm`, installed with npm when missing or not pinned."""
+    name, version, executable = package
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the official MCP conformance suite and the Inspector CLI")
+    manifest = NPM_DIR / "node_modules" / name / "package.json"
+    if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+        NPM_DIR.mkdir(exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", "--loglevel=error",
+                        f"{name}@{version}"], check=True, timeout=280, capture_output=True)
+    return NPM_DIR / "node_modules" / ".bin" / executable
+
+
+@pytest.fixture(scope="module")
+def conformance() -> Path:
+    return npm_bin(CONFORMANCE)
+
+
+@pytest.fixture(scope="module")
+def inspector() -> Path:
+    return npm_bin(INSPECTOR)
+
+
+async def run_suite(conformance: Path, url: str, *extra: str) -> tuple[int, str]:
+    """`conformance server --suite all` against `url`: its exit code and the end of its output."""
+    with anyio.fail_after(200):
+        done = await anyio.run_process([str(conformance), "server", "--url", url, "--suite", "all", *extra],
+                                       check=False, stderr=subprocess.STDOUT)
+    lines = done.stdout.decode(errors="replace").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(("✓", "✗"))), max(0, len(lines) - 60))
+    return done.returncode, "\n".join(lines[start:])
+
+
+def totals(summary: str) -> tuple[int, int]:
+    match = re.search(r"Total: (\d+) passed, (\d+) failed", summary)
+    assert match, summary
+    return int(match[1]), int(match[2])
+
+
+@pytest.fixture
+async def gateway_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The gateway's `/mcp` in front of the conformance fixture, reached over the parametrized transport."""
+    transport, _, era = request.param.partition("-")
+    args = ("--legacy",) if era else ()
+    gateway = {"prefix_direct_tools": False}
+    if transport == "stdio":
+        config = make_config({"conformance": stdio("conformance_server", "stdio", *args, mode="direct")},
+                             gateway=gateway)
+        async with serve_forwarding_gateway(Gateway(config)) as url:
+            yield url
+        return
+    async with fixture_server("conformance_server", *args) as upstream:
+        config = make_config({"conformance": {"url": upstream, "mode": "direct"}}, gateway=gateway)
+        async with serve_forwarding_gateway(Gateway(config)) as url:
+            yield url
+
+
+async def test_fixture_alone_passes_every_scenario(conformance: Path) -> None:
+    async with fixture_server("conformance_server") as url:
+        code, summary = await run_suite(conformance, url)
+    assert code == 0, summary
+    passed, failed = totals(summary)
+    assert (passed, failed) == (44, 0), summary
+
+
+@pytest.mark.parametrize("gateway_url", UPSTREAMS, indirect=True)
+async def test_suite_passes_through_the_gateway(conformance: Path, gateway_url: str) -> None:
+    """Only the scenarios listed in the expected-failures file may fail, and each of them must."""
+    code, summary = await run_suite(conformance, gateway_url, "--expected-failures", str(EXPECTED_FAILURES))
+    assert code == 0, summary
+    assert totals(summary) == (44, 0), summary
+
+
+@pytest.mark.parametrize("gateway_url", ["http"], indirect=True)
+async def test_inspector_cli_lists_through_the_gateway(inspector: Path, gateway_url: str) -> None:
+    async def cli(*args: str) -> dict[str, list[dict[str, str]]]:
+        with anyio.fail_after(60):
+            done = await anyio.run_process([str(inspector), "--cli", gateway_url, *args], check=False)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    tools = await cli("--method", "tools/list")
+    assert "test_simple_text" in {t["name"] for t in tools["tools"]}
+    resources = await cli("--method", "resources/list")
+    assert "test://static-text" in {r["uri"] for r in resources["resources"]}
+    prompts = await cli("--method", "prompts/list")
+    assert "test_simple_prompt" in {p["name"] for p in prompts["prompts"]}
