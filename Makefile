@@ -25,5 +25,9 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
+.PHONY: bench-tokens
+bench-tokens: install
+	$(BIN)/python benchmarks/tokens.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import uvicorn
 
 from .codemode import META_TOOLS
 from .config import ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
@@ -22,10 +21,10 @@ from .gateway import Gateway
 from .keys import KeyRing
 from .logs import configure_logging
 from .onboarding import connect_instructions, find_mcp_servers, render_config
-from .server import build_app, serve_stdio
+from .server import serve_http, serve_stdio
 from .storage import open_storage
 from .tokens import tool_definition_tokens
-from .upstream import Upstream
+from .upstream import ONE_ATTEMPT, Upstream
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,7 +145,7 @@ def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: b
     )
     if host not in LOOPBACK:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
-    uvicorn.run(build_app(gw, host=host), host=host, port=port, log_level="warning", lifespan="on")
+    anyio.run(serve_http, gw, host, port)
     return 0
 
 
@@ -212,7 +211,7 @@ def _url_host(host: str) -> str:
 
 async def check(config: GatewayConfig) -> int:
     """Connect to every upstream at once, then print one row per server."""
-    upstreams = [Upstream(name, cfg) for name, cfg in config.servers.items()]
+    upstreams = [Upstream(name, cfg, ONE_ATTEMPT) for name, cfg in config.servers.items()]
     async with anyio.create_task_group() as tg:
         for up in upstreams:
             tg.start_soon(up.run)

@@ -47,6 +47,11 @@ class GatewaySettings(_Strict):
     prefix_direct_tools: bool = True
     call_timeout_s: float = Field(default=60.0, gt=0)
     startup_timeout_s: float = Field(default=20.0, ge=0)
+    health_interval_s: float = Field(default=30.0, ge=0)
+    refresh_interval_s: float = Field(default=300.0, ge=0)
+    reconnect_initial_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
     audit_arguments: bool = False
@@ -61,6 +66,7 @@ class LimitSettings(_Strict):
     max_source_bytes: int = Field(default=256 * 1024, gt=0, le=3 * 1024 * 1024)
     max_output_bytes: int = Field(default=64 * 1024, gt=0)
     max_result_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_tool_result_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_tool_calls: int = Field(default=200, gt=0)
     memory_mb: int = Field(default=512, ge=128)
     max_depth: int = Field(default=64, gt=0)

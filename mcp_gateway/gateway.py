@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Self
 
@@ -28,7 +28,7 @@ from .policy import NOBODY, OPEN, Identity, current_identity
 from .quotas import ApprovalRefused, Quota, ask_approval
 from .storage import Storage, open_storage
 from .tokens import tool_definition_tokens
-from .upstream import Upstream
+from .upstream import Resilience, Upstream
 
 log = structlog.get_logger("mcp_gateway")
 
@@ -40,13 +40,21 @@ class Gateway:
         if not structlog.is_configured():
             configure_logging()  # embedded use: our log lines go to stderr, never into a host's stdout
         self.config = config
-        self.upstreams = [Upstream(name, cfg) for name, cfg in config.servers.items()]
+        settings = config.gateway
+        resilience = Resilience(health_interval_s=settings.health_interval_s,
+                                refresh_interval_s=settings.refresh_interval_s,
+                                reconnect_initial_s=settings.reconnect_initial_s,
+                                reconnect_max_s=settings.reconnect_max_s)
+        self.upstreams = [Upstream(name, cfg, resilience, on_change=self._upstream_changed)
+                          for name, cfg in config.servers.items()]
+        self.catalog_listeners: list[Callable[[], None]] = []
         lim = config.limits
         self.limits = Limits(
             timeout_s=lim.timeout_s,
             max_source_bytes=lim.max_source_bytes,
             max_output_bytes=lim.max_output_bytes,
             max_result_bytes=lim.max_result_bytes,
+            max_tool_result_bytes=lim.max_tool_result_bytes,
             max_tool_calls=lim.max_tool_calls,
             memory_mb=lim.memory_mb,
             max_depth=lim.max_depth,
@@ -66,6 +74,7 @@ class Gateway:
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
         self._users = 0
+        self.calls_in_flight = 0
 
     async def __aenter__(self) -> Self:
         """Start on the first entry; nested entries (an app's lifespan inside yours) share the running gateway."""
@@ -156,6 +165,16 @@ class Gateway:
             code_tools = [e.tool for e in catalog.entries if e.direct_name is None]
             self._savings[id(catalog)] = tool_definition_tokens(code_tools, f"mcp__{self.config.gateway.name}__")
         return self._savings[id(catalog)]
+
+    def _upstream_changed(self, up: Upstream) -> None:
+        """An upstream's tools appeared, changed or went away: tell whoever serves listings."""
+        for listener in list(self.catalog_listeners):
+            listener()
+
+    async def wait_idle(self) -> None:
+        """Return once no client `tools/call` is being served (graceful shutdown waits on this)."""
+        while self.calls_in_flight:
+            await anyio.sleep(0.05)
 
     def upstream(self, name: str) -> Upstream:
         return next(u for u in self.upstreams if u.name == name)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import mcp_types as types
+import structlog
+import uvicorn
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import NoBackChannelError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,8 +30,10 @@ from starlette.routing import Route, request_response
 
 from . import __version__
 from .auth import KeyAuth, identity_of_request
+from .changes import ViewChanges
 from .codemode import HANDLERS, META_NAMES, META_TOOLS
 from .errors import GatewayError, UnknownTool
+from .forwarding import install_forwarding, session_key
 from .gateway import Gateway
 from .policy import NOBODY, Identity, acting_as
 from .quotas import Approver, current_approver
@@ -32,42 +42,90 @@ from .scripts import Progress
 from .tokens import tool_definition_tokens
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+log = structlog.get_logger("mcp_gateway.server")
 
 
 def build_server(gw: Gateway) -> Server[Any]:
     """An MCP server whose lifespan is the gateway's: upstreams connect when it starts serving."""
 
+    changes = ViewChanges(lambda: visible_tools(gw), lambda: gw.identity)
+    gw.catalog_listeners.append(changes.changed)
+    listen = ListenHandler(changes)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Server[Any]) -> AsyncIterator[dict[str, Any]]:
-        async with gw:
+        async with gw, anyio.create_task_group() as tg:
+            tg.start_soon(changes.run)
             yield {}
+            listen.close()
+            tg.cancel_scope.cancel()
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        with acting_as(_caller(gw, ctx)):
+        identity = _caller(gw, ctx)
+        with acting_as(identity):
             tools = visible_tools(gw)
+            if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                changes.listed(session_key(ctx), ctx.session, identity)
             if any(t.name in META_NAMES for t in tools):
                 gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
             return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         token = current_approver.set(_elicitation_approver(ctx))
+        gw.calls_in_flight += 1
         try:
             with acting_as(_caller(gw, ctx)):
                 return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
         finally:
+            gw.calls_in_flight -= 1
             current_approver.reset(token)
 
-    return Server(
+    async def subscriptions_listen(
+        ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        with acting_as(_caller(gw, ctx)):
+            return await listen(ctx, params)
+
+    server = _GatewayServer(
         gw.config.gateway.name,
         version=__version__,
         title="mcp-gateway",
-        instructions=_INSTRUCTIONS if gw.config.servers else None,
         lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=subscriptions_listen,
     )
+    server.gw = gw
+    install_forwarding(server, gw)
+    return server
+
+
+class _GatewayServer(Server[Any]):
+    """Our instructions with the upstreams' own, and `tools.listChanged` for handshake-era clients.
+
+    (The 2026-07-28 era derives `listChanged` from the `subscriptions/listen` handler.)
+    """
+
+    gw: Gateway | None = None
+
+    @property
+    def instructions(self) -> str | None:
+        return upstream_instructions(self.gw) if self.gw is not None else None
+
+    @instructions.setter
+    def instructions(self, value: str | None) -> None:
+        """`Server.__init__` assigns it; the text is always composed from the gateway instead."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        options = notification_options or NotificationOptions(tools_changed=True)
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 
 def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
@@ -102,6 +160,27 @@ _INSTRUCTIONS = (
     "Tools of the code-mode servers are not listed directly: call listToolFiles, read the stub you need "
     "with readToolFile, then call them from a script with executeToolCode."
 )
+
+
+MAX_UPSTREAM_INSTRUCTIONS = 1000
+
+
+def upstream_instructions(gw: Gateway) -> str | None:
+    """How to use the gateway, then each ready upstream's own instructions under its name, cut to 1,000 characters.
+
+    Sent at initialize, before any key's view is known: with keys configured, upstreams' instructions
+    are left out, since they could name servers a key may not see.
+    """
+    if not gw.config.servers:
+        return None
+    parts = [_INSTRUCTIONS]
+    if gw.keys.is_open():
+        for up in gw.upstreams:
+            text = (up.instructions or "").strip() if up.state == "ready" else ""
+            if text:
+                cut = text if len(text) <= MAX_UPSTREAM_INSTRUCTIONS else text[:MAX_UPSTREAM_INSTRUCTIONS] + " [cut]"
+                parts.append(f"## Server {up.name} ({gw.config.mode_of(up.config)} mode) says:\n{cut}")
+    return "\n\n".join(parts)
 
 
 def visible_tools(gw: Gateway) -> list[types.Tool]:
@@ -175,3 +254,36 @@ async def serve_stdio(gw: Gateway) -> None:
     server = build_server(gw)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
+
+
+async def serve_http(gw: Gateway, host: str, port: int) -> None:
+    """Serve `build_app(gw)` with uvicorn until SIGINT or SIGTERM, then shut down gracefully.
+
+    Shutdown stops accepting connections, lets the tool calls in flight finish (at most
+    `gateway.shutdown_grace_s`), ends the remaining event streams, then closes the upstreams.
+    """
+    AppStatus.enable_automatic_graceful_drain = False  # the SDK's SSE responses would end at once otherwise
+    grace = gw.config.gateway.shutdown_grace_s
+    config = uvicorn.Config(build_app(gw, host=host), host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=int(grace) + 1)
+    await _DrainingServer(config, gw).serve()
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, gw: Gateway) -> None:
+        super().__init__(config)
+        self.gw = gw
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._drain)
+            await super().shutdown(sockets)
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.gw.config.gateway.shutdown_grace_s):
+            await self.gw.wait_idle()
+        if self.gw.calls_in_flight:
+            log.warning("shutting down with tool calls in flight", calls=self.gw.calls_in_flight)
+        else:
+            await anyio.sleep(0.25)  # let the last results reach their clients before the streams end
+        AppStatus.should_exit = True  # ends the event streams still open (idle GET streams)

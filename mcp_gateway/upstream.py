@@ -2,34 +2,63 @@
 
 Each upstream lives in its own task (`run`), because the SDK's client contexts must be
 entered and left in the same task. Calls from any task go through the one session.
-Reconnection and health checks belong in `run`'s loop (the resilience work adds them).
+`run` keeps the session alive: it checks health, refreshes the tool list when the upstream
+says it changed, and reconnects with exponential backoff and jitter when the session is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
+import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx2
 import mcp_types as types
 import structlog
 from mcp.client import Client, Transport
+from mcp.client.session import IncomingMessage
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from . import __version__
 from .config import ServerConfig
 from .errors import UpstreamUnavailable, describe_exception
+
+if TYPE_CHECKING:
+    from .forwarding import ClientOptions, UpstreamHooks
 
 log = structlog.get_logger("mcp_gateway.upstream")
 
 State = Literal["connecting", "ready", "failed", "disabled", "stopped"]
+
+
+@dataclass(frozen=True)
+class Resilience:
+    """How an upstream's session is kept alive (the `[gateway]` keys of the same names)."""
+
+    health_interval_s: float = 30.0
+    refresh_interval_s: float = 300.0
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    reconnect: bool = True
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential in the number of failures in a row, with jitter so upstreams do not retry in step."""
+        ceiling = min(self.reconnect_max_s, self.reconnect_initial_s * 2.0 ** min(attempt, 30))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+ONE_ATTEMPT = Resilience(health_interval_s=0, refresh_interval_s=0, reconnect=False)
 
 
 @dataclass
@@ -38,12 +67,20 @@ class Upstream:
 
     name: str
     config: ServerConfig
+    resilience: Resilience = field(default_factory=Resilience)
+    hooks: UpstreamHooks | None = None
+    on_change: Callable[[Upstream], None] | None = None
     state: State = "connecting"
     error: str | None = None
     since: float = field(default_factory=time.time)
     tools: list[types.Tool] = field(default_factory=list)
     instructions: str | None = None
+    failures: int = 0
+    retry_at: float | None = None
     _client: Client | None = None
+    _broken: str | None = None
+    _tools_changed: bool = False
+    _wake: anyio.Event = field(default_factory=anyio.Event)
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _settled: anyio.Event = field(default_factory=anyio.Event)
     _finished: anyio.Event = field(default_factory=anyio.Event)
@@ -53,74 +90,251 @@ class Upstream:
         """One short phrase for listings and `check`."""
         if self.state == "ready":
             return "ok"
-        return f"{self.state}: {self.error}" if self.error else self.state
+        text = f"{self.state}: {self.error}" if self.error else self.state
+        if self.retry_at is not None and self.state == "failed":
+            text += f" (retry {self.failures + 1} in {max(0.0, self.retry_at - time.time()):.0f} s)"
+        return text
+
+    @property
+    def reason(self) -> str:
+        """Why the upstream is not ready, without the countdown (it goes into cached listings)."""
+        text = self.error or self.state
+        if self.state == "failed" and self.resilience.reconnect and not self._stop.is_set():
+            text += "; retrying with backoff"
+        return text
+
+    @property
+    def client(self) -> Client | None:
+        """The live session, or `None` while the upstream is not ready."""
+        return self._client if self.state == "ready" else None
 
     async def run(self) -> None:
-        """Connect, list tools, then hold the session open until `stop`."""
-        if not self.config.enabled:
-            self._set("disabled")
-            self._finished.set()
-            return
-        started = time.perf_counter()
+        """Connect and hold the session until `stop`; reconnect with backoff whenever it is lost."""
         try:
-            async with _client_for(self.config) as client:
-                self._client = client
-                self.instructions = client.instructions
-                self.tools = await _list_all_tools(client)
-                self._set("ready")
-                log.info(
-                    "upstream ready",
-                    server=self.name,
-                    tools=len(self.tools),
-                    ms=round((time.perf_counter() - started) * 1000, 1),
-                )
-                await self._stop.wait()
-                if self.state == "ready":
-                    self._set("stopped")
-        except Exception as exc:
-            self._set("failed", describe_exception(exc))
-            log.warning("upstream failed", server=self.name, error=self.error)
+            if not self.config.enabled:
+                self._set("disabled")
+                return
+            while not self._stop.is_set():
+                opened = time.monotonic()
+                await self._session()
+                if self._stop.is_set() or not self.resilience.reconnect:
+                    break
+                if time.monotonic() - opened >= self.resilience.reconnect_max_s:
+                    self.failures = 0  # it was up for a good while: start the backoff from the bottom
+                delay = self.resilience.backoff(self.failures)
+                self.failures += 1
+                self.retry_at = time.time() + delay
+                log.info("upstream reconnect scheduled", server=self.name, attempt=self.failures,
+                         delay_s=round(delay, 2))
+                with anyio.move_on_after(delay):
+                    await self._stop.wait()
+                self.retry_at = None
         finally:
             self._client = None
             self._settled.set()
             self._finished.set()
 
+    async def _session(self) -> None:
+        """One session from connect to loss or stop; never raises."""
+        started = time.perf_counter()
+        self._broken, self._tools_changed = None, False
+        try:
+            async with _client_for(self.config, self._client_options()) as client:
+                self._client = client
+                self.instructions = client.instructions
+                self.tools = await _list_all_tools(client)
+                self._set("ready")
+                self.failures = 0
+                log.info("upstream ready", server=self.name, tools=len(self.tools),
+                         ms=round((time.perf_counter() - started) * 1000, 1))
+                async with anyio.create_task_group() as tg:
+                    if _announces_tool_changes(client):
+                        tg.start_soon(self._listen, client)
+                    await self._hold(client)
+                    tg.cancel_scope.cancel()
+        except Exception as exc:
+            self._broken = self._broken or describe_exception(exc)
+        finally:
+            self._client = None
+        if self._stop.is_set() and self._broken is None:
+            self._set("stopped")
+        else:
+            self._set("failed", self._broken or "session ended")
+            log.warning("upstream failed", server=self.name, error=self.error)
+
+    async def _hold(self, client: Client) -> None:
+        """Wait for stop or loss; meanwhile check health and refresh the tool list when due or told."""
+        res = self.resilience
+        now = anyio.current_time()
+        next_health = now + res.health_interval_s if res.health_interval_s else float("inf")
+        next_refresh = now + res.refresh_interval_s if res.refresh_interval_s else float("inf")
+        while not self._stop.is_set() and self._broken is None:
+            if self._tools_changed:
+                self._tools_changed = False
+                await self._refresh(client)
+                continue
+            self._wake = anyio.Event()
+            with anyio.move_on_after(max(0.0, min(next_health, next_refresh) - anyio.current_time())):
+                await self._wake.wait()
+            now = anyio.current_time()
+            if now >= next_health:
+                await self._check_health(client)
+                next_health = now + res.health_interval_s
+            if now >= next_refresh:
+                self._tools_changed = True
+                next_refresh = now + res.refresh_interval_s
+
+    async def _listen(self, client: Client) -> None:
+        """2026-07-28 upstreams announce changes on a `subscriptions/listen` stream; re-listen if it drops."""
+        for _ in range(100):
+            try:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    async for _event in subscription:
+                        self._tools_changed = True
+                        self._wake.set()
+                return
+            except SubscriptionLost:
+                self._tools_changed = True  # changes may have been missed while the stream was down
+                self._wake.set()
+                await anyio.sleep(1.0)
+            except Exception as exc:
+                log.info("upstream tool changes not followed", server=self.name, error=describe_exception(exc))
+                return
+
+    async def _check_health(self, client: Client) -> None:
+        """`ping` where the protocol has it; otherwise (or if refused) the first page of `tools/list`."""
+        timeout = max(5.0, min(30.0, self.resilience.health_interval_s))
+        try:
+            with anyio.fail_after(timeout):
+                if client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                    try:
+                        await client.session.send_ping()
+                        return
+                    except MCPError as exc:
+                        if exc.code != types.METHOD_NOT_FOUND:
+                            raise
+                await client.list_tools()
+        except TimeoutError:
+            self._lost(f"health check: no answer within {timeout:g} s")
+        except Exception as exc:
+            self._lost(f"health check failed: {describe_exception(exc)}")
+
+    async def _refresh(self, client: Client) -> None:
+        try:
+            with anyio.fail_after(max(10.0, self.config.timeout_s or 0)):
+                tools = await _list_all_tools(client)
+        except Exception as exc:
+            self._lost(f"tools/list failed: {describe_exception(exc)}")
+            return
+        if [t.model_dump() for t in tools] != [t.model_dump() for t in self.tools]:
+            self.tools = tools
+            self.since = time.time()
+            log.info("upstream tools changed", server=self.name, tools=len(tools))
+            self._changed()
+
     async def wait_settled(self) -> None:
         """Wait until the first connection attempt has succeeded or failed."""
         await self._settled.wait()
 
+    async def wait_ready(self) -> None:
+        """Wait until the session is ready (tests and `check` bound this with a timeout)."""
+        while self.state != "ready":
+            await anyio.sleep(0.02)
+
     async def stop(self, grace_s: float = 5.0) -> None:
         """Ask `run` to close the session; returns when it has, or after `grace_s`."""
         self._stop.set()
+        self._wake.set()
         with anyio.move_on_after(grace_s):
             await self._finished.wait()
 
     async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> types.CallToolResult:
-        """Call one tool on the shared session, bounded by `timeout_s`."""
-        client = self._client
-        if client is None or self.state != "ready":
+        """Call one tool on the shared session, bounded by `timeout_s`.
+
+        A stale HTTP session (the upstream answered 404 for it, so the call never ran) is replaced
+        and the call retried once; a call lost with its connection may have run and is not retried.
+        """
+        with anyio.fail_after(timeout_s):
+            try:
+                return await self._call_once(tool, arguments, timeout_s)
+            except MCPError as exc:
+                if not _is_stale_session(exc):
+                    raise
+                self._lost(f"session expired upstream ({exc.message})")
+            await self._reconnected()
+            return await self._call_once(tool, arguments, timeout_s)
+
+    async def _call_once(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> types.CallToolResult:
+        client = self.client
+        if client is None:
             raise UpstreamUnavailable(self.name, self.status)
+        progress = self.hooks.progress_callback() if self.hooks else None
         try:
-            with anyio.fail_after(timeout_s):
-                return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
+            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s,
+                                          progress_callback=progress)
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 self._lost(exc.message)
             raise
 
+    async def _reconnected(self) -> None:
+        """Skip the backoff once and wait for the next session (the caller's timeout bounds the wait)."""
+        self.failures = 0
+        while self.state != "ready" and not self._stop.is_set():
+            await anyio.sleep(0.02)
+
     def _lost(self, reason: str) -> None:
-        """The session is gone: hide the tools and let `run` end (the resilience work reconnects here)."""
-        if self.state == "ready":
-            self._set("failed", f"connection lost: {reason}")
+        """The session is gone: hide the tools now and let `run` reconnect."""
+        if self._broken is None and self.state == "ready":
+            self._broken = f"connection lost: {reason}"
+            self._set("failed", self._broken)
             log.warning("upstream lost", server=self.name, error=self.error)
-            self._stop.set()
+        self._wake.set()
+
+    def _client_options(self) -> ClientOptions:
+        options: ClientOptions = self.hooks.client_options() if self.hooks else {}
+        relay = options.get("message_handler")
+
+        async def on_message(message: IncomingMessage) -> None:
+            if isinstance(message, types.ToolListChangedNotification):
+                self._tools_changed = True
+                self._wake.set()
+            if relay is not None:
+                await relay(message)
+
+        options["message_handler"] = on_message
+        return options
 
     def _set(self, state: State, error: str | None = None) -> None:
+        was_listed = bool(self.tools)
         self.state, self.error, self.since = state, error, time.time()
         if state != "ready":
             self.tools = []
         if state in ("failed", "disabled", "ready"):
             self._settled.set()
+        if was_listed or self.tools:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+def _announces_tool_changes(client: Client) -> bool:
+    tools = client.server_capabilities.tools
+    return client.protocol_version in MODERN_PROTOCOL_VERSIONS and tools is not None and bool(tools.list_changed)
+
+
+_STALE = re.compile(r"session (not found|terminated|expired)", re.IGNORECASE)
+
+
+def _is_stale_session(exc: MCPError) -> bool:
+    """An upstream's 404 for our session id, which it refused before running anything.
+
+    The SDK client reports a bare 404 as "Session terminated"; the Python SDK's server sends
+    "Session not found" (-32600), the TypeScript SDK's "Session not found" (-32001).
+    """
+    return exc.code in (types.INVALID_REQUEST, -32001) and _STALE.search(exc.message) is not None
 
 
 async def _list_all_tools(client: Client) -> list[types.Tool]:
@@ -136,7 +350,7 @@ async def _list_all_tools(client: Client) -> list[types.Tool]:
 
 
 @contextlib.asynccontextmanager
-async def _client_for(config: ServerConfig) -> AsyncIterator[Client]:
+async def _client_for(config: ServerConfig, options: ClientOptions) -> AsyncIterator[Client]:
     """Open an SDK `Client` for any of the three transports."""
     async with contextlib.AsyncExitStack() as stack:
         transport: Transport
@@ -158,6 +372,7 @@ async def _client_for(config: ServerConfig) -> AsyncIterator[Client]:
             )
             transport = streamable_http_client(config.url, http_client=http)
         client = await stack.enter_async_context(
-            Client(transport, cache=None, client_info=types.Implementation(name="mcp-gateway", version="0.1.0"))
+            Client(transport, cache=None, client_info=types.Implementation(name="mcp-gateway", version=__version__),
+                   **options)
         )
         yield client

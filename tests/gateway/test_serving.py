@@ -93,3 +93,12 @@ async def test_healthz_and_dns_rebinding_protection() -> None:
 
 
 assert FIXTURES.exists()
+
+
+async def test_upstream_instructions_are_passed_on_under_the_server_name() -> None:
+    config = make_config({"math": stdio("math_server"), "text": stdio("text_server", mode="direct")})
+    async with gateway_client(config, mode="legacy") as client:
+        instructions = client.instructions or ""
+    assert instructions.startswith("Tools of the code-mode servers are not listed directly")
+    assert "## Server text (direct mode) says:\nCounts are of whitespace-separated words." in instructions
+    assert "Server math" not in instructions  # it has none

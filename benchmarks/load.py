@@ -1,0 +1,118 @@
+"""Throughput and latency under concurrent clients: direct, through the gateway, through the fastmcp proxy.
+
+Each level runs C concurrent SDK clients (separate sessions) making a fixed number of calls of a
+trivial tool over streamable HTTP on 127.0.0.1. The upstream, the gateway and the fastmcp proxy
+are separate processes; the clients share this one. Bounded: --calls per client, per level.
+
+    .venv/bin/python benchmarks/load.py [--levels 1 10 50] [--calls 40] [--fastmcp /path/to/venv/bin/fastmcp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+from mcp import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import free_port, wait_for_port  # noqa: E402
+
+
+@contextlib.contextmanager
+def process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def level(url: str, tool: str, clients: int, calls: int) -> tuple[float, list[float], int]:
+    samples: list[float] = []
+    errors = 0
+
+    async def one() -> None:
+        nonlocal errors
+        async with Client(url) as client:
+            for i in range(calls):
+                start = time.perf_counter()
+                try:
+                    result = await client.call_tool(tool, {"a": i, "b": 1})
+                    errors += bool(result.is_error)
+                except Exception:
+                    errors += 1
+                samples.append((time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(clients):
+            tg.start_soon(one)
+    return time.perf_counter() - started, samples, errors
+
+
+def row(name: str, clients: int, elapsed: float, ms: list[float], errors: int, rss: str) -> str:
+    q = statistics.quantiles(ms, n=100)
+    return (f"| {name} | {clients} | {len(ms) / elapsed:.0f} | {statistics.median(ms):.2f} | {q[94]:.2f} | "
+            f"{q[98]:.2f} | {errors} | {rss} |")
+
+
+async def main(levels: list[int], calls: int, fastmcp: str | None) -> None:
+    up_port, gw_port, fm_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}/mcp"
+    print(f"{calls} calls per client per level; tool `add` of tests/fixtures/math_server.py over streamable HTTP\n")
+    print("| target | clients | calls/s | p50 ms | p95 ms | p99 ms | errors | server RSS MB before -> after |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp, \
+            process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]):
+        await wait_for_port(up_port)
+        cfg = Path(tmp) / "gw.toml"
+        cfg.write_text(f'[gateway]\nstate_dir = "{tmp}/state"\nprefix_direct_tools = false\n'
+                       f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n')
+        targets: list[tuple[str, list[str] | None, str]] = [
+            ("direct (no gateway)", None, upstream),
+            ("mcp-gateway", [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg),
+                             "--port", str(gw_port), "--log-level", "warning"], f"http://127.0.0.1:{gw_port}/mcp"),
+        ]
+        if fastmcp:
+            targets.append(("fastmcp 4.1.2 proxy", [fastmcp, "run", upstream, "-t", "http", "--port", str(fm_port)],
+                            f"http://127.0.0.1:{fm_port}/mcp"))
+        for name, cmd, url in targets:
+            with process(cmd) if cmd else contextlib.nullcontext() as proc:
+                port = int(url.rsplit(":", 1)[1].split("/")[0])
+                await wait_for_port(port, 60)
+                pid = proc.pid if proc is not None else None
+                for clients in levels:
+                    before = rss_mb(pid) if pid else 0.0
+                    elapsed, ms, errors = await level(url, "add", clients, calls)
+                    rss = f"{before:.0f} -> {rss_mb(pid):.0f}" if pid else "-"
+                    print(row(name, clients, elapsed, ms, errors, rss), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--fastmcp", help="path of a fastmcp 4.1.2 executable (a separate venv)")
+    args = parser.parse_args()
+    anyio.run(main, args.levels, args.calls, args.fastmcp)

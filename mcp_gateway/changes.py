@@ -1,0 +1,110 @@
+"""`tools/list_changed` for the clients whose view changed, and no one else.
+
+An upstream's tools appear, change or go away (it connected, reconnected, died, or sent its own
+`list_changed`). Each client sees the tools its key allows, so the gateway compares, per client,
+the tool list it would get now with the one it was last given, and notifies only on a difference.
+
+Two kinds of clients are tracked: handshake-era sessions (2025-11-25 and earlier) that called
+`tools/list`, notified on their session; and 2026-07-28 `subscriptions/listen` streams, for which
+this class is the SDK's `SubscriptionBus`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import mcp_types as types
+import structlog
+from mcp.server.session import ServerSession
+from mcp.shared.subscriptions import ServerEvent, ToolsListChanged
+
+from .policy import Identity, acting_as
+
+log = structlog.get_logger("mcp_gateway.changes")
+
+View = Callable[[], list[types.Tool]]
+MAX_SESSIONS = 1024
+
+
+@dataclass
+class _Watcher:
+    identity: Identity
+    seen: str
+
+
+class ViewChanges:
+    """Remembers what each client was shown; `run` notifies those whose view changed."""
+
+    def __init__(self, view: View, identity: Callable[[], Identity], debounce_s: float = 0.05) -> None:
+        self._view = view
+        self._identity = identity
+        self._debounce_s = debounce_s
+        self._sessions: OrderedDict[str, tuple[ServerSession, _Watcher]] = OrderedDict()
+        self._streams: dict[object, tuple[Callable[[ServerEvent], None], _Watcher]] = {}
+        self._dirty = anyio.Event()
+
+    def fingerprint(self, identity: Identity) -> str:
+        """A digest of the tool list `identity` would get now."""
+        with acting_as(identity):
+            tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in self._view()]
+        return hashlib.sha256(json.dumps(tools, sort_keys=True).encode()).hexdigest()
+
+    def listed(self, key: str, session: ServerSession, identity: Identity) -> None:
+        """A handshake-era client (`key` names its connection) was just given its tool list.
+
+        The SDK makes a `ServerSession` per request; a kept one still reaches its connection.
+        The most recent `MAX_SESSIONS` clients are remembered.
+        """
+        self._sessions.pop(key, None)
+        self._sessions[key] = (session, _Watcher(identity, self.fingerprint(identity)))
+        while len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+
+    def changed(self) -> None:
+        """The catalog changed (called from the upstreams' tasks; the work happens in `run`)."""
+        self._dirty.set()
+
+    async def run(self) -> None:
+        """Notify after each burst of changes (an upstream reconnecting changes the catalog twice)."""
+        while True:
+            await self._dirty.wait()
+            await anyio.sleep(self._debounce_s)
+            self._dirty = anyio.Event()
+            await self.notify()
+
+    async def notify(self) -> None:
+        for deliver, watcher in list(self._streams.values()):
+            if self._moved(watcher):
+                deliver(ToolsListChanged())
+        for key, (session, watcher) in list(self._sessions.items()):
+            if self._moved(watcher):
+                try:
+                    await session.send_tool_list_changed()
+                except Exception as exc:  # that client is gone
+                    log.debug("list_changed not delivered", error=str(exc))
+                    self._sessions.pop(key, None)
+
+    def _moved(self, watcher: _Watcher) -> bool:
+        now = self.fingerprint(watcher.identity)
+        if now == watcher.seen:
+            return False
+        watcher.seen = now
+        return True
+
+    # ---- mcp.server.subscriptions.SubscriptionBus, for 2026-07-28 listen streams -------------
+
+    async def publish(self, event: ServerEvent) -> None:
+        for deliver, _ in list(self._streams.values()):
+            deliver(event)
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        """Called by the SDK's listen handler in the listening request's context, so under its caller."""
+        identity = self._identity()
+        token = object()
+        self._streams[token] = (listener, _Watcher(identity, self.fingerprint(identity)))
+        return lambda: self._streams.pop(token, None) and None

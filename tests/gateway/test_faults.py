@@ -1,0 +1,181 @@
+"""Upstream faults: crashes, crash loops, restarts, hangs and changing tool lists, with real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_gateway import Gateway, call
+from tests.helpers import FIXTURES, free_port, make_config, serve_gateway, stdio, text_of, wait_for_port
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "health_interval_s": 0}
+
+
+async def eventually(check: Any, timeout_s: float = 15.0) -> None:
+    """Poll `check()` until it is true; fail after `timeout_s`."""
+    with anyio.fail_after(timeout_s):
+        while not await check():
+            await anyio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_a_crashed_stdio_upstream_is_restarted_and_the_others_never_leave() -> None:
+    cfg = make_config({"math": stdio("math_server"), "text": stdio("text_server")}, gateway=FAST)
+    async with Gateway(cfg) as gw:
+        crashed = await call(gw, "executeToolCode", {"code": "result = math.Crash()"})
+        assert crashed.is_error and "math.Crash" in text_of(crashed)
+        meanwhile = await call(gw, "executeToolCode", {"code": 'result = text.upper(text="still here")'})
+        assert "STILL HERE" in text_of(meanwhile)
+
+        async def math_is_back() -> bool:
+            out = await call(gw, "executeToolCode", {"code": "result = math.add(a=2, b=3)"})
+            return not out.is_error and "result = 5" in text_of(out)
+
+        await eventually(math_is_back)
+        assert gw.upstream("math").state == "ready" and gw.upstream("text").state == "ready"
+
+
+async def test_a_crash_loop_is_retried_with_backoff_not_in_a_tight_loop() -> None:
+    starts = Path(tempfile.mkdtemp()) / "starts"
+    crasher = {"command": sys.executable, "args": ["-c", f"open({str(starts)!r}, 'a').write('x'); raise SystemExit(1)"]}
+    cfg = make_config({"bad": crasher, "math": stdio("math_server")},
+                      gateway={"reconnect_initial_s": 0.1, "reconnect_max_s": 1.0, "startup_timeout_s": 5})
+    async with Gateway(cfg) as gw:
+        await anyio.sleep(3.0)
+        listing = text_of(await call(gw, "listToolFiles", {}))
+        added = await call(gw, "executeToolCode", {"code": "result = math.add(a=1, b=1)"})
+    attempts = len(starts.read_text())
+    # Delays of 0.1, 0.2, 0.4, 0.8, 1, 1 s (each times 0.5-1 for jitter) fit 4-10 starts into 3 s.
+    assert 3 <= attempts <= 12, attempts
+    assert "bad" in listing and "retry" in listing
+    assert not added.is_error
+
+
+async def test_an_http_upstream_restarted_gets_a_fresh_session_and_the_call_is_retried() -> None:
+    port = free_port()
+    script = str(FIXTURES / "conformance_server.py")
+    cfg = make_config({"up": {"url": f"http://127.0.0.1:{port}/mcp", "mode": "direct"}},
+                      gateway={**FAST, "prefix_direct_tools": False})
+    with process(script, "http", str(port), "--legacy") as first:
+        await wait_for_port(port)
+        async with Gateway(cfg) as gw:
+            before = await call(gw, "test_simple_text", {})
+            assert not before.is_error, text_of(before)
+            first.kill()
+            first.wait(timeout=10)
+            with process(script, "http", str(port), "--legacy"):
+                await wait_for_port(port)
+                after = await call(gw, "test_simple_text", {})
+                assert not after.is_error, text_of(after)
+                assert text_of(after) == text_of(before)
+
+
+async def test_a_dead_http_upstream_is_noticed_by_the_health_check_and_reconnected() -> None:
+    port = free_port()
+    script = str(FIXTURES / "math_server.py")
+    cfg = make_config({"math": {"url": f"http://127.0.0.1:{port}/mcp"}},
+                      gateway={**FAST, "health_interval_s": 0.3})
+    with process(script, "http", str(port)) as first:
+        await wait_for_port(port)
+        async with Gateway(cfg) as gw:
+            up = gw.upstream("math")
+            assert up.state == "ready"
+            first.kill()
+            first.wait(timeout=10)
+
+            async def is_down() -> bool:
+                return up.state == "failed"
+
+            await eventually(is_down)
+            assert "math" not in gw.catalog.code_refs() and not up.tools
+            with process(script, "http", str(port)):
+                await wait_for_port(port)
+
+                async def is_up() -> bool:
+                    return up.state == "ready" and bool(up.tools)
+
+                await eventually(is_up)
+                out = await call(gw, "executeToolCode", {"code": "result = math.add(a=40, b=2)"})
+                assert "result = 42" in text_of(out)
+
+
+async def test_a_hung_upstream_does_not_block_calls_to_another() -> None:
+    cfg = make_config({"math": stdio("math_server", timeout_s=20), "text": stdio("text_server")})
+    async with Gateway(cfg) as gw, anyio.create_task_group() as tg:
+        tg.start_soon(call, gw, "executeToolCode", {"code": "result = math.slow(seconds=10)"})
+        await anyio.sleep(0.3)
+        with anyio.fail_after(2):
+            out = await call(gw, "executeToolCode", {"code": 'result = text.upper(text="quick")'})
+        assert "QUICK" in text_of(out)
+        tg.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def watching(url: str, key: str, seen: list[str]) -> AsyncIterator[Client]:
+    """A handshake-era client that records the `list_changed` notifications it receives."""
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            seen.append("tools")
+
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy", message_handler=on_message) as client,
+    ):
+        yield client
+
+
+async def test_an_upstream_tool_change_reaches_only_the_clients_whose_view_changed() -> None:
+    port = free_port()
+    cfg = make_config(
+        {"changing": {"url": f"http://127.0.0.1:{port}/mcp", "mode": "direct"}},
+        gateway={"prefix_direct_tools": False},
+        groups={"all": {"tools": ["changing.*"]}, "growers": {"tools": ["changing.grow"]}},
+        keys={"wide": {"key": "wide-key-0123456789", "groups": ["all"]},
+              "narrow": {"key": "narrow-key-012345678", "groups": ["growers"]}},
+    )
+    with process(str(FIXTURES / "changing_server.py"), "http", str(port)):
+        await wait_for_port(port)
+        wide_seen: list[str] = []
+        narrow_seen: list[str] = []
+        async with (
+            serve_gateway(Gateway(cfg)) as url,
+            watching(url, "wide-key-0123456789", wide_seen) as wide,
+            watching(url, "narrow-key-012345678", narrow_seen) as narrow,
+        ):
+            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink"}
+            assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
+            assert text_of(await narrow.call_tool("grow", {"name": "extra"})) == "added extra"
+
+            async def wide_told() -> bool:
+                return bool(wide_seen)
+
+            await eventually(wide_told)
+            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink", "extra"}
+            assert text_of(await wide.call_tool("extra", {})) == "hello from extra"
+            await anyio.sleep(0.3)
+            assert narrow_seen == []
+            assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
