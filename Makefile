@@ -25,9 +25,19 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
-.PHONY: bench-tokens
+.PHONY: bench-tokens bench-sandbox bench-load bench-soak
 bench-tokens: install
 	$(BIN)/python benchmarks/tokens.py
+
+bench-sandbox: install
+	$(BIN)/python benchmarks/sandbox.py
+
+# FASTMCP=/path/to/bin/fastmcp adds the fastmcp 4.1.2 proxy as a peer (install it in its own venv).
+bench-load: install
+	$(BIN)/python benchmarks/load.py $(if $(FASTMCP),--fastmcp $(FASTMCP))
+
+bench-soak: install
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

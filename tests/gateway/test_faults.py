@@ -179,3 +179,19 @@ async def test_an_upstream_tool_change_reaches_only_the_clients_whose_view_chang
             await anyio.sleep(0.3)
             assert narrow_seen == []
             assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
+
+
+async def test_a_2026_client_listening_for_changes_is_told_when_its_tools_change() -> None:
+    port = free_port()
+    cfg = make_config({"changing": {"url": f"http://127.0.0.1:{port}/mcp", "mode": "direct"}},
+                      gateway={"prefix_direct_tools": False})
+    with process(str(FIXTURES / "changing_server.py"), "http", str(port)):
+        await wait_for_port(port)
+        async with serve_gateway(Gateway(cfg)) as url, Client(url) as client:
+            assert client.protocol_version == "2026-07-28"
+            async with client.listen(tools_list_changed=True) as subscription:
+                await client.call_tool("grow", {"name": "later"})
+                with anyio.fail_after(10):
+                    event = await subscription.__anext__()
+            assert type(event).__name__ == "ToolsListChanged"
+            assert "later" in {t.name for t in (await client.list_tools()).tools}
