@@ -211,7 +211,8 @@ def _url_host(host: str) -> str:
 
 async def check(config: GatewayConfig) -> int:
     """Connect to every upstream at once, then print one row per server."""
-    upstreams = [Upstream(name, cfg, ONE_ATTEMPT) for name, cfg in config.servers.items()]
+    once = dataclasses.replace(ONE_ATTEMPT, connect_timeout_s=config.gateway.connect_timeout_s)
+    upstreams = [Upstream(name, cfg, once) for name, cfg in config.servers.items()]
     async with anyio.create_task_group() as tg:
         for up in upstreams:
             tg.start_soon(up.run)

@@ -51,6 +51,7 @@ class GatewaySettings(_Strict):
     refresh_interval_s: float = Field(default=300.0, ge=0)
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=30.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False

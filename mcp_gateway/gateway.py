@@ -44,7 +44,8 @@ class Gateway:
         resilience = Resilience(health_interval_s=settings.health_interval_s,
                                 refresh_interval_s=settings.refresh_interval_s,
                                 reconnect_initial_s=settings.reconnect_initial_s,
-                                reconnect_max_s=settings.reconnect_max_s)
+                                reconnect_max_s=settings.reconnect_max_s,
+                                connect_timeout_s=settings.connect_timeout_s)
         self.upstreams = [Upstream(name, cfg, resilience, on_change=self._upstream_changed)
                           for name, cfg in config.servers.items()]
         self.catalog_listeners: list[Callable[[], None]] = []
@@ -216,6 +217,9 @@ class Gateway:
             return result
         except GatewayError as exc:
             outcome, error = type(exc).__name__, str(exc)
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome, error = "cancelled", "cancelled before the upstream answered"
             raise
         finally:
             elapsed = time.perf_counter() - started

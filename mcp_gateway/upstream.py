@@ -9,6 +9,7 @@ says it changed, and reconnects with exponential backoff and jitter when the ses
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import re
 import sys
@@ -50,6 +51,7 @@ class Resilience:
     refresh_interval_s: float = 300.0
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 60.0
+    connect_timeout_s: float = 30.0
     reconnect: bool = True
 
     def backoff(self, attempt: int) -> float:
@@ -138,20 +140,24 @@ class Upstream:
         """One session from connect to loss or stop; never raises."""
         started = time.perf_counter()
         self._broken, self._tools_changed = None, False
+        limit = self.resilience.connect_timeout_s
         try:
-            async with _client_for(self.config, self._client_options()) as client:
-                self._client = client
-                self.instructions = client.instructions
-                self.tools = await _list_all_tools(client)
-                self._set("ready")
-                self.failures = 0
-                log.info("upstream ready", server=self.name, tools=len(self.tools),
-                         ms=round((time.perf_counter() - started) * 1000, 1))
-                async with anyio.create_task_group() as tg:
-                    if _announces_tool_changes(client):
-                        tg.start_soon(self._listen, client)
-                    await self._hold(client)
-                    tg.cancel_scope.cancel()
+            with anyio.CancelScope(deadline=anyio.current_time() + limit) as connecting:
+                async with _client_for(self.config, self._client_options()) as client:
+                    tools = await _list_all_tools(client)
+                    connecting.deadline = math.inf
+                    self._client, self.instructions, self.tools = client, client.instructions, tools
+                    self._set("ready")
+                    self.failures = 0
+                    log.info("upstream ready", server=self.name, tools=len(self.tools),
+                             ms=round((time.perf_counter() - started) * 1000, 1))
+                    async with anyio.create_task_group() as tg:
+                        if _announces_tool_changes(client):
+                            tg.start_soon(self._listen, client)
+                        await self._hold(client)
+                        tg.cancel_scope.cancel()
+            if connecting.cancelled_caught:
+                self._broken = f"no answer to initialize and tools/list within {limit:g} s"
         except Exception as exc:
             self._broken = self._broken or describe_exception(exc)
         finally:

@@ -195,3 +195,35 @@ async def test_a_2026_client_listening_for_changes_is_told_when_its_tools_change
                     event = await subscription.__anext__()
             assert type(event).__name__ == "ToolsListChanged"
             assert "later" in {t.name for t in (await client.list_tools()).tools}
+
+
+GARBAGE = "import sys\nfor line in sys.stdin:\n    print('<html>this is not JSON-RPC</html>', flush=True)\n"
+
+
+async def test_an_upstream_that_answers_garbage_fails_clearly_and_is_retried() -> None:
+    garbage = {"command": sys.executable, "args": ["-c", GARBAGE]}
+    cfg = make_config({"junk": garbage, "text": stdio("text_server")},
+                      gateway={"connect_timeout_s": 1.5, "reconnect_initial_s": 5, "startup_timeout_s": 5})
+    async with Gateway(cfg) as gw:
+        listing = text_of(await call(gw, "listToolFiles", {}))
+        junk = await call(gw, "executeToolCode", {"code": "result = junk.anything()"})
+        fine = await call(gw, "executeToolCode", {"code": 'result = text.upper(text="ok")'})
+    assert "servers/junk.pyi  (unavailable: no answer to initialize and tools/list within 1.5 s" in listing
+    assert junk.is_error and "junk" in text_of(junk)
+    assert "OK" in text_of(fine)
+
+
+async def test_an_upstream_slow_to_start_is_served_once_it_is_up() -> None:
+    math_server = str(FIXTURES / "math_server.py")
+    late = f"import time, runpy; time.sleep(2); runpy.run_path({math_server!r}, run_name='__main__')"
+    cfg = make_config({"late": {"command": sys.executable, "args": ["-c", late]}, "text": stdio("text_server")},
+                      gateway={"startup_timeout_s": 0.5})
+    async with Gateway(cfg) as gw:
+        early = text_of(await call(gw, "listToolFiles", {}))
+        assert "servers/late.pyi  (unavailable: connecting)" in early, early
+
+        async def late_answers() -> bool:
+            out = await call(gw, "executeToolCode", {"code": "result = late.add(a=1, b=1)"})
+            return "result = 2" in text_of(out)
+
+        await eventually(late_answers)

@@ -1,0 +1,25 @@
+"""The project builds as a wheel holding the three packages and the `mcp-gateway` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(240)
+def test_pip_wheel_builds_with_every_package_and_the_command(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True, timeout=220)
+    (wheel,) = tmp_path.glob("mcp_gateway-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("mcp_gateway/cli.py", "mcp_gateway/server.py", "stubs/render.py", "sandbox/worker.py"):
+        assert module in names, module
+    assert not [n for n in names if n.startswith("tests/")]
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "mcp-gateway = mcp_gateway.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -1,0 +1,35 @@
+"""A client that cancels a running script stops it, and the script's upstream call with it."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from mcp import Client
+
+from mcp_gateway import Gateway
+from tests.helpers import make_config, serve_gateway, stdio, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_cancelling_a_script_cancels_its_upstream_call_and_frees_the_worker(mode: str) -> None:
+    gw = Gateway(make_config({"math": stdio("math_server")}, limits={"workers": 1}))
+    async with serve_gateway(gw) as url, Client(url, mode=mode) as client:  # type: ignore[arg-type]
+        started = time.monotonic()
+        with anyio.move_on_after(1.0):
+            await client.call_tool("executeToolCode", {"code": "result = math.slow(seconds=30)"})
+
+        def slow_rows() -> list[str]:
+            return [r.outcome for r in gw.storage.query_audit(tool="slow")]
+
+        with anyio.fail_after(10):
+            while not slow_rows():
+                await anyio.sleep(0.05)
+        assert slow_rows() == ["cancelled"]
+        assert time.monotonic() - started < 10  # not the 30 s the tool would have slept
+        with anyio.fail_after(5):  # the only worker is free again
+            out = await client.call_tool("executeToolCode", {"code": "result = math.add(a=1, b=1)"})
+        assert text_of(out) == "result = 2"
