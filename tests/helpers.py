@@ -51,11 +51,11 @@ async def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def http_fixture(fixture: str, transport: str = "http") -> AsyncIterator[str]:
-    """Run a fixture server as its own process on a free port; yield its URL."""
+async def http_fixture(fixture: str, transport: str = "http", *args: str) -> AsyncIterator[str]:
+    """Run a fixture server (`fixture.py TRANSPORT PORT *args`) as its own process on a free port; yield its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(FIXTURES / f"{fixture}.py"), transport, str(port)],
+        [sys.executable, str(FIXTURES / f"{fixture}.py"), transport, str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

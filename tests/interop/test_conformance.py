@@ -19,8 +19,7 @@ import anyio
 import pytest
 
 from mcp_gateway import Gateway
-from tests.helpers import make_config, stdio
-from tests.interop.helpers import fixture_server, serve_forwarding_gateway
+from tests.helpers import http_fixture, make_config, serve_gateway, stdio
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -83,17 +82,17 @@ async def gateway_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if transport == "stdio":
         config = make_config({"conformance": stdio("conformance_server", "stdio", *args, mode="direct")},
                              gateway=gateway)
-        async with serve_forwarding_gateway(Gateway(config)) as url:
+        async with serve_gateway(Gateway(config)) as url:
             yield url
         return
-    async with fixture_server("conformance_server", *args) as upstream:
+    async with http_fixture("conformance_server", "http", *args) as upstream:
         config = make_config({"conformance": {"url": upstream, "mode": "direct"}}, gateway=gateway)
-        async with serve_forwarding_gateway(Gateway(config)) as url:
+        async with serve_gateway(Gateway(config)) as url:
             yield url
 
 
 async def test_fixture_alone_passes_every_scenario(conformance: Path) -> None:
-    async with fixture_server("conformance_server") as url:
+    async with http_fixture("conformance_server") as url:
         code, summary = await run_suite(conformance, url)
     assert code == 0, summary
     passed, failed = totals(summary)

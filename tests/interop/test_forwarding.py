@@ -16,8 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import Gateway
-from tests.helpers import make_config, stdio, text_of
-from tests.interop.helpers import fixture_server, serve_forwarding_gateway
+from tests.helpers import http_fixture, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +40,7 @@ async def two_upstreams() -> AsyncIterator[str]:
         groups={"everything": {"tools": ["*"]}, "only_b": {"tools": ["b.*"]}},
         keys={"admin": {"key": ADMIN, "groups": ["everything"]}, "bob": {"key": BOB, "groups": ["only_b"]}},
     )
-    async with serve_forwarding_gateway(Gateway(config)) as url:
+    async with serve_gateway(Gateway(config)) as url:
         yield url
 
 
@@ -132,10 +131,10 @@ async def test_elicitation_goes_back_to_the_caller_that_made_the_call(upstream: 
         if upstream == "stdio":
             server: dict[str, Any] = stdio("conformance_server", "stdio", mode="direct")
         else:
-            server = {"url": await stack.enter_async_context(fixture_server("conformance_server", "--legacy")),
+            server = {"url": await stack.enter_async_context(http_fixture("conformance_server", "http", "--legacy")),
                       "mode": "direct"}
         config = make_config({"conformance": server}, gateway={"prefix_direct_tools": False})
-        url = await stack.enter_async_context(serve_forwarding_gateway(Gateway(config)))
+        url = await stack.enter_async_context(serve_gateway(Gateway(config)))
 
         async def caller(name: str, results: dict[str, str]) -> None:
             async def answer(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -156,7 +155,7 @@ async def test_elicitation_goes_back_to_the_caller_that_made_the_call(upstream: 
 async def test_a_caller_that_cannot_elicit_gets_a_tool_error_not_someone_elses_answer() -> None:
     config = make_config({"conformance": stdio("conformance_server", "stdio", mode="direct")},
                          gateway={"prefix_direct_tools": False})
-    async with serve_forwarding_gateway(Gateway(config)) as url, connect(url) as client:
+    async with serve_gateway(Gateway(config)) as url, connect(url) as client:
         result = await client.call_tool("test_elicitation", {"message": "hi"})
         assert result.is_error
         assert "asked for elicitation, and the gateway's client does not support it" in text_of(result)
