@@ -163,10 +163,13 @@ _INSTRUCTIONS = (
 
 
 MAX_UPSTREAM_INSTRUCTIONS = 1000
+MAX_INSTRUCTIONS = 2048  # what Claude Code keeps of a server's instructions
 
 
 def upstream_instructions(gw: Gateway) -> str | None:
-    """How to use the gateway, then each ready upstream's own instructions under its name, cut to 1,000 characters.
+    """How to use the gateway, then each ready upstream's own instructions under its name.
+
+    Each is cut to 1,000 characters and the whole to 2,048 (servers that do not fit are counted).
 
     Sent at initialize, before any key's view is known: with keys configured, upstreams' instructions
     are left out, since they could name servers a key may not see.
@@ -174,12 +177,19 @@ def upstream_instructions(gw: Gateway) -> str | None:
     if not gw.config.servers:
         return None
     parts = [_INSTRUCTIONS]
-    if gw.keys.is_open():
-        for up in gw.upstreams:
-            text = (up.instructions or "").strip() if up.state == "ready" else ""
-            if text:
-                cut = text if len(text) <= MAX_UPSTREAM_INSTRUCTIONS else text[:MAX_UPSTREAM_INSTRUCTIONS] + " [cut]"
-                parts.append(f"## Server {up.name} ({gw.config.mode_of(up.config)} mode) says:\n{cut}")
+    left_out = 0
+    for up in gw.upstreams if gw.keys.is_open() else ():
+        text = (up.instructions or "").strip() if up.state == "ready" else ""
+        if not text:
+            continue
+        cut = text if len(text) <= MAX_UPSTREAM_INSTRUCTIONS else text[:MAX_UPSTREAM_INSTRUCTIONS] + " [cut]"
+        part = f"## Server {up.name} ({gw.config.mode_of(up.config)} mode) says:\n{cut}"
+        if sum(len(p) + 2 for p in parts) + len(part) > MAX_INSTRUCTIONS - 80:
+            left_out += 1
+        else:
+            parts.append(part)
+    if left_out:
+        parts.append(f"({left_out} more servers' instructions left out: clients keep {MAX_INSTRUCTIONS} characters)")
     return "\n\n".join(parts)
 
 

@@ -102,3 +102,14 @@ async def test_upstream_instructions_are_passed_on_under_the_server_name() -> No
     assert instructions.startswith("Tools of the code-mode servers are not listed directly")
     assert "## Server text (direct mode) says:\nCounts are of whitespace-separated words." in instructions
     assert "Server math" not in instructions  # it has none
+
+
+async def test_instructions_stay_within_what_clients_keep() -> None:
+    long_text = "word " * 400
+    script = f"from mcp.server.mcpserver import MCPServer\nMCPServer('x', instructions={long_text!r}).run('stdio')\n"
+    servers = {f"s{i}": {"command": sys.executable, "args": ["-c", script]} for i in range(4)}
+    async with gateway_client(make_config(servers), mode="legacy") as client:
+        instructions = client.instructions or ""
+    assert len(instructions) <= 2048
+    assert "## Server s0 (code mode) says:\nword word" in instructions and "[cut]" in instructions
+    assert "more servers' instructions left out" in instructions
