@@ -89,6 +89,7 @@ def build_server(gw: Gateway) -> Server[Any]:
             return await listen(ctx, params)
 
     server = _GatewayServer(
+        gw,
         gw.config.gateway.name,
         version=__version__,
         title="mcp-gateway",
@@ -97,7 +98,6 @@ def build_server(gw: Gateway) -> Server[Any]:
         on_call_tool=call_tool,
         on_subscriptions_listen=subscriptions_listen,
     )
-    server.gw = gw
     install_forwarding(server, gw)
     return server
 
@@ -108,11 +108,13 @@ class _GatewayServer(Server[Any]):
     (The 2026-07-28 era derives `listChanged` from the `subscriptions/listen` handler.)
     """
 
-    gw: Gateway | None = None
+    def __init__(self, gw: Gateway, name: str, **options: Any) -> None:
+        self.gw = gw
+        super().__init__(name, **options)
 
     @property
     def instructions(self) -> str | None:
-        return upstream_instructions(self.gw) if self.gw is not None else None
+        return upstream_instructions(self.gw)
 
     @instructions.setter
     def instructions(self, value: str | None) -> None:

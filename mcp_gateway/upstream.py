@@ -148,7 +148,6 @@ class Upstream:
                     connecting.deadline = math.inf
                     self._client, self.instructions, self.tools = client, client.instructions, tools
                     self._set("ready")
-                    self.failures = 0
                     log.info("upstream ready", server=self.name, tools=len(self.tools),
                              ms=round((time.perf_counter() - started) * 1000, 1))
                     async with anyio.create_task_group() as tg:
@@ -242,11 +241,6 @@ class Upstream:
         """Wait until the first connection attempt has succeeded or failed."""
         await self._settled.wait()
 
-    async def wait_ready(self) -> None:
-        """Wait until the session is ready (tests and `check` bound this with a timeout)."""
-        while self.state != "ready":
-            await anyio.sleep(0.02)
-
     async def stop(self, grace_s: float = 5.0) -> None:
         """Ask `run` to close the session; returns when it has, or after `grace_s`."""
         self._stop.set()
@@ -284,7 +278,7 @@ class Upstream:
             raise
 
     async def _reconnected(self) -> None:
-        """Skip the backoff once and wait for the next session (the caller's timeout bounds the wait)."""
+        """Restart the backoff from its shortest delay; wait for the next session (the caller's timeout bounds it)."""
         self.failures = 0
         while self.state != "ready" and not self._stop.is_set():
             await anyio.sleep(0.02)
