@@ -93,16 +93,22 @@ async def test_an_http_upstream_restarted_gets_a_fresh_session_and_the_call_is_r
                 assert text_of(after) == text_of(before)
 
 
-async def test_a_dead_http_upstream_is_noticed_by_the_health_check_and_reconnected() -> None:
+@pytest.mark.parametrize(("fixture", "era", "code", "expected"), [
+    ("math_server.py", "2026-07-28", "result = up.add(a=40, b=2)", "result = 42"),  # checked with tools/list
+    ("conformance_server.py --legacy", "2025-11-25", "result = up.test_simple_text()", "This is a simple"),  # ping
+])
+async def test_a_dead_http_upstream_is_noticed_by_the_health_check_and_reconnected(
+    fixture: str, era: str, code: str, expected: str
+) -> None:
     port = free_port()
-    script = str(FIXTURES / "math_server.py")
-    cfg = make_config({"math": {"url": f"http://127.0.0.1:{port}/mcp"}},
-                      gateway={**FAST, "health_interval_s": 0.3})
-    with process(script, "http", str(port)) as first:
+    script, *extra = fixture.split()
+    args = (str(FIXTURES / script), "http", str(port), *extra)
+    cfg = make_config({"up": {"url": f"http://127.0.0.1:{port}/mcp"}}, gateway={**FAST, "health_interval_s": 0.3})
+    with process(*args) as first:
         await wait_for_port(port)
         async with Gateway(cfg) as gw:
-            up = gw.upstream("math")
-            assert up.state == "ready"
+            up = gw.upstream("up")
+            assert up.state == "ready" and up.client is not None and up.client.protocol_version == era
             first.kill()
             first.wait(timeout=10)
 
@@ -110,16 +116,16 @@ async def test_a_dead_http_upstream_is_noticed_by_the_health_check_and_reconnect
                 return up.state == "failed"
 
             await eventually(is_down)
-            assert "math" not in gw.catalog.code_refs() and not up.tools
-            with process(script, "http", str(port)):
+            assert gw.catalog.code_refs() == [] and not up.tools
+            with process(*args):
                 await wait_for_port(port)
 
                 async def is_up() -> bool:
                     return up.state == "ready" and bool(up.tools)
 
                 await eventually(is_up)
-                out = await call(gw, "executeToolCode", {"code": "result = math.add(a=40, b=2)"})
-                assert "result = 42" in text_of(out)
+                out = await call(gw, "executeToolCode", {"code": code})
+                assert expected in text_of(out), text_of(out)
 
 
 async def test_a_hung_upstream_does_not_block_calls_to_another() -> None:
