@@ -8,9 +8,7 @@ through, since the suite calls fixed names (`test_simple_text`, `test://static-t
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,31 +18,13 @@ import pytest
 
 from mcp_gateway import Gateway
 from tests.helpers import http_fixture, make_config, serve_gateway, stdio
+from tests.interop.npm import CONFORMANCE, INSPECTOR, npm_bin
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
 HERE = Path(__file__).parent
-NPM_DIR = HERE / ".npm"
-CONFORMANCE = ("@modelcontextprotocol/conformance", "0.1.13", "conformance")
-INSPECTOR = ("@modelcontextprotocol/inspector", "0.15.0", "mcp-inspector")
 EXPECTED_FAILURES = HERE / "conformance-expected-failures.yml"
 UPSTREAMS = ["http", "http-legacy", "stdio", "stdio-legacy"]
-
-
-def npm_bin(package: tuple[str, str, str]) -> Path:
-    """The package's executable under `tests/interop/.npm`, installed with npm when missing or not pinned."""
-    name, version, executable = package
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        reason = "node and npm are needed for the official MCP conformance suite and the Inspector CLI"
-        if os.environ.get("MCP_GATEWAY_REQUIRE_NODE"):  # set by .ci/run: CI never skips the suite
-            pytest.fail(reason)
-        pytest.skip(reason)
-    manifest = NPM_DIR / "node_modules" / name / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
-        NPM_DIR.mkdir(exist_ok=True)
-        subprocess.run(["npm", "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", "--loglevel=error",
-                        f"{name}@{version}"], check=True, timeout=280, capture_output=True)
-    return NPM_DIR / "node_modules" / ".bin" / executable
 
 
 @pytest.fixture(scope="module")
