@@ -99,8 +99,13 @@ class ViewChanges:
     # ---- mcp.server.subscriptions.SubscriptionBus, for 2026-07-28 listen streams -------------
 
     async def publish(self, event: ServerEvent) -> None:
-        for deliver, _ in list(self._streams.values()):
-            deliver(event)
+        await self.publish_to(event, lambda identity: True)
+
+    async def publish_to(self, event: ServerEvent, may_see: Callable[[Identity], bool]) -> None:
+        """Deliver `event` to the listen streams whose caller `may_see` it."""
+        for deliver, watcher in list(self._streams.values()):
+            if may_see(watcher.identity):
+                deliver(event)
 
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         """Called by the SDK's listen handler in the listening request's context, so under its caller."""

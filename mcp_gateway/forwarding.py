@@ -37,6 +37,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ServerEvent
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -49,6 +50,7 @@ from .policy import NOBODY, Identity, acting_as
 if TYPE_CHECKING:
     from mcp import Client
 
+    from .changes import ViewChanges
     from .gateway import Gateway
     from .upstream import Upstream
 
@@ -111,6 +113,8 @@ class Forwarder:
     subscriptions: dict[tuple[str, str], dict[str, ServerSession]] = field(default_factory=dict)
     upstream_levels: dict[str, types.LoggingLevel] = field(default_factory=dict)
     active: list[DownstreamCall] = field(default_factory=list)
+    list_watchers: OrderedDict[str, tuple[ServerSession, Identity]] = field(default_factory=OrderedDict)
+    changes: ViewChanges | None = None
 
     # ---- who may see what -------------------------------------------------------------------
 
@@ -221,11 +225,13 @@ class Forwarder:
     async def list_resources(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListResourcesResult:
+        self.watch(ctx)
         return types.ListResourcesResult(resources=[r for _, r in await self.all_resources(self.caller(ctx))])
 
     async def list_templates(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListResourceTemplatesResult:
+        self.watch(ctx)
         templates = [t for _, t in await self.all_templates(self.caller(ctx))]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
@@ -307,6 +313,7 @@ class Forwarder:
     async def list_prompts(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListPromptsResult:
+        self.watch(ctx)
         listed = await self.all_prompts(self.caller(ctx))
         return types.ListPromptsResult(
             prompts=[p.model_copy(update={"name": name}) for name, (_, p) in listed.items()])
@@ -341,6 +348,37 @@ class Forwarder:
         upstream_ref = ref
         result = await self.ask(up, lambda c: c.complete(upstream_ref, argument, context))
         return _own_meta(result)
+
+    # ---- list changes -----------------------------------------------------------------------
+
+    def watch(self, ctx: ServerRequestContext[Any]) -> None:
+        """A handshake-era client listed resources or prompts: tell it when an upstream's lists change."""
+        if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return  # 2026-07-28 clients learn of changes on their `subscriptions/listen` stream
+        key = session_key(ctx)
+        self.list_watchers.pop(key, None)
+        self.list_watchers[key] = (ctx.session, self.caller(ctx))
+        while len(self.list_watchers) > _MAX_LISTENERS:
+            self.list_watchers.popitem(last=False)
+
+    async def list_changed(self, server: str, event: PromptsListChanged | ResourcesListChanged) -> None:
+        """An upstream's prompts or resources changed: forget what was cached, tell the clients that see it."""
+        if isinstance(event, PromptsListChanged):
+            self.listed_prompts.pop(server, None)
+        else:
+            self.listed_uris.pop(server, None)
+        for key, (session, identity) in list(self.list_watchers.items()):
+            if not self.may_access(identity, server):
+                continue
+            try:
+                if isinstance(event, PromptsListChanged):
+                    await session.send_prompt_list_changed()
+                else:
+                    await session.send_resource_list_changed()
+            except Exception:  # that client is gone
+                self.list_watchers.pop(key, None)
+        if self.changes is not None:
+            await self.changes.publish_to(event, lambda identity: self.may_access(identity, server))
 
     # ---- logging ----------------------------------------------------------------------------
 
@@ -504,16 +542,27 @@ class UpstreamHooks:
     async def message(self, message: Any) -> None:
         if isinstance(message, types.ResourceUpdatedNotification):
             await self.forwarder.resource_updated(self.server, message.params.uri)
+        elif isinstance(message, types.ResourceListChangedNotification):
+            await self.forwarder.list_changed(self.server, ResourcesListChanged())
+        elif isinstance(message, types.PromptListChangedNotification):
+            await self.forwarder.list_changed(self.server, PromptsListChanged())
+
+    async def event(self, event: ServerEvent) -> None:
+        """A change a 2026-07-28 upstream announced on its `subscriptions/listen` stream."""
+        if isinstance(event, PromptsListChanged | ResourcesListChanged):
+            await self.forwarder.list_changed(self.server, event)
+        elif isinstance(event, ResourceUpdated):
+            await self.forwarder.resource_updated(self.server, event.uri)
 
 
-def install_forwarding(server: Server[Any], gw: Gateway) -> None:
+def install_forwarding(server: Server[Any], gw: Gateway, changes: ViewChanges | None = None) -> None:
     """Serve resources, prompts, completions and logging from `gw`'s upstreams, and relay their traffic.
 
     Idempotent. Call before the gateway starts (the upstreams' clients take the hooks when they connect).
     """
     if any(isinstance(m, Forwarder) for m in server.middleware):
         return
-    fw = Forwarder(gw)
+    fw = Forwarder(gw, changes=changes)
     server.middleware.append(fw)
     server.add_request_handler("resources/list", types.PaginatedRequestParams, fw.list_resources)
     server.add_request_handler("resources/templates/list", types.PaginatedRequestParams, fw.list_templates)

@@ -98,12 +98,12 @@ def build_server(gw: Gateway) -> Server[Any]:
         on_call_tool=call_tool,
         on_subscriptions_listen=subscriptions_listen,
     )
-    install_forwarding(server, gw)
+    install_forwarding(server, gw, changes)
     return server
 
 
 class _GatewayServer(Server[Any]):
-    """Our instructions with the upstreams' own, and `tools.listChanged` for handshake-era clients.
+    """Our instructions with the upstreams' own, and `listChanged` for handshake-era clients.
 
     (The 2026-07-28 era derives `listChanged` from the `subscriptions/listen` handler.)
     """
@@ -126,7 +126,8 @@ class _GatewayServer(Server[Any]):
         experimental_capabilities: dict[str, dict[str, Any]] | None = None,
         extensions: dict[str, dict[str, Any]] | None = None,
     ) -> InitializationOptions:
-        options = notification_options or NotificationOptions(tools_changed=True)
+        options = notification_options or NotificationOptions(
+            tools_changed=True, prompts_changed=True, resources_changed=True)
         return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 

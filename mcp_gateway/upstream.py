@@ -27,7 +27,7 @@ from mcp.client.session import IncomingMessage
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.client.subscriptions import SubscriptionLost
+from mcp.client.subscriptions import SubscriptionLost, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
@@ -191,12 +191,20 @@ class Upstream:
 
     async def _listen(self, client: Client) -> None:
         """2026-07-28 upstreams announce changes on a `subscriptions/listen` stream; re-listen if it drops."""
+        caps = client.server_capabilities
         for _ in range(100):
             try:
-                async with client.listen(tools_list_changed=True) as subscription:
-                    async for _event in subscription:
-                        self._tools_changed = True
-                        self._wake.set()
+                async with client.listen(
+                    tools_list_changed=True,
+                    prompts_list_changed=bool(caps.prompts and caps.prompts.list_changed),
+                    resources_list_changed=bool(caps.resources and caps.resources.list_changed),
+                ) as subscription:
+                    async for event in subscription:
+                        if isinstance(event, ToolsListChanged):
+                            self._tools_changed = True
+                            self._wake.set()
+                        elif self.hooks is not None:
+                            await self.hooks.event(event)
                 return
             except SubscriptionLost:
                 self._tools_changed = True  # changes may have been missed while the stream was down

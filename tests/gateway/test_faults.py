@@ -146,6 +146,8 @@ async def watching(url: str, key: str, seen: list[str]) -> AsyncIterator[Client]
     async def on_message(message: object) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             seen.append("tools")
+        elif isinstance(message, types.ResourceListChangedNotification):
+            seen.append("resources")
 
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http,
@@ -172,7 +174,7 @@ async def test_an_upstream_tool_change_reaches_only_the_clients_whose_view_chang
             watching(url, "wide-key-0123456789", wide_seen) as wide,
             watching(url, "narrow-key-012345678", narrow_seen) as narrow,
         ):
-            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink"}
+            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink", "add_note"}
             assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
             assert text_of(await narrow.call_tool("grow", {"name": "extra"})) == "added extra"
 
@@ -180,14 +182,15 @@ async def test_an_upstream_tool_change_reaches_only_the_clients_whose_view_chang
                 return bool(wide_seen)
 
             await eventually(wide_told)
-            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink", "extra"}
+            assert wide_seen == ["tools"]
+            assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink", "add_note", "extra"}
             assert text_of(await wide.call_tool("extra", {})) == "hello from extra"
             await anyio.sleep(0.3)
             assert narrow_seen == []
             assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
 
 
-async def test_a_2026_client_listening_for_changes_is_told_when_its_tools_change() -> None:
+async def test_a_2026_client_listening_for_changes_is_told_when_its_tools_or_resources_change() -> None:
     port = free_port()
     cfg = make_config({"changing": {"url": f"http://127.0.0.1:{port}/mcp", "mode": "direct"}},
                       gateway={"prefix_direct_tools": False})
@@ -195,11 +198,15 @@ async def test_a_2026_client_listening_for_changes_is_told_when_its_tools_change
         await wait_for_port(port)
         async with serve_gateway(Gateway(cfg)) as url, Client(url) as client:
             assert client.protocol_version == "2026-07-28"
-            async with client.listen(tools_list_changed=True) as subscription:
+            async with client.listen(tools_list_changed=True, resources_list_changed=True) as subscription:
                 await client.call_tool("grow", {"name": "later"})
                 with anyio.fail_after(10):
                     event = await subscription.__anext__()
+                await client.call_tool("add_note", {"name": "b"})
+                with anyio.fail_after(10):
+                    resources_event = await subscription.__anext__()
             assert type(event).__name__ == "ToolsListChanged"
+            assert type(resources_event).__name__ == "ResourcesListChanged"
             assert "later" in {t.name for t in (await client.list_tools()).tools}
 
 
@@ -233,3 +240,35 @@ async def test_an_upstream_slow_to_start_is_served_once_it_is_up() -> None:
             return "result = 2" in text_of(out)
 
         await eventually(late_answers)
+
+
+async def test_an_upstream_resource_change_reaches_the_clients_that_may_see_that_server() -> None:
+    port = free_port()
+    cfg = make_config(
+        {"changing": {"url": f"http://127.0.0.1:{port}/mcp", "mode": "direct"}, "text": stdio("text_server")},
+        gateway={"prefix_direct_tools": False},
+        groups={"all": {"tools": ["changing.*"]}, "texts": {"tools": ["text.*"]}},
+        keys={"wide": {"key": "wide-key-0123456789", "groups": ["all"]},
+              "outsider": {"key": "outsider-key-0123456", "groups": ["texts"]}},
+    )
+    with process(str(FIXTURES / "changing_server.py"), "http", str(port)):
+        await wait_for_port(port)
+        wide_seen: list[str] = []
+        outsider_seen: list[str] = []
+        async with (
+            serve_gateway(Gateway(cfg)) as url,
+            watching(url, "wide-key-0123456789", wide_seen) as wide,
+            watching(url, "outsider-key-0123456", outsider_seen) as outsider,
+        ):
+            assert (await wide.list_resources()).resources == []
+            assert (await outsider.list_resources()).resources == []
+            assert text_of(await wide.call_tool("add_note", {"name": "a"})) == "noted a"
+
+            async def wide_told() -> bool:
+                return "resources" in wide_seen
+
+            await eventually(wide_told)
+            assert [r.uri for r in (await wide.list_resources()).resources] == ["note://a"]
+            await anyio.sleep(0.3)
+            assert outsider_seen == []
+            assert (await outsider.list_resources()).resources == []
