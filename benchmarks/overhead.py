@@ -9,15 +9,10 @@ processes; the SDK `Client` is the caller. Prints a markdown table; bounded by -
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 from mcp import Client
@@ -25,33 +20,14 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import process, timed  # noqa: E402
+
 from mcp_gateway.codemode import META_TOOLS  # noqa: E402
 from mcp_gateway.tokens import tool_definition_tokens  # noqa: E402
 from tests.helpers import free_port, wait_for_port  # noqa: E402
 
 SCRIPT = "result = c.add(a=1, b=2)"
 
-
-@contextlib.contextmanager
-def process(args: list[str]) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 20) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        result = await call()
-        samples.append((time.perf_counter() - start) * 1000)
-        assert not getattr(result, "is_error", False), result
-    return samples
 
 
 def row(label: str, ms: list[float], base: float) -> str:

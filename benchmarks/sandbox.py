@@ -13,14 +13,12 @@ markdown table; every loop is bounded by the arguments.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,8 @@ from mcp import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import check, process, timed  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox.process import Worker  # noqa: E402
@@ -41,48 +41,19 @@ GOAL_OVERHEAD_MS = 5.0
 GOAL_FANOUT_MS = 150.0
 
 
-@contextlib.contextmanager
-def process(args: list[str]) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 10) -> list[float]:
-    for _ in range(warmup):
-        await call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        result = await call()
-        samples.append((time.perf_counter() - start) * 1000)
-        _check(result)
-    return samples
-
 
 async def paired(a: Callable[[], Awaitable[Any]], b: Callable[[], Awaitable[Any]], n: int) -> tuple[list[float], ...]:
     """`a` and `b` alternately, so that load from elsewhere falls on both alike; (a, b, b - a per pair)."""
-    await timed(a, 0)
-    await timed(b, 0)
+    await timed(a, 0, 10)
+    await timed(b, 0, 10)
     first, second, diff = [], [], []
     for _ in range(n):
-        [x] = await timed(a, 1, warmup=0)
-        [y] = await timed(b, 1, warmup=0)
+        [x] = await timed(a, 1, 0)
+        [y] = await timed(b, 1, 0)
         first.append(x)
         second.append(y)
         diff.append(y - x)
     return first, second, diff
-
-
-def _check(result: Any) -> None:
-    if getattr(result, "is_error", False):
-        raise SystemExit(f"a benchmark call failed: {result}")
-    error = getattr(result, "error", None)
-    if error is not None:
-        raise SystemExit(f"a benchmark script failed: {error.format()}")
 
 
 def p50(ms: list[float]) -> float:
@@ -111,9 +82,9 @@ async def worker_rows(calls: int) -> list[str]:
         starts.append((time.perf_counter() - start) * 1000)
         await worker.kill()
     async with Sandbox(Limits(), workers=2) as sb:
-        bare = await timed(lambda: sb.run("result = 1", ["c"], answer), calls)
-        one = await timed(lambda: sb.run(ONE_CALL, ["c"], answer), calls)
-        fan = await timed(lambda: sb.run('result = parallel([("c.ping", {})] * 10)', ["c"], answer), calls)
+        bare = await timed(lambda: sb.run("result = 1", ["c"], answer), calls, 10)
+        one = await timed(lambda: sb.run(ONE_CALL, ["c"], answer), calls, 10)
+        fan = await timed(lambda: sb.run('result = parallel([("c.ping", {})] * 10)', ["c"], answer), calls, 10)
     return [
         row("worker start: spawn to ready (a new process)", starts),
         row('warm worker: `result = 1` (`Sandbox.run`, in process)', bare),
@@ -130,7 +101,7 @@ async def throughput(url: str, clients: int, per_client: int) -> tuple[float, li
         async with Client(url) as client:
             for _ in range(per_client):
                 start = time.perf_counter()
-                _check(await client.call_tool("executeToolCode", {"code": ONE_CALL}))
+                check(await client.call_tool("executeToolCode", {"code": ONE_CALL}))
                 latencies.append((time.perf_counter() - start) * 1000)
 
     start = time.perf_counter()
@@ -161,7 +132,7 @@ async def main(calls: int, fanout: int, clients: int, per_client: int) -> None:
                         lambda: gw.call_tool("executeToolCode", {"code": ONE_CALL}),
                         calls,
                     )
-                    bare = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = 1"}), calls)
+                    bare = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = 1"}), calls, 10)
                     fan = await timed(lambda: gw.call_tool("executeToolCode", {"code": FANOUT}), fanout, 3)
                     seq = await timed(lambda: gw.call_tool("executeToolCode", {"code": SEQUENTIAL}), 3, 1)
                 alone, alone_ms = await throughput(gateway_url, 1, per_client)

@@ -22,9 +22,8 @@ from mcp import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load import process, rss_mb  # noqa: E402
+from common import process, rss_mb  # noqa: E402
 
 from tests.helpers import free_port, wait_for_port  # noqa: E402
 
