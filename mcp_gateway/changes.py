@@ -51,17 +51,16 @@ class ViewChanges:
     def fingerprint(self, identity: Identity) -> str:
         """A digest of the tool list `identity` would get now."""
         with acting_as(identity):
-            tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in self._view()]
-        return hashlib.sha256(json.dumps(tools, sort_keys=True).encode()).hexdigest()
+            return _digest(self._view())
 
-    def listed(self, key: str, session: ServerSession, identity: Identity) -> None:
-        """A handshake-era client (`key` names its connection) was just given its tool list.
+    def listed(self, key: str, session: ServerSession, identity: Identity, tools: list[types.Tool]) -> None:
+        """A handshake-era client (`key` names its connection) was just given `tools`.
 
         The SDK makes a `ServerSession` per request; a kept one still reaches its connection.
         The most recent `MAX_SESSIONS` clients are remembered.
         """
         self._sessions.pop(key, None)
-        self._sessions[key] = (session, _Watcher(identity, self.fingerprint(identity)))
+        self._sessions[key] = (session, _Watcher(identity, _digest(tools)))
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
 
@@ -78,19 +77,22 @@ class ViewChanges:
             await self.notify()
 
     async def notify(self) -> None:
+        views: dict[Identity, str] = {}  # many clients share a key: one digest per key
         for deliver, watcher in list(self._streams.values()):
-            if self._moved(watcher):
+            if self._moved(watcher, views):
                 deliver(ToolsListChanged())
         for key, (session, watcher) in list(self._sessions.items()):
-            if self._moved(watcher):
+            if self._moved(watcher, views):
                 try:
                     await session.send_tool_list_changed()
                 except Exception as exc:  # that client is gone
                     log.debug("list_changed not delivered", error=str(exc))
                     self._sessions.pop(key, None)
 
-    def _moved(self, watcher: _Watcher) -> bool:
-        now = self.fingerprint(watcher.identity)
+    def _moved(self, watcher: _Watcher, views: dict[Identity, str]) -> bool:
+        if watcher.identity not in views:
+            views[watcher.identity] = self.fingerprint(watcher.identity)
+        now = views[watcher.identity]
         if now == watcher.seen:
             return False
         watcher.seen = now
@@ -113,3 +115,8 @@ class ViewChanges:
         token = object()
         self._streams[token] = (listener, _Watcher(identity, self.fingerprint(identity)))
         return lambda: self._streams.pop(token, None) and None
+
+
+def _digest(tools: list[types.Tool]) -> str:
+    dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()

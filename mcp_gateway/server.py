@@ -67,7 +67,7 @@ def build_server(gw: Gateway) -> Server[Any]:
         with acting_as(identity):
             tools = visible_tools(gw)
             if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
-                changes.listed(session_key(ctx), ctx.session, identity)
+                changes.listed(session_key(ctx), ctx.session, identity, tools)
             if any(t.name in META_NAMES for t in tools):
                 gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
             return types.ListToolsResult(tools=tools)
