@@ -220,15 +220,28 @@ async def check(config: GatewayConfig) -> int:
             for up in upstreams:
                 await up.wait_settled()
         rows = [_row(config, up) for up in upstreams]
+        summary = _savings(config, upstreams)
+        failed = [up.name for up in upstreams if up.state not in ("ready", "disabled")]
         for up in upstreams:
             tg.start_soon(up.stop)
         tg.cancel_scope.deadline = anyio.current_time() + 10
     _print_table(["server", "transport", "mode", "status", "tools", "tokens"], rows)
-    total = sum(tool_definition_tokens(up.tools, f"mcp__{config.gateway.name}__") for up in upstreams)
-    meta = tool_definition_tokens(META_TOOLS)
-    print(f"\nall tool definitions: {total} tokens per request; Code Mode's four meta-tools: {meta} tokens")
-    failed = [up for up in upstreams if up.state not in ("ready", "disabled")]
+    print(f"\n{summary}")
+    if failed:
+        print(f"not ready: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
+    """Tool-definition tokens per request: every tool sent (classic) against what this config sends."""
+    prefix = f"mcp__{config.gateway.name}__"
+    classic = sum(tool_definition_tokens(up.tools, prefix) for up in upstreams)
+    direct = sum(tool_definition_tokens(up.tools, prefix) for up in upstreams if config.mode_of(up.config) == "direct")
+    uses_code = any(config.mode_of(s) == "code" for s in config.servers.values())
+    sent = direct + (tool_definition_tokens(META_TOOLS, prefix) if uses_code else 0)
+    saved = f", {100 * (classic - sent) / classic:.0f}% less" if classic and sent < classic else ""
+    return (f"tool definitions per request: {classic} tokens with every tool listed; {sent} with this config "
+            f"(Code Mode's four meta-tools plus the direct-mode tools){saved}")
 
 
 def _row(config: GatewayConfig, up: Upstream) -> list[str]:

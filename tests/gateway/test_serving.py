@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,19 @@ def test_check_prints_a_table_and_fails_on_a_dead_upstream(tmp_path: Path) -> No
     assert rows["math"][1:3] == ["stdio", "code"] and rows["math"][3] == "ok"
     assert int(rows["math"][4]) == 10 and int(rows["math"][5]) > 100
     assert rows["dead"][3] == "failed:"
-    assert "Code Mode's four meta-tools" in run.stdout
+    assert "not ready: dead" in run.stderr
+    classic, sent = re.search(r"per request: (\d+) tokens with every tool listed; (\d+) with this", run.stdout).groups()
+    assert int(classic) == int(rows["math"][5]) and 500 < int(sent) < 650  # the four meta-tools
+
+
+def test_check_exits_0_when_every_upstream_is_ready(tmp_path: Path) -> None:
+    cfg = _toml(tmp_path / "gw.toml", {"math": stdio("math_server", mode="direct")})
+    run = subprocess.run(
+        [sys.executable, "-m", "mcp_gateway.cli", "check", "--config", str(cfg)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "with every tool listed" in run.stdout and "not ready" not in run.stderr
 
 
 def test_bad_config_exits_2_with_the_key(tmp_path: Path) -> None:
