@@ -163,6 +163,9 @@ def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
                 return 2
             print(secret)
             print(f"key {args.name!r} created; this is the only time it is shown", file=sys.stderr)
+            if not args.team and not args.groups:
+                print("warning: this key has no team and no groups, so it may call no tool (deny by default); "
+                      "revoke it and create one with --team or --groups (see docs/governance.md)", file=sys.stderr)
         elif args.keys_command == "list":
             rows = [[k.name, k.team or "-", ",".join(k.groups) or "-", _when(k.created),
                      f"revoked {_when(k.revoked)}" if k.revoked else "active"] for k in storage.list_keys()]
@@ -239,9 +242,13 @@ def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
     direct = sum(tool_definition_tokens(up.tools, prefix) for up in upstreams if config.mode_of(up.config) == "direct")
     uses_code = any(config.mode_of(s) == "code" for s in config.servers.values())
     sent = direct + (tool_definition_tokens(META_TOOLS, prefix) if uses_code else 0)
-    saved = f", {100 * (classic - sent) / classic:.0f}% less" if classic and sent < classic else ""
-    return (f"tool definitions per request: {classic} tokens with every tool listed; {sent} with this config "
-            f"(Code Mode's four meta-tools plus the direct-mode tools){saved}")
+    text = (f"tool definitions per request: {classic} tokens with every tool listed; {sent} with this config "
+            f"(Code Mode's four meta-tools plus the direct-mode tools)")
+    if classic and sent < classic:
+        return f"{text}, {100 * (classic - sent) / classic:.0f}% less"
+    if uses_code:
+        return f"{text}; Code Mode costs more than it saves here: consider mode = \"direct\" for small servers"
+    return text
 
 
 def _row(config: GatewayConfig, up: Upstream) -> list[str]:
