@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import free_port, wait_for_port  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -33,6 +39,23 @@ def check(result: Any) -> None:
     error = getattr(result, "error", None)
     if error is not None:
         raise SystemExit(f"a benchmark script failed: {error.format()}")
+
+
+@contextlib.asynccontextmanager
+async def gateway(servers: str, **settings: Any) -> AsyncIterator[tuple[str, int]]:
+    """`mcp-gateway serve` as its own process on a free port, serving the `[servers.*]` tables in `servers`.
+
+    `settings` are extra `[gateway]` keys; the state directory is temporary. Yields the `/mcp` URL and the pid.
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        table = {"state_dir": f"{tmp}/state", "port": port, **settings}
+        config = Path(tmp) / "gw.toml"
+        config.write_text("[gateway]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()) + servers)
+        command = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config), "--log-level", "warning"]
+        with process(command) as proc:
+            await wait_for_port(port, 60)
+            yield f"http://127.0.0.1:{port}/mcp", proc.pid
 
 
 async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 20) -> list[float]:

@@ -13,8 +13,9 @@ import argparse
 import contextlib
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
@@ -23,9 +24,9 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import process, rss_mb  # noqa: E402
+from common import gateway, process, rss_mb  # noqa: E402
 
-from tests.helpers import free_port, wait_for_port  # noqa: E402
+from tests.helpers import free_port, http_fixture, wait_for_port  # noqa: E402
 
 
 async def level(url: str, tool: str, clients: int, calls: int) -> tuple[float, list[float], int]:
@@ -57,31 +58,33 @@ def row(name: str, clients: int, elapsed: float, ms: list[float], errors: int, r
             f"{q[98]:.2f} | {errors} | {rss} |")
 
 
+@contextlib.asynccontextmanager
+async def no_gateway(upstream: str) -> AsyncIterator[tuple[str, int | None]]:
+    yield upstream, None
+
+
+@contextlib.asynccontextmanager
+async def fastmcp_proxy(fastmcp: str, upstream: str) -> AsyncIterator[tuple[str, int | None]]:
+    port = free_port()
+    with process([fastmcp, "run", upstream, "-t", "http", "--port", str(port)]) as proc:
+        await wait_for_port(port, 60)
+        yield f"http://127.0.0.1:{port}/mcp", proc.pid
+
+
 async def main(levels: list[int], calls: int, fastmcp: str | None) -> None:
-    up_port, gw_port, fm_port = free_port(), free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}/mcp"
     print(f"{calls} calls per client per level; tool `add` of tests/fixtures/math_server.py over streamable HTTP\n")
     print("| target | clients | calls/s | p50 ms | p95 ms | p99 ms | errors | server RSS MB before -> after |")
     print("|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp, \
-            process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]):
-        await wait_for_port(up_port)
-        cfg = Path(tmp) / "gw.toml"
-        cfg.write_text(f'[gateway]\nstate_dir = "{tmp}/state"\nprefix_direct_tools = false\n'
-                       f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n')
-        targets: list[tuple[str, list[str] | None, str]] = [
-            ("direct (no gateway)", None, upstream),
-            ("mcp-gateway", [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg),
-                             "--port", str(gw_port), "--log-level", "warning"], f"http://127.0.0.1:{gw_port}/mcp"),
+    async with http_fixture("math_server") as upstream:
+        servers = f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n'
+        targets: list[tuple[str, Callable[[], AbstractAsyncContextManager[tuple[str, int | None]]]]] = [
+            ("direct (no gateway)", lambda: no_gateway(upstream)),
+            ("mcp-gateway", lambda: gateway(servers, prefix_direct_tools=False)),
         ]
         if fastmcp:
-            targets.append(("fastmcp 4.1.2 proxy", [fastmcp, "run", upstream, "-t", "http", "--port", str(fm_port)],
-                            f"http://127.0.0.1:{fm_port}/mcp"))
-        for name, cmd, url in targets:
-            with process(cmd) if cmd else contextlib.nullcontext() as proc:
-                port = int(url.rsplit(":", 1)[1].split("/")[0])
-                await wait_for_port(port, 60)
-                pid = proc.pid if proc is not None else None
+            targets.append(("fastmcp 4.1.2 proxy", lambda: fastmcp_proxy(fastmcp, upstream)))
+        for name, serve in targets:
+            async with serve() as (url, pid):
                 for clients in levels:
                     before = rss_mb(pid) if pid else 0.0
                     elapsed, ms, errors = await level(url, "add", clients, calls)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import anyio
@@ -20,11 +19,11 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import process, timed  # noqa: E402
+from common import gateway, timed  # noqa: E402
 
 from mcp_gateway.codemode import META_TOOLS  # noqa: E402
 from mcp_gateway.tokens import tool_definition_tokens  # noqa: E402
-from tests.helpers import free_port, wait_for_port  # noqa: E402
+from tests.helpers import http_fixture  # noqa: E402
 
 SCRIPT = "result = c.add(a=1, b=2)"
 
@@ -37,22 +36,13 @@ def row(label: str, ms: list[float], base: float) -> str:
 
 
 async def main(calls: int) -> None:
-    up_port, gw_port = free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}/mcp"
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "gw.toml"
-        cfg.write_text(
-            f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n[servers.c]\nurl = "{upstream}"\nmode = "code"\n'
-        )
-        gateway = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg), "--port", str(gw_port)]
-        with process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]):
-            await wait_for_port(up_port)
-            with process([*gateway, "--log-level", "warning"]):
-                await wait_for_port(gw_port)
-                async with Client(upstream) as direct, Client(f"http://127.0.0.1:{gw_port}/mcp") as gw:
-                    a = await timed(lambda: direct.call_tool("add", {"a": 1, "b": 2}), calls)
-                    b = await timed(lambda: gw.call_tool("d_add", {"a": 1, "b": 2}), calls)
-                    c = await timed(lambda: gw.call_tool("executeToolCode", {"code": SCRIPT}), calls)
+    async with http_fixture("math_server") as upstream, \
+            gateway(f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n'
+                    f'[servers.c]\nurl = "{upstream}"\nmode = "code"\n') as (gateway_url, _), \
+            Client(upstream) as direct, Client(gateway_url) as gw:
+        a = await timed(lambda: direct.call_tool("add", {"a": 1, "b": 2}), calls)
+        b = await timed(lambda: gw.call_tool("d_add", {"a": 1, "b": 2}), calls)
+        c = await timed(lambda: gw.call_tool("executeToolCode", {"code": SCRIPT}), calls)
     base = statistics.median(a)
     print(f"calls per path: {calls} (after 20 warm-up calls), Python {sys.version.split()[0]}\n")
     print("| path | p50 ms | p95 ms | p50 vs direct |\n|---|---|---|---|")

@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,11 +27,11 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import check, process, timed  # noqa: E402
+from common import check, gateway, timed  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox.process import Worker  # noqa: E402
-from tests.helpers import free_port, wait_for_port  # noqa: E402
+from tests.helpers import http_fixture  # noqa: E402
 
 ONE_CALL = "result = c.ping()"
 FANOUT = 'result = parallel([("c.nap", {"ms": 100})] * 10)'
@@ -112,31 +111,21 @@ async def throughput(url: str, clients: int, per_client: int) -> tuple[float, li
 
 
 async def main(calls: int, fanout: int, clients: int, per_client: int) -> None:
-    up_port, gw_port = free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}/mcp"
-    gateway_url = f"http://127.0.0.1:{gw_port}/mcp"
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "gw.toml"
-        cfg.write_text(
-            f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n[servers.c]\nurl = "{upstream}"\nmode = "code"\n'
-        )
-        gateway = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg), "--port", str(gw_port)]
-        with process([sys.executable, str(ROOT / "tests/fixtures/hostile_server.py"), "http", str(up_port)]):
-            await wait_for_port(up_port)
-            with process([*gateway, "--log-level", "warning"]):
-                await wait_for_port(gw_port)
-                async with Client(gateway_url) as gw:
-                    await timed(lambda: gw.call_tool("executeToolCode", {"code": ONE_CALL}), 0, 20)
-                    direct, script, overhead = await paired(
-                        lambda: gw.call_tool("d_ping", {}),
-                        lambda: gw.call_tool("executeToolCode", {"code": ONE_CALL}),
-                        calls,
-                    )
-                    bare = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = 1"}), calls, 10)
-                    fan = await timed(lambda: gw.call_tool("executeToolCode", {"code": FANOUT}), fanout, 3)
-                    seq = await timed(lambda: gw.call_tool("executeToolCode", {"code": SEQUENTIAL}), 3, 1)
-                alone, alone_ms = await throughput(gateway_url, 1, per_client)
-                many, many_ms = await throughput(gateway_url, clients, per_client)
+    async with http_fixture("hostile_server") as upstream, \
+            gateway(f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n'
+                    f'[servers.c]\nurl = "{upstream}"\nmode = "code"\n') as (gateway_url, _):
+        async with Client(gateway_url) as gw:
+            await timed(lambda: gw.call_tool("executeToolCode", {"code": ONE_CALL}), 0, 20)
+            direct, script, overhead = await paired(
+                lambda: gw.call_tool("d_ping", {}),
+                lambda: gw.call_tool("executeToolCode", {"code": ONE_CALL}),
+                calls,
+            )
+            bare = await timed(lambda: gw.call_tool("executeToolCode", {"code": "result = 1"}), calls, 10)
+            fan = await timed(lambda: gw.call_tool("executeToolCode", {"code": FANOUT}), fanout, 3)
+            seq = await timed(lambda: gw.call_tool("executeToolCode", {"code": SEQUENTIAL}), 3, 1)
+        alone, alone_ms = await throughput(gateway_url, 1, per_client)
+        many, many_ms = await throughput(gateway_url, clients, per_client)
     rows = await worker_rows(calls)
 
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())

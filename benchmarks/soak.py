@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import process, rss_mb  # noqa: E402
+from common import gateway, rss_mb  # noqa: E402
 
-from tests.helpers import free_port, wait_for_port  # noqa: E402
+from tests.helpers import http_fixture  # noqa: E402
 
 
 def fds(pid: int) -> int:
@@ -52,39 +51,30 @@ async def client_loop(url: str, deadline: float, counts: dict[str, int]) -> None
 
 
 async def main(seconds: float, clients: int, every: float) -> None:
-    up_port, gw_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp, \
-            process([sys.executable, str(ROOT / "tests/fixtures/math_server.py"), "http", str(up_port)]):
-        await wait_for_port(up_port)
-        cfg = Path(tmp) / "gw.toml"
-        cfg.write_text(
-            f'[gateway]\nstate_dir = "{tmp}/state"\nport = {gw_port}\n'
-            f'[servers.m]\nurl = "http://127.0.0.1:{up_port}/mcp"\nmode = "direct"\n'
-            f'[servers.t]\ncommand = "{sys.executable}"\nargs = ["{ROOT / "tests/fixtures/text_server.py"}"]\n')
-        cmd = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg), "--log-level", "warning"]
-        with process(cmd) as gw:
-            await wait_for_port(gw_port, 60)
-            url = f"http://127.0.0.1:{gw_port}/mcp"
-            counts = {"calls": 0, "errors": 0}
-            started = time.monotonic()
-            deadline = started + seconds
-            print(f"{clients} clients for {seconds:.0f} s; samples every {every:.0f} s\n")
-            print("| t s | calls | errors | RSS MB | open fds | children |")
-            print("|---|---|---|---|---|---|")
-            samples: list[tuple[float, int]] = []
-            async with anyio.create_task_group() as tg:
-                for _ in range(clients):
-                    tg.start_soon(client_loop, url, deadline, counts)
-                while time.monotonic() < deadline:
-                    await anyio.sleep(min(every, max(0.0, deadline - time.monotonic())))
-                    rss, fd = rss_mb(gw.pid), fds(gw.pid)
-                    samples.append((rss, fd))
-                    print(f"| {time.monotonic() - started:.0f} | {counts['calls']} | {counts['errors']} | "
-                          f"{rss:.1f} | {fd} | {children(gw.pid)} |", flush=True)
-            warm = samples[len(samples) // 4] if len(samples) > 3 else samples[0]
-            print(f"\nafter warm-up (sample {len(samples) // 4 + 1}) to the end: RSS {warm[0]:.1f} -> "
-                  f"{samples[-1][0]:.1f} MB ({samples[-1][0] - warm[0]:+.1f}); fds {warm[1]} -> {samples[-1][1]}; "
-                  f"{counts['calls']} calls, {counts['errors']} errors")
+    text_server = ROOT / "tests/fixtures/text_server.py"
+    async with http_fixture("math_server") as upstream, \
+            gateway(f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n'
+                    f'[servers.t]\ncommand = "{sys.executable}"\nargs = ["{text_server}"]\n') as (url, pid):
+        counts = {"calls": 0, "errors": 0}
+        started = time.monotonic()
+        deadline = started + seconds
+        print(f"{clients} clients for {seconds:.0f} s; samples every {every:.0f} s\n")
+        print("| t s | calls | errors | RSS MB | open fds | children |")
+        print("|---|---|---|---|---|---|")
+        samples: list[tuple[float, int]] = []
+        async with anyio.create_task_group() as tg:
+            for _ in range(clients):
+                tg.start_soon(client_loop, url, deadline, counts)
+            while time.monotonic() < deadline:
+                await anyio.sleep(min(every, max(0.0, deadline - time.monotonic())))
+                rss, fd = rss_mb(pid), fds(pid)
+                samples.append((rss, fd))
+                print(f"| {time.monotonic() - started:.0f} | {counts['calls']} | {counts['errors']} | "
+                      f"{rss:.1f} | {fd} | {children(pid)} |", flush=True)
+        warm = samples[len(samples) // 4] if len(samples) > 3 else samples[0]
+        print(f"\nafter warm-up (sample {len(samples) // 4 + 1}) to the end: RSS {warm[0]:.1f} -> "
+              f"{samples[-1][0]:.1f} MB ({samples[-1][0] - warm[0]:+.1f}); fds {warm[1]} -> {samples[-1][1]}; "
+              f"{counts['calls']} calls, {counts['errors']} errors")
 
 
 if __name__ == "__main__":

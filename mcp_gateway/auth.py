@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .keys import KeyRing
-from .policy import OPEN, Identity
+from .policy import NOBODY, OPEN, Identity
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+
+    from .gateway import Gateway
 
 IDENTITY_SCOPE_KEY = "mcp_gateway.identity"
 
@@ -17,6 +22,13 @@ def identity_of_request(request: Any) -> Identity | None:
     """The identity the middleware attached to the HTTP request a message arrived with."""
     scope = getattr(request, "scope", None)
     return scope.get(IDENTITY_SCOPE_KEY) if isinstance(scope, dict) else None
+
+
+def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
+    """Who sent an MCP request: over HTTP the identity attached by `KeyAuth`, over stdio the local caller."""
+    if ctx.request is not None:
+        return identity_of_request(ctx.request) or NOBODY
+    return gw.stdio_identity
 
 
 class KeyAuth:

@@ -114,7 +114,11 @@ class ViewChanges:
         identity = self._identity()
         token = object()
         self._streams[token] = (listener, _Watcher(identity, self.fingerprint(identity)))
-        return lambda: self._streams.pop(token, None) and None
+
+        def unsubscribe() -> None:
+            self._streams.pop(token, None)
+
+        return unsubscribe
 
 
 def _digest(tools: list[types.Tool]) -> str:

@@ -42,10 +42,10 @@ from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from .auth import identity_of_request
+from .auth import caller
 from .codemode import META_NAMES
 from .errors import GatewayError, describe_exception
-from .policy import NOBODY, Identity, acting_as
+from .policy import Identity, acting_as
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -118,12 +118,6 @@ class Forwarder:
 
     # ---- who may see what -------------------------------------------------------------------
 
-    def caller(self, ctx: ServerRequestContext[Any]) -> Identity:
-        """HTTP: the identity the key middleware attached to the request; stdio: the local caller."""
-        if ctx.request is not None:
-            return identity_of_request(ctx.request) or NOBODY
-        return self.gw.stdio_identity
-
     def may_access(self, identity: Identity, server: str) -> bool:
         tools = self.gw.upstream(server).tools
         if tools:
@@ -182,26 +176,14 @@ class Forwarder:
 
     async def all_resources(self, identity: Identity) -> list[tuple[str, types.Resource]]:
         ups = [u for u in self.visible(identity) if _serves(u, "resources")]
-        listed: list[tuple[str, types.Resource]] = []
-        seen: set[str] = set()
-        for server, resources in await self.gather(ups, _list_resources):
+        answers = await self.gather(ups, _list_resources)
+        for server, resources in answers:
             self.listed_uris[server] = {r.uri for r in resources}
-            for r in resources:
-                if r.uri not in seen:
-                    seen.add(r.uri)
-                    listed.append((server, r))
-        return listed
+        return _first_of_each(answers, lambda r: r.uri)
 
     async def all_templates(self, identity: Identity) -> list[tuple[str, types.ResourceTemplate]]:
         ups = [u for u in self.visible(identity) if _serves(u, "resources")]
-        listed: list[tuple[str, types.ResourceTemplate]] = []
-        seen: set[str] = set()
-        for server, templates in await self.gather(ups, _list_templates):
-            for t in templates:
-                if t.uri_template not in seen:
-                    seen.add(t.uri_template)
-                    listed.append((server, t))
-        return listed
+        return _first_of_each(await self.gather(ups, _list_templates), lambda t: t.uri_template)
 
     async def owner_of(self, identity: Identity, uri: str) -> Upstream:
         """The upstream a resource URI belongs to: the first that lists it, or whose template matches it."""
@@ -226,19 +208,19 @@ class Forwarder:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListResourcesResult:
         self.watch(ctx)
-        return types.ListResourcesResult(resources=[r for _, r in await self.all_resources(self.caller(ctx))])
+        return types.ListResourcesResult(resources=[r for _, r in await self.all_resources(caller(self.gw, ctx))])
 
     async def list_templates(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListResourceTemplatesResult:
         self.watch(ctx)
-        templates = [t for _, t in await self.all_templates(self.caller(ctx))]
+        templates = [t for _, t in await self.all_templates(caller(self.gw, ctx))]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
     async def read_resource(
         self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         up = await self.owner_of(identity, params.uri)
         async with self.audited(identity, "resource", up.name, params.uri, {}) as outcome:
             result = await self.ask(up, lambda c: c.read_resource(params.uri))
@@ -249,7 +231,7 @@ class Forwarder:
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         """Record the client's subscription; the owning upstream is subscribed once for all clients."""
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         up = await self.owner_of(identity, params.uri)
         subscribers = self.subscriptions.setdefault((up.name, params.uri), {})
         if sum(len(s) for s in self.subscriptions.values()) >= _MAX_SUBSCRIPTIONS:
@@ -263,7 +245,7 @@ class Forwarder:
     async def unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         up = await self.owner_of(identity, params.uri)
         subscribers = self.subscriptions.get((up.name, params.uri), {})
         subscribers.pop(session_key(ctx), None)
@@ -314,14 +296,14 @@ class Forwarder:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
     ) -> types.ListPromptsResult:
         self.watch(ctx)
-        listed = await self.all_prompts(self.caller(ctx))
+        listed = await self.all_prompts(caller(self.gw, ctx))
         return types.ListPromptsResult(
             prompts=[p.model_copy(update={"name": name}) for name, (_, p) in listed.items()])
 
     async def get_prompt(
         self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         up, name = await self.prompt_route(identity, params.name)
         args = params.arguments or {}
         async with self.audited(identity, "prompt", up.name, name, args) as outcome:
@@ -332,7 +314,7 @@ class Forwarder:
     async def complete(
         self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
     ) -> types.CompleteResult:
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         ref = params.ref
         up: Upstream | None = None
         if isinstance(ref, types.PromptReference):
@@ -357,7 +339,7 @@ class Forwarder:
             return  # 2026-07-28 clients learn of changes on their `subscriptions/listen` stream
         key = session_key(ctx)
         self.list_watchers.pop(key, None)
-        self.list_watchers[key] = (ctx.session, self.caller(ctx))
+        self.list_watchers[key] = (ctx.session, caller(self.gw, ctx))
         while len(self.list_watchers) > _MAX_LISTENERS:
             self.list_watchers.popitem(last=False)
 
@@ -384,7 +366,7 @@ class Forwarder:
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
         """Remember the client's level; lower the upstreams' level (shared by all clients) when needed."""
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         key = session_key(ctx)
         self.listeners.pop(key, None)
         self.listeners[key] = _Listener(ctx.session, identity, params.level)
@@ -477,7 +459,7 @@ class Forwarder:
     async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         if ctx.request_id is None or ctx.method not in _CALL_METHODS:
             return await call_next(ctx)
-        identity = self.caller(ctx)
+        identity = caller(self.gw, ctx)
         name = (ctx.params or {}).get("name")
         relay = (ctx.method == "tools/call" and name not in META_NAMES
                  and ctx.meta is not None and ctx.meta.get("progress_token") is not None)
@@ -609,6 +591,18 @@ def _serves(up: Upstream, feature: str) -> bool:
 def _handshake_era(up: Upstream) -> bool:
     client = up.client
     return client is not None and client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def _first_of_each(answers: list[tuple[str, list[_T]]], key: Callable[[_T], str]) -> list[tuple[str, _T]]:
+    """(server, item) for every item, in order; an item whose key an earlier server listed is left out."""
+    seen: set[str] = set()
+    listed: list[tuple[str, _T]] = []
+    for server, items in answers:
+        for item in items:
+            if key(item) not in seen:
+                seen.add(key(item))
+                listed.append((server, item))
+    return listed
 
 
 def _matches(template: str, uri: str) -> bool:

@@ -29,13 +29,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 
 from . import __version__
-from .auth import KeyAuth, identity_of_request
+from .auth import KeyAuth, caller
 from .changes import ViewChanges
 from .codemode import HANDLERS, META_NAMES, META_TOOLS
 from .errors import GatewayError, UnknownTool
 from .forwarding import install_forwarding, session_key
 from .gateway import Gateway
-from .policy import NOBODY, Identity, acting_as
+from .policy import acting_as
 from .quotas import Approver, current_approver
 from .results import text_result
 from .scripts import Progress
@@ -63,7 +63,7 @@ def build_server(gw: Gateway) -> Server[Any]:
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        identity = _caller(gw, ctx)
+        identity = caller(gw, ctx)
         with acting_as(identity):
             tools = visible_tools(gw)
             if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
@@ -76,7 +76,7 @@ def build_server(gw: Gateway) -> Server[Any]:
         token = current_approver.set(_elicitation_approver(ctx))
         gw.calls_in_flight += 1
         try:
-            with acting_as(_caller(gw, ctx)):
+            with acting_as(caller(gw, ctx)):
                 return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
         finally:
             gw.calls_in_flight -= 1
@@ -85,7 +85,7 @@ def build_server(gw: Gateway) -> Server[Any]:
     async def subscriptions_listen(
         ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
     ) -> types.SubscriptionsListenResult:
-        with acting_as(_caller(gw, ctx)):
+        with acting_as(caller(gw, ctx)):
             return await listen(ctx, params)
 
     server = _GatewayServer(
@@ -150,13 +150,6 @@ def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
 @functools.cache
 def _meta_tokens(gateway_name: str) -> int:
     return tool_definition_tokens(META_TOOLS, f"mcp__{gateway_name}__")
-
-
-def _caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
-    """HTTP: what the key middleware attached to the request; stdio: the gateway's local caller."""
-    if ctx.request is not None:
-        return identity_of_request(ctx.request) or NOBODY
-    return gw.stdio_identity
 
 
 _INSTRUCTIONS = (

@@ -78,7 +78,6 @@ class Upstream:
     tools: list[types.Tool] = field(default_factory=list)
     instructions: str | None = None
     failures: int = 0
-    retry_at: float | None = None
     _client: Client | None = None
     _broken: str | None = None
     _tools_changed: bool = False
@@ -89,17 +88,14 @@ class Upstream:
 
     @property
     def status(self) -> str:
-        """One short phrase for listings and `check`."""
+        """One short phrase for `check`, `/healthz` and errors: `ok`, or the state and the reason."""
         if self.state == "ready":
             return "ok"
-        text = f"{self.state}: {self.error}" if self.error else self.state
-        if self.retry_at is not None and self.state == "failed":
-            text += f" (retry {self.failures + 1} in {max(0.0, self.retry_at - time.time()):.0f} s)"
-        return text
+        return f"{self.state}: {self.reason}" if self.error else self.reason
 
     @property
     def reason(self) -> str:
-        """Why the upstream is not ready, without the countdown (it goes into cached listings)."""
+        """Why the upstream is not ready (as listings show it)."""
         text = self.error or self.state
         if self.state == "failed" and self.resilience.reconnect and not self._stop.is_set():
             text += "; retrying with backoff"
@@ -125,12 +121,10 @@ class Upstream:
                     self.failures = 0  # it was up for a good while: start the backoff from the bottom
                 delay = self.resilience.backoff(self.failures)
                 self.failures += 1
-                self.retry_at = time.time() + delay
                 log.info("upstream reconnect scheduled", server=self.name, attempt=self.failures,
                          delay_s=round(delay, 2))
                 with anyio.move_on_after(delay):
                     await self._stop.wait()
-                self.retry_at = None
         finally:
             self._client = None
             self._settled.set()
