@@ -40,27 +40,34 @@ class _Watcher:
 class ViewChanges:
     """Remembers what each client was shown; `run` notifies those whose view changed."""
 
-    def __init__(self, view: View, identity: Callable[[], Identity], debounce_s: float = 0.05) -> None:
+    def __init__(self, view: View, identity: Callable[[], Identity], version: Callable[[], object],
+                 debounce_s: float = 0.05) -> None:
         self._view = view
         self._identity = identity
+        self._version = version
+        self._digests: dict[Identity, tuple[object, str]] = {}
         self._debounce_s = debounce_s
         self._sessions: OrderedDict[str, tuple[ServerSession, _Watcher]] = OrderedDict()
         self._streams: dict[object, tuple[Callable[[ServerEvent], None], _Watcher]] = {}
         self._dirty = anyio.Event()
 
     def fingerprint(self, identity: Identity) -> str:
-        """A digest of the tool list `identity` would get now."""
-        with acting_as(identity):
-            return _digest(self._view())
+        """A digest of the tool list `identity` would get now, computed once per catalog `version`."""
+        version = self._version()
+        known = self._digests.get(identity)
+        if known is None or known[0] is not version:
+            with acting_as(identity):
+                known = self._digests[identity] = (version, _digest(self._view()))
+        return known[1]
 
-    def listed(self, key: str, session: ServerSession, identity: Identity, tools: list[types.Tool]) -> None:
-        """A handshake-era client (`key` names its connection) was just given `tools`.
+    def listed(self, key: str, session: ServerSession, identity: Identity) -> None:
+        """A handshake-era client (`key` names its connection) was just given its tool list.
 
         The SDK makes a `ServerSession` per request; a kept one still reaches its connection.
         The most recent `MAX_SESSIONS` clients are remembered.
         """
         self._sessions.pop(key, None)
-        self._sessions[key] = (session, _Watcher(identity, _digest(tools)))
+        self._sessions[key] = (session, _Watcher(identity, self.fingerprint(identity)))
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
 
@@ -77,22 +84,19 @@ class ViewChanges:
             await self.notify()
 
     async def notify(self) -> None:
-        views: dict[Identity, str] = {}  # many clients share a key: one digest per key
         for deliver, watcher in list(self._streams.values()):
-            if self._moved(watcher, views):
+            if self._moved(watcher):
                 deliver(ToolsListChanged())
         for key, (session, watcher) in list(self._sessions.items()):
-            if self._moved(watcher, views):
+            if self._moved(watcher):
                 try:
                     await session.send_tool_list_changed()
                 except Exception as exc:  # that client is gone
                     log.debug("list_changed not delivered", error=str(exc))
                     self._sessions.pop(key, None)
 
-    def _moved(self, watcher: _Watcher, views: dict[Identity, str]) -> bool:
-        if watcher.identity not in views:
-            views[watcher.identity] = self.fingerprint(watcher.identity)
-        now = views[watcher.identity]
+    def _moved(self, watcher: _Watcher) -> bool:
+        now = self.fingerprint(watcher.identity)
         if now == watcher.seen:
             return False
         watcher.seen = now

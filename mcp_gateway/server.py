@@ -48,7 +48,7 @@ log = structlog.get_logger("mcp_gateway.server")
 def build_server(gw: Gateway) -> Server[Any]:
     """An MCP server whose lifespan is the gateway's: upstreams connect when it starts serving."""
 
-    changes = ViewChanges(lambda: visible_tools(gw), lambda: gw.identity)
+    changes = ViewChanges(lambda: visible_tools(gw), lambda: gw.identity, lambda: gw.full_catalog)
     gw.catalog_listeners.append(changes.changed)
     listen = ListenHandler(changes)
 
@@ -67,7 +67,7 @@ def build_server(gw: Gateway) -> Server[Any]:
         with acting_as(identity):
             tools = visible_tools(gw)
             if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
-                changes.listed(session_key(ctx), ctx.session, identity, tools)
+                changes.listed(session_key(ctx), ctx.session, identity)
             if any(t.name in META_NAMES for t in tools):
                 gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
             return types.ListToolsResult(tools=tools)
