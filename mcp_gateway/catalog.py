@@ -15,7 +15,8 @@ from typing import Any, Literal
 import mcp_types as types
 
 from stubs.names import assign_identifiers
-from stubs.render import ToolSpec, param_map
+from stubs.schema import accepts_null
+from stubs.tool import ToolSpec, parameters
 from stubs.vfs import ServerEntry, ToolFiles
 
 from .config import GatewayConfig
@@ -30,13 +31,19 @@ Layout = Literal["server", "tool"]
 
 @dataclass(frozen=True)
 class ToolEntry:
-    """One upstream tool with every name it is known by."""
+    """One upstream tool with every name it is known by.
+
+    `params` maps script keywords (identifiers) to schema property names; `drop_none` names the
+    optional properties that cannot take null (computed once, from the same parameter list the
+    stub shows).
+    """
 
     server: str
     tool: types.Tool
     spec: ToolSpec
     params: Mapping[str, str]
     direct_name: str | None
+    drop_none: frozenset[str]
 
     @property
     def ref(self) -> str:
@@ -48,24 +55,8 @@ class ToolEntry:
         Stubs show optional parameters as `= None` ("may be left out"), so a script that passes
         `None` to one whose schema does not accept null means "leave it out", and it is left out.
         """
-        props = self.tool.input_schema.get("properties") or {}
-        required = set(self.tool.input_schema.get("required") or ())
         mapped = {self.params.get(k, k): v for k, v in arguments.items()}
-        return {k: v for k, v in mapped.items()
-                if v is not None or k in required or _accepts_null(props.get(k))}
-
-
-def _accepts_null(schema: Any) -> bool:
-    """Whether a property schema may accept null (unknown shapes count as accepting it)."""
-    if not isinstance(schema, Mapping) or not schema:
-        return True
-    kind = schema.get("type")
-    if kind is not None:
-        return kind == "null" or (isinstance(kind, list) and "null" in kind)
-    if "const" in schema or "enum" in schema:
-        return schema.get("const", 0) is None or None in (schema.get("enum") or ())
-    alternatives = [*(schema.get("anyOf") or ()), *(schema.get("oneOf") or ())]
-    return not alternatives or any(_accepts_null(a) for a in alternatives)
+        return {k: v for k, v in mapped.items() if v is not None or k not in self.drop_none}
 
 
 @dataclass(frozen=True)
@@ -138,7 +129,9 @@ def _entry(server: str, tool: types.Tool, identifier: str, direct_name: str | No
         input_schema=tool.input_schema,
         output_schema=_output_schema(tool),
     )
-    return ToolEntry(server, tool, spec, param_map(spec), direct_name)
+    params = parameters(spec)
+    drop_none = frozenset(p.name for p in params if not p.required and not accepts_null(p.schema, spec.input_schema))
+    return ToolEntry(server, tool, spec, {p.identifier: p.name for p in params}, direct_name, drop_none)
 
 
 def _output_schema(tool: types.Tool) -> Mapping[str, Any] | None:

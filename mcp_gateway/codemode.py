@@ -105,7 +105,7 @@ async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progre
 async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     """One file, or several (comma-separated or a list), each cut to startLine..endLine if given."""
     files = gw.catalog.files
-    names = _file_names(args.get("fileName", args.get("fileNames")))
+    names = _file_names(args.get("fileName"))
     start, end = _line(args.get("startLine")), _line(args.get("endLine"))
     if not names:
         return text_result(str(FileNotFound("", files.paths(), "fileName is empty")), is_error=True)
@@ -132,7 +132,8 @@ async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
+    """A string argument, or None for anything else; `ToolFiles.listing` treats blank as absent itself."""
+    return value if isinstance(value, str) else None
 
 
 def _file_names(value: Any) -> list[str]:

@@ -63,11 +63,15 @@ def render_docs(server: str, tool: ToolSpec) -> str:
 
 
 def _param_lines(param: Param, root: Mapping[str, Any]) -> list[str]:
-    """A parameter as the stub shows it (same type and default), then its nested fields."""
-    or_none = not param.required and (not param.has_default or param.default is None)
-    head = f"  {param.identifier}: {Renderer(root).expr(param.schema, or_none=or_none)}"
-    if param.has_default:
-        head += f" = {_short(py_literal(param.default))}"
+    """A parameter as the stub shows it, then its nested fields.
+
+    Same type and default as the stub's signature, so the two never disagree: an optional one
+    without a default shows `= None` ("may be left out"), and its type gains `| None` only when
+    the schema accepts null. Only long defaults differ: the stub cuts them to `...`.
+    """
+    head = f"  {param.identifier}: {Renderer(root).expr(param.schema)}"
+    if not param.required:
+        head += f" = {_short(py_literal(param.default if param.has_default else None))}"
     notes = [] if param.identifier == param.name else [f"property {py_literal(param.name)}"]
     line = _annotate(head, param.schema, root, param.required, notes)
     return [line, *_fields(param.schema, root, "    ", 1, [], "")]
@@ -206,12 +210,24 @@ def _bounds(node: Mapping[str, Any]) -> list[str]:
     found: list[str] = []
     for key, exclusive, inclusive_op, exclusive_op in (("minimum", "exclusiveMinimum", ">=", ">"),
                                                        ("maximum", "exclusiveMaximum", "<=", "<")):  # fmt: skip
-        bound, flag = node.get(key), node.get(exclusive)
-        if _is_number(flag):
-            found.append(f"{exclusive_op} {py_literal(flag)}")
-        elif _is_number(bound):
-            found.append(f"{exclusive_op if flag is True else inclusive_op} {py_literal(bound)}")
+        if (side := _bound(node, key, exclusive)) is not None:
+            found.append(f"{exclusive_op if side[1] else inclusive_op} {py_literal(side[0])}")
     return found
+
+
+def _bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[float, bool] | None:
+    """(value, is_exclusive) for one side of a numeric range, in both JSON Schema drafts' spellings.
+
+    Draft 6+ gives the exclusive bound as a number (`exclusiveMinimum: 0`); draft 4 as a flag on
+    the inclusive one (`minimum: 0, exclusiveMinimum: true`). The stub's notes read it here too.
+    """
+    flag = node.get(exclusive)
+    if _is_number(flag):
+        return flag, True
+    value = node.get(key)
+    if _is_number(value):
+        return value, flag is True
+    return None
 
 
 def _values(label: str, values: Any) -> list[str]:

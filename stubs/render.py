@@ -10,14 +10,13 @@ identical input and always parses as Python.
 from __future__ import annotations
 
 import ast
-import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeGuard
+from typing import Any
 
-from .docs import render_docs
-from .schema import Renderer, py_literal, resolve_ref
+from .docs import _bound, _effective, render_docs
+from .schema import Renderer, py_literal
 from .tool import Param, ToolSpec, param_map, parameters
 from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in
 
@@ -160,10 +159,7 @@ def _renderer(root: Mapping[str, Any], table: TypeTable | None, *, inputs: bool 
 
 
 def _parameter(param: Param, renderer: Renderer) -> str:
-    if isinstance(renderer, TypedRenderer):
-        annotation = renderer.expr(param.schema, hint=param.name, optional=not param.required)
-    else:
-        annotation = renderer.expr(param.schema, hint=param.name)
+    annotation = renderer.expr(param.schema, hint=param.name, optional=not param.required)
     if param.required:
         return f"{param.identifier}: {annotation}"
     if param.has_default and param.default is not None:
@@ -181,31 +177,10 @@ def param_notes(params: Sequence[Param], root: Mapping[str, Any]) -> str:
     """
     notes = []
     for param in params:
-        found = _constraint(_resolved(param.schema, root), param.required)
+        found = _constraint(_effective(param.schema, root, [])[0] or {}, param.required)
         if found:
             notes.append(f"{param.identifier}: {found}")
     return f"[{'; '.join(notes)}]" if notes else ""
-
-
-def _resolved(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The schema behind a `$ref` or inside `X | None`, with the outer keywords winning."""
-    node: Any = schema
-    for _ in range(8):
-        if not isinstance(node, Mapping):
-            return {}
-        ref = node.get("$ref")
-        members = node.get("anyOf", node.get("oneOf"))
-        if isinstance(ref, str):
-            target = resolve_ref(ref, root)
-            node = {**(target if isinstance(target, Mapping) else {}), **{k: v for k, v in node.items() if k != "$ref"}}
-        elif isinstance(members, list):
-            real = [m for m in members if not (isinstance(m, Mapping) and m.get("type") == "null")]
-            if len(real) != 1 or not isinstance(real[0], Mapping):
-                return node
-            node = {**real[0], **{k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}}
-        else:
-            return node
-    return {}
 
 
 def _constraint(node: Mapping[str, Any], required: bool) -> str:
@@ -215,7 +190,7 @@ def _constraint(node: Mapping[str, Any], required: bool) -> str:
     a call can leave out.
     """
     parts = []
-    low, high = _bound(node, "minimum", "exclusiveMinimum"), _bound(node, "maximum", "exclusiveMaximum")
+    low, high = _note_bound(node, "minimum", "exclusiveMinimum"), _note_bound(node, "maximum", "exclusiveMaximum")
     if high is not None:
         if low is not None and not low[1] and not high[1]:
             parts.append(f"{py_literal(low[0])}..{py_literal(high[0])}")
@@ -234,23 +209,15 @@ def _constraint(node: Mapping[str, Any], required: bool) -> str:
     return " ".join(parts)
 
 
-def _bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[float, bool] | None:
-    """(value, is_exclusive) for one side of a numeric range, in both JSON Schema drafts' spellings.
+def _note_bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[float, bool] | None:
+    """One side of a numeric range as the docs read it, unless it is too large to be worth a note.
 
     Bounds at or beyond the 32-bit integer limits (`2**31 - 1`, `2**53 - 1` and so on) only
-    restate the type and say nothing a call needs, so they count as absent.
+    restate the type and say nothing a call needs, so they count as absent (and so do the
+    infinite and NaN ones, which fail the comparison).
     """
-    flag = node.get(exclusive)
-    if _is_number(flag):
-        return (flag, True) if abs(flag) < _HUGE else None
-    value = node.get(key)
-    if _is_number(value):
-        return (value, flag is True) if abs(value) < _HUGE else None
-    return None
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    side = _bound(node, key, exclusive)
+    return side if side is not None and abs(side[0]) < _HUGE else None
 
 
 def _one_line(text: str) -> str:

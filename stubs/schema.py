@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["MAX_LITERALS", "MAX_UNION", "Renderer", "py_literal", "ref_name", "resolve_ref", "singular", "type_expr"]
+__all__ = [
+    "MAX_LITERALS",
+    "MAX_UNION",
+    "Renderer",
+    "accepts_null",
+    "py_literal",
+    "ref_name",
+    "resolve_ref",
+    "singular",
+    "type_expr",
+]
 
 MAX_LITERALS = 10
 """More enum values than this render as their base type; the docs still list every value."""
@@ -86,6 +96,60 @@ def resolve_ref(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | bool |
         else:
             return None
     return node if isinstance(node, Mapping | bool) else None
+
+
+def accepts_null(schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> bool:
+    """Whether `null` may be a valid value of `schema`, following `$ref`s into `root`.
+
+    The gateway drops a script's `None` for an optional parameter that cannot take null (the
+    stub shows it as `x: T = None`, "may be left out"), so this must follow the same `$ref` and
+    `allOf` structure the stubs do. Shapes it cannot tell (unknown refs, cycles, `{}`) count as
+    accepting null: then the value is sent and the upstream decides.
+    """
+    return _accepts_null(schema, root, {}, 0)
+
+
+def _accepts_null(schema: Any, root: Mapping[str, Any], refs: dict[str, bool], depth: int) -> bool:
+    """Every keyword that constrains the value must allow null (`nullable: true` always does)."""
+    if not isinstance(schema, Mapping) or depth > MAX_DEPTH:
+        return schema is not False
+    if schema.get("nullable") is True:
+        return True
+    kind = schema.get("type")
+    if (isinstance(kind, str) and kind != "null") or (isinstance(kind, list) and "null" not in kind):
+        return False
+    if "const" in schema and schema["const"] is not None:
+        return False
+    if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+        return False
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and not _ref_accepts_null(ref, root, refs, depth):
+        return False
+    return _members_accept_null(schema, root, refs, depth)
+
+
+def _ref_accepts_null(ref: str, root: Mapping[str, Any], refs: dict[str, bool], depth: int) -> bool:
+    """Each ref is judged once per parameter, so shared definitions cost no exponential walk.
+
+    It runs for every tool when the catalog is built, on untrusted schemas. A ref met again
+    while it is being judged (a cycle) counts as accepting null, like any shape it cannot tell.
+    """
+    if ref not in refs:
+        refs[ref] = True
+        target = resolve_ref(ref, root)
+        refs[ref] = target is None or _accepts_null(target, root, refs, depth + 1)
+    return refs[ref]
+
+
+def _members_accept_null(schema: Mapping[str, Any], root: Mapping[str, Any], refs: dict[str, bool],
+                         depth: int) -> bool:  # fmt: skip
+    """anyOf/oneOf: some member allows null; allOf: every member does."""
+    for key in ("anyOf", "oneOf"):
+        members = schema.get(key)
+        if isinstance(members, list) and members and not any(_accepts_null(m, root, refs, depth + 1) for m in members):
+            return False
+    members = schema.get("allOf")
+    return not isinstance(members, list) or all(_accepts_null(m, root, refs, depth + 1) for m in members)
 
 
 class _Union:
@@ -159,16 +223,17 @@ class Renderer:
         self.hint = ""
         self._refs: list[str] = []
 
-    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False, hint: str = "") -> str:
-        """The type expression; `or_none` adds `None` (an optional parameter defaulting to None)."""
+    def expr(self, schema: Mapping[str, Any] | bool, *, hint: str = "", optional: bool = False) -> str:
+        """The type expression of `schema`, naming what it renders after `hint`.
+
+        `optional` says a call may leave the value out; it is unused here and accepted so that
+        callers need not know which renderer they have (`stubs.typed` keeps such objects `dict`).
+        """
         saved, self.hint = self.hint, hint
         try:
-            union = self._union(schema, 0)
+            return self._union(schema, 0).render()
         finally:
             self.hint = saved
-        if or_none and not union.is_any():
-            union.none = True
-        return union.render()
 
     def recursive(self, ref: str) -> str:
         """The type of a `$ref` met again while it is being expanded."""

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from .schema import singular
+
 __all__ = ["Document", "rank", "words"]
 
 K1 = 1.2
@@ -37,18 +39,10 @@ def words(text: str) -> list[str]:
     """Lower-case words of `text` (camelCase and snake_case split), plurals folded, no stop words."""
     found = []
     for raw in _SPLIT.findall(text):
-        word = _fold(raw.lower())
+        word = singular(raw.lower())
         if word and word not in _STOP:
             found.append(word)
     return found
-
-
-def _fold(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
 
 
 @dataclass(frozen=True)
@@ -60,9 +54,14 @@ class Document:
     names: Sequence[str]
     description: str
 
+    @cached_property
+    def server_words(self) -> tuple[str, ...]:
+        """The words of the server's name: terms of the document, and what a query must name."""
+        return tuple(words(self.server))
+
     def terms(self) -> list[str]:
         name_words = [w for n in self.names for w in words(n)]
-        return words(self.server) * SERVER_WEIGHT + name_words * NAME_WEIGHT + words(self.description)
+        return list(self.server_words) * SERVER_WEIGHT + name_words * NAME_WEIGHT + words(self.description)
 
     @cached_property
     def counts(self) -> Counter[str]:
@@ -73,16 +72,15 @@ class Document:
 def rank(query: str, documents: Iterable[Document]) -> list[tuple[str, str]]:
     """Keys of the documents sharing a word with `query`, best first (BM25, ties by key)."""
     wanted = list(dict.fromkeys(words(query)))
-    documents = list(documents)
-    docs = [(d.key, d.counts) for d in documents]
-    servers = {d.key: frozenset(words(d.server)) for d in documents}
+    docs = list(documents)
     query_words = frozenset(wanted)
     if not wanted or not docs:
         return []
-    average = sum(sum(c.values()) for _, c in docs) / len(docs) or 1.0
-    frequency = Counter(w for _, counts in docs for w in wanted if w in counts)
+    average = sum(sum(d.counts.values()) for d in docs) / len(docs) or 1.0
+    frequency = Counter(w for d in docs for w in wanted if w in d.counts)
     scored = []
-    for key, counts in docs:
+    for doc in docs:
+        counts = doc.counts
         length = sum(counts.values())
         score = 0.0
         for w in wanted:
@@ -91,7 +89,7 @@ def rank(query: str, documents: Iterable[Document]) -> list[tuple[str, str]]:
                 idf = math.log(1 + (len(docs) - frequency[w] + 0.5) / (frequency[w] + 0.5))
                 score += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / average))
         if score > 0:
-            named = servers[key]
-            scored.append((-score * (SERVER_MATCH if named and named <= query_words else 1.0), key))
+            named = doc.server_words
+            scored.append((-score * (SERVER_MATCH if named and query_words.issuperset(named) else 1.0), doc.key))
     scored.sort()
     return [key for _, key in scored]

@@ -36,8 +36,6 @@ MAX_CLASS = 240
 more than it helps a call."""
 MAX_RESULT_CLASS = 120
 """The same for objects in results (`outputSchema`)."""
-OPTIONAL_PLAIN = True
-"""Objects a call may leave out (optional parameters and fields) stay `dict`."""
 
 TYPING_NAMES = frozenset({"Any", "Literal", "NotRequired", "Required", "TypedDict"})
 _TAKEN = TYPING_NAMES | {"None", "True", "False", "str", "int", "float", "bool", "list", "dict", "object", "type"}
@@ -176,12 +174,11 @@ class TypedRenderer(Renderer):
         self._plain = False
         self._pending: dict[str, str | None] = {}
 
-    def expr(self, schema: Mapping[str, Any] | bool, *, or_none: bool = False, hint: str = "",
-             optional: bool = False) -> str:  # fmt: skip
-        """As `Renderer.expr`; objects of an `optional` input (`OPTIONAL_PLAIN`) stay `dict`."""
-        saved, self._plain = self._plain, optional and self.inputs and OPTIONAL_PLAIN
+    def expr(self, schema: Mapping[str, Any] | bool, *, hint: str = "", optional: bool = False) -> str:
+        """As `Renderer.expr`, except that the object of an `optional` input stays `dict`."""
+        saved, self._plain = self._plain, optional and self.inputs
         try:
-            return super().expr(schema, or_none=or_none, hint=hint)
+            return super().expr(schema, hint=hint)
         finally:
             self._plain = saved
 
@@ -191,11 +188,8 @@ class TypedRenderer(Renderer):
             return super().recursive(ref)
         name = self._pending[ref]
         if name is None:
-            name = self._pending[ref] = self.table.reserve(self.hint_of(ref))
+            name = self._pending[ref] = self.table.reserve(ref_name(ref) or self.hint)
         return name
-
-    def hint_of(self, ref: str) -> str:
-        return ref_name(ref) or self.hint
 
     def object_type(self, schema: Mapping[str, Any], depth: int) -> str:
         props = properties_of(schema, self.root)
@@ -215,7 +209,7 @@ class TypedRenderer(Renderer):
         try:
             for key, sub in props.items():
                 self.hint = key
-                self._plain = key not in required and self.inputs and OPTIONAL_PLAIN
+                self._plain = key not in required and self.inputs
                 fields.append((key, self._union(sub, depth + 1).render(), key in required))
         finally:
             self._nest -= 1

@@ -105,10 +105,16 @@ class ToolFiles:
     def __init__(self, servers: Sequence[ServerEntry], layout: Literal["server", "tool"] = "server") -> None:
         self.layout = layout
         self.servers = tuple(sorted(servers, key=lambda s: s.name))
+        self._entries: dict[str, ServerEntry] = {}
+        self._tools: dict[str, dict[str, ToolSpec]] = {}
+        for entry in self.servers:
+            self._entries.setdefault(entry.name, entry)
+            self._tools.setdefault(entry.name, _by_identifier(entry.tools))
         self._render: dict[str, Callable[[], str]] = {}
         self._listed: list[str] = []
         self._keys: dict[str, str] = {}
         self._cache: dict[str, str] = {}
+        self._line_cache: dict[str, dict[str, int]] = {}
         self._documents: list[Document] | None = None
         for entry in self.servers:
             if entry.available:
@@ -124,7 +130,7 @@ class ToolFiles:
 
     def _add_tools(self, entry: ServerEntry) -> None:
         """One file per tool, named by identifier; upstream names are accepted as aliases."""
-        for tool in _by_identifier(entry.tools):
+        for tool in self._tools[entry.name].values():
             path = tool_path(entry.name, tool.identifier)
             self._render[path] = partial(render_tool_stub, entry.name, tool)
             self._keys[f"{entry.name}/{tool.identifier}"] = path
@@ -148,7 +154,7 @@ class ToolFiles:
         server = (server or "").strip() or None
         query = (query or "").strip() or None
         if server is not None:
-            entry = next((s for s in self.servers if s.name == server), None)
+            entry = self._entries.get(server)
             if entry is None:
                 raise UnknownServer(server, [s.name for s in self.servers])
             if not entry.available:
@@ -164,21 +170,21 @@ class ToolFiles:
         return "\n".join(lines)
 
     def _server_tools(self, entry: ServerEntry) -> str:
-        tools = _by_identifier(entry.tools)
-        shown = tools[:MAX_TOOLS_LISTED]
-        lines = self._group(entry, [t.identifier for t in shown])
-        if len(tools) > len(shown):
-            lines.append(f"… {len(tools) - len(shown)} more tools not shown; add query=... to find one")
+        identifiers = list(self._tools[entry.name])
+        shown = identifiers[:MAX_TOOLS_LISTED]
+        lines = self._group(entry, shown)
+        if len(identifiers) > len(shown):
+            lines.append(f"… {len(identifiers) - len(shown)} more tools not shown; add query=... to find one")
         return "\n".join(lines)
 
     def _server_line(self, entry: ServerEntry) -> str:
         path = server_path(entry.name) if self.layout == "server" else f"servers/{entry.name}/"
-        note = _plural(len(_by_identifier(entry.tools))) if entry.available else unavailable_text(entry.status)
+        note = _plural(len(self._tools[entry.name])) if entry.available else unavailable_text(entry.status)
         return f"{path}  ({note})"
 
     def _group(self, entry: ServerEntry, identifiers: Sequence[str]) -> list[str]:
         """A server's line, then one indented line per tool: `L12 name  # summary` (the stub's line)."""
-        tools = {t.identifier: t for t in _by_identifier(entry.tools)}
+        tools = self._tools[entry.name]
         numbers = self._line_numbers(entry) if self.layout == "server" else {}
         lines = [self._server_line(entry)]
         for ident in identifiers:
@@ -189,12 +195,16 @@ class ToolFiles:
         return lines
 
     def _line_numbers(self, entry: ServerEntry) -> dict[str, int]:
-        """Where each tool's `def` is in the server's stub, for readToolFile's line range."""
-        text = self.read(server_path(entry.name))
-        found: dict[str, int] = {}
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.startswith("def "):
-                found.setdefault(line[4:].partition("(")[0], number)
+        """Where each tool's `def` is in the server's stub, for readToolFile's line range.
+
+        Found once per server, like the stub itself: every listing of its tools needs them.
+        """
+        found = self._line_cache.get(entry.name)
+        if found is None:
+            found = self._line_cache[entry.name] = {}
+            for number, line in enumerate(self.read(server_path(entry.name)).splitlines(), 1):
+                if line.startswith("def "):
+                    found.setdefault(line[4:].partition("(")[0], number)
         return found
 
     def _matches(self, query: str, server: str | None) -> str:
@@ -209,10 +219,9 @@ class ToolFiles:
         by_server: dict[str, list[str]] = {}
         for name, ident in shown:
             by_server.setdefault(name, []).append(ident)
-        entries = {e.name: e for e in self.servers}
         lines = [f"{len(ranked)} tool{'' if len(ranked) == 1 else 's'} match {quoted}, best first:"]
         for name, idents in by_server.items():
-            lines += self._group(entries[name], idents)
+            lines += self._group(self._entries[name], idents)
         if len(ranked) > len(shown):
             lines.append(f"… {len(ranked) - len(shown)} more matches not shown; use more specific words")
         return "\n".join(lines)
@@ -222,7 +231,7 @@ class ToolFiles:
         if self._documents is None:
             self._documents = [
                 Document((e.name, t.identifier), e.name, (t.identifier, t.name), t.description)
-                for e in self.servers if e.available for t in _by_identifier(e.tools)
+                for e in self.servers if e.available for t in self._tools[e.name].values()
             ]  # fmt: skip
         return self._documents
 
@@ -244,7 +253,8 @@ class ToolFiles:
         ranked = difflib.get_close_matches(f"servers/{key}.pyi", paths, n=max(len(paths), 1), cutoff=0)
         server = re.split(r"[/.]", key, maxsplit=1)[0]
         same = [p for p in ranked if p == server_path(server) or p.startswith(f"servers/{server}/")]
-        down = next((s for s in self.servers if s.name == server and not s.available), None)
+        entry = self._entries.get(server)
+        down = entry if entry is not None and not entry.available else None
         note = f"server {server} is {unavailable_text(down.status)}" if down else None
         return FileNotFound(path, [*same, *(p for p in ranked if p not in same)], note)
 
@@ -265,12 +275,15 @@ def line_range(text: str, start: int | None, end: int | None, path: str) -> str:
     return f"# {path}, lines {first}-{last} of {len(lines)}\n" + "\n".join(lines[first - 1 : last]) + "\n"
 
 
-def _by_identifier(tools: Sequence[ToolSpec]) -> list[ToolSpec]:
-    """One tool per identifier, in identifier order (the stub's order)."""
+def _by_identifier(tools: Sequence[ToolSpec]) -> dict[str, ToolSpec]:
+    """Identifier -> tool, one per identifier, in identifier order (the stub's order).
+
+    Built once per server when the directory is: every listing and search needs it.
+    """
     found: dict[str, ToolSpec] = {}
     for tool in sorted(tools, key=lambda t: (t.identifier, t.name)):
         found.setdefault(tool.identifier, tool)
-    return list(found.values())
+    return found
 
 
 def _key(path: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import ast
 import sys
 
+import mcp_types as types
 import pytest
 
+from mcp_gateway.catalog import _entry
+from stubs.render import render_signature
 from tests.helpers import gateway_client, http_fixture, make_config, stdio, text_of
 
 pytestmark = pytest.mark.anyio
@@ -129,3 +132,21 @@ async def test_none_for_an_optional_parameter_that_takes_no_null_leaves_it_out()
     assert not out.is_error, text_of(out)
     assert '"hi"' in text_of(out) and '"x": 1.0' in text_of(out)
     assert refused.is_error and "text" in text_of(refused) and "None is not of type 'string'" in text_of(refused)
+
+
+def test_none_is_left_out_by_the_schema_the_stub_shows_through_refs_and_all_of() -> None:
+    """Optional parameters are found through a root `allOf` and `$ref`s, as the stub finds them."""
+    schema = {
+        "$defs": {"O": {"type": "integer"}, "N": {"type": ["string", "null"]}},
+        "allOf": [{"type": "object", "properties": {
+            "limit": {"$ref": "#/$defs/O"},
+            "cursor": {"$ref": "#/$defs/N"},
+            "sort-by": {"allOf": [{"$ref": "#/$defs/O"}]},
+            "id": {"type": "integer"},
+        }, "required": ["id"]}],
+    }  # fmt: skip
+    entry = _entry("s", types.Tool(name="t", input_schema=schema), "t", None)
+    assert "limit: int = None" in render_signature(entry.spec)
+    sent = entry.upstream_arguments({"id": None, "limit": None, "cursor": None, "sort_by": None})
+    assert sent == {"id": None, "cursor": None}
+    assert entry.upstream_arguments({"id": 1, "limit": 5, "sort_by": 2}) == {"id": 1, "limit": 5, "sort-by": 2}

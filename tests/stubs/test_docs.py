@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stubs import render_docs
+from stubs import render_docs, render_signature
 from stubs.docs import constraints
 from tests.stubs.support import data_servers, data_specs, spec
 from tests.stubs.test_render import ME, SEARCH
@@ -23,9 +23,9 @@ def test_docs_of_a_small_tool() -> None:
         "  query: str (required) - Search text\n"
         '  state: Literal["open", "closed"] = "open" (optional)\n'
         "  limit: int = 30 (optional; >= 1, <= 100)\n"
-        "  labels: list[str] | None (optional)\n"
-        '  from_: str | None (optional; property "from"; format date)\n'
-        '  sort_by: str | None (optional; property "sort-by")\n'
+        "  labels: list[str] = None (optional)\n"
+        '  from_: str = None (optional; property "from"; format date)\n'
+        '  sort_by: str | None = None (optional; property "sort-by")\n'
         "\n"
         "Returns: list[dict]\n"
         "  [].id: int (optional)\n"
@@ -176,7 +176,7 @@ def test_tricky_docs() -> None:
     assert '\n    option 2:\n      type: Literal["database_id"] (optional)\n' in page
     assert page.startswith('notion.API_post_page  (upstream name "API-post-page")\n\nNotion | Create a page\n')
     papers = render_docs("firecrawl", data_specs("firecrawl")["firecrawl_research_search_papers"])
-    assert '  from_: str | None (optional; property "from"' in papers
+    assert '  from_: str = None (optional; property "from"' in papers
 
 
 @pytest.mark.parametrize("server", data_servers())
@@ -185,3 +185,24 @@ def test_example_calls_of_copied_tools_parse(server: str) -> None:
         example = render_docs(server, tool).splitlines()[-1].strip()
         assert example.startswith(f"{server}.{tool.identifier}(")
         ast.parse(example, mode="eval")
+
+
+@pytest.mark.parametrize("server", data_servers())
+def test_docs_show_each_parameter_as_the_stub_does(server: str) -> None:
+    """Same annotation and default (`= None` for "may be left out"); only a cut `...` default differs."""
+    for tool in [*data_specs(server).values(), SEARCH, NESTED]:
+        line = render_signature(tool)
+        func = ast.parse(line).body[0]
+        assert isinstance(func, ast.FunctionDef)
+        docs = render_docs(server, tool)
+        args, defaults = func.args.args, func.args.defaults
+        for i, arg in enumerate(args):
+            assert arg.annotation is not None
+            head = f"  {arg.arg}: {ast.get_source_segment(line, arg.annotation)}"
+            default = defaults[i - len(args) + len(defaults)] if i >= len(args) - len(defaults) else None
+            shown = ast.get_source_segment(line, default) if default is not None else None
+            if shown == "...":  # the docs give it in full
+                assert f"\n{head} = " in docs, (tool.name, head)
+                continue
+            head += f" = {shown}" if shown is not None else ""
+            assert f"\n{head} (" in docs, (tool.name, head)

@@ -147,6 +147,16 @@ def test_parameters_from_ref_and_all_of_input_schema() -> None:
     assert render_signature(spec("f", schema)) == "def f(a: str, b: int = None): ..."
 
 
+def test_notes_see_through_refs_and_null_unions_as_the_docs_do() -> None:
+    schema = {"$defs": {"N": {"type": "integer", "minimum": 1, "maximum": 5}}, "properties": {
+        "a": {"anyOf": [{"$ref": "#/$defs/N"}, {"enum": [None]}]},
+        "b": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]},
+    }}  # fmt: skip
+    assert render_signature(spec("f", schema)).endswith("  # [a: 1..5; b: date]")
+    docs = render_docs("s", spec("f", schema))
+    assert "(optional; >= 1, <= 5)" in docs and "(optional; format date)" in docs
+
+
 def test_malformed_schemas_do_not_break_rendering() -> None:
     schema: dict[str, Any] = {"properties": {"a": "not a schema", "b": {"type": 7, "enum": "x"}}, "required": "a"}
     assert render_signature(spec("f", schema)) == "def f(b: Any = None): ..."

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stubs.schema import py_literal, resolve_ref, type_expr
+from stubs.schema import accepts_null, py_literal, resolve_ref, type_expr
 
 
 @pytest.mark.parametrize(
@@ -134,6 +134,55 @@ def test_resolve_ref() -> None:
     assert resolve_ref("#/$defs/Ping/anyOf/0", ROOT) == {"type": "string"}
     assert resolve_ref("#/$defs/Ping/anyOf/9", ROOT) is None
     assert resolve_ref("#/$defs/Name/type", ROOT) is None  # a string is not a schema
+
+
+NULLS: dict[str, Any] = {
+    "$defs": {
+        "O": {"type": "integer"},
+        "N": {"type": ["integer", "null"]},
+        "Loop": {"anyOf": [{"$ref": "#/$defs/Loop"}, {"type": "string"}]},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "integer"}, False),
+        ({"type": "null"}, True),
+        ({"type": ["string", "null"]}, True),
+        ({"type": ["string", "null"], "enum": ["a", "b"]}, False),  # the enum leaves null out
+        ({"enum": ["a", None]}, True),
+        ({"enum": [None]}, True),
+        ({"enum": ["a"]}, False),
+        ({"const": None}, True),
+        ({"const": 0}, False),
+        ({"$ref": "#/$defs/O"}, False),
+        ({"$ref": "#/$defs/N"}, True),
+        ({"$ref": "#/$defs/O", "nullable": True}, True),
+        ({"$ref": "#/$defs/Missing"}, True),  # unknown: let the upstream decide
+        ({"$ref": "#/$defs/Loop"}, True),  # a cycle cannot be told either: sent as it is
+        ({"allOf": [{"$ref": "#/$defs/O"}], "description": "pydantic wraps refs like this"}, False),
+        ({"allOf": [{"$ref": "#/$defs/N"}, {"description": "only words"}]}, True),
+        ({"anyOf": [{"$ref": "#/$defs/O"}, {"type": "null"}]}, True),
+        ({"anyOf": [{"$ref": "#/$defs/O"}, {"type": "string"}]}, False),
+        ({"oneOf": [{"type": "string"}, {"enum": [None]}]}, True),
+        ({}, True),
+        (True, True),
+        (False, False),
+        ({"type": 7}, True),
+    ],
+)
+def test_accepts_null(schema: dict[str, Any] | bool, expected: bool) -> None:
+    assert accepts_null(schema, NULLS) is expected
+
+
+def test_accepts_null_judges_a_shared_definition_once() -> None:
+    """20 levels each naming the next four times: walked path by path that is 4**16 visits."""
+    defs: dict[str, Any] = {f"D{i}": {"anyOf": [{"$ref": f"#/$defs/D{i + 1}"}] * 4} for i in range(20)}
+    defs["D20"] = {"type": "integer"}
+    assert accepts_null({"$ref": "#/$defs/D10"}, {"$defs": defs}) is False
+    assert accepts_null({"$ref": "#/$defs/D0"}, {"$defs": defs}) is True  # deeper than MAX_DEPTH: unknown
 
 
 @pytest.mark.parametrize(
