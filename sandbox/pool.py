@@ -229,25 +229,27 @@ class _Conversation:
             return None, False
         while True:
             try:
-                message = await self.worker.receive(self.max_frame)
+                message = await self._receive()
             except ProtocolError as exc:
                 log.error("sandbox worker %d broke the protocol: %s", self.worker.pid, exc)
                 return _failed("runtime", f"script worker misbehaved: {exc}", self.tool_calls), False
             if message is None:
                 return await self._died(), False
-            op = message.get("op")
-            if op == "done":
+            if message["op"] == "done":
                 return self._done(message), True
-            if op == "call":
-                answered = await self._answer(message)
-            elif op == "calls":
-                answered = await self._answer_batch(message)
-            else:
-                log.error("sandbox worker %d sent an unexpected frame %.40r", self.worker.pid, op)
-                why = f"script worker misbehaved: unexpected frame {op!r:.40}"
-                return _failed("runtime", why, self.tool_calls), False
-            if not answered:
+            answer = self._answer if message["op"] == "call" else self._answer_batch
+            if not await answer(message):
                 return await self._died(), False
+
+    async def _receive(self) -> dict[str, Any] | None:
+        """The worker's next frame (None if it is gone); one a worker may not send mid-run is a ProtocolError.
+
+        So a bad frame and an unexpected one end the run the same way, in one handler.
+        """
+        message = await self.worker.receive(self.max_frame)
+        if message is not None and message.get("op") not in ("done", "call", "calls"):
+            raise ProtocolError(f"unexpected frame {message.get('op')!r:.40}")
+        return message
 
     async def _started(self) -> bool:
         """Whether the worker acknowledged the script (so it is the script's run from here on)."""

@@ -62,7 +62,6 @@ def _sb_check(value, what, limit, setting):
         if items > limit:
             _sb_fail("%s: value is larger than %d bytes as JSON (%s)" % (what, limit, setting), "limit")
         level = below
-    return value
 
 def _sb_args(name, args):
     return _sb_check(args, "arguments of " + name, _sb_max_out, "limits.max_result_bytes")
@@ -117,6 +116,9 @@ def json_encode(value):
 def print(*args, sep = " "):
     _sb_print(sep.join([str(a) for a in args]).replace("\\x00", "\\ufffd"))
 """
+
+_RESULT_CHECK = '_sb_check(result, "result", _sb_max_out, "limits.max_result_bytes")'
+"""Bounds `result` in Starlark before it is converted; the limit is the prelude's `_sb_max_out`."""
 
 MAX_TOOL_NAME = 256
 
@@ -198,8 +200,7 @@ class Session:
             interp.exec(source, filename=SCRIPT)
             if "result" not in interp.globals():
                 return None, None
-            limit = self.limits.max_result_bytes
-            value = interp.eval(f'_sb_check(result, "result", {limit}, "limits.max_result_bytes")', filename="<result>")
+            value = interp.eval(_RESULT_CHECK, filename="<result>")
             return plain(value, self.limits.max_depth, "result"), None
         except Exception as exc:  # every failure, whatever raised it, becomes the script's error
             return None, describe(exc, where, self.failure)
@@ -218,73 +219,63 @@ class Session:
         return value
 
     def _try_call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        ok, value = self._request(name, args)
-        return {"ok": True, "value": value} if ok else {"ok": False, "error": clean_str(value)}
+        return _outcome(*self._request(name, args))
 
     def _request(self, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
         """Ask the gateway to call `name`; (True, value) or (False, error message)."""
-        self._check_name(name)
-        self._reserve(1, name)
-        args = self._plain_args(name, args)
-        size = self._args_size(name, args)
-        if size > self.limits.max_result_bytes:
-            self._fail(
-                f"arguments of {name} are {size} bytes, over the limit of "
-                f"{self.limits.max_result_bytes} bytes (limits.max_result_bytes)",
-                "limit",
-            )
-        self.tool_calls += 1
-        reply = self.channel({"op": "call", "name": name, "args": args})
+        [call] = self._prepare([(name, args)])
+        reply = self.channel({"op": "call", **call})
         if reply.get("op") != "reply":
             self._fail(f"the gateway answered a tool call with {reply.get('op')!r}")
         return self._value_of(name, reply)
 
-    def _calls(self, fn: str, calls: Any, stop: bool) -> list[Any]:
+    def _calls(self, fn: str, calls: list[list[Any]], stop: bool) -> list[Any]:
         """`parallel` (stop at the first failure) and `try_parallel` (every outcome as a dict).
 
         The whole batch goes to the gateway in one frame and comes back in one; each call
         counts against `max_tool_calls`, and their arguments together against `max_result_bytes`.
+        The prelude's `_sb_batch` has already checked the batch's shape (scripts cannot reach
+        this builtin directly), and the gateway refuses a batch only for what `_prepare` checks
+        first (an empty or over-limit batch), so a gateway `error` is a runtime failure.
         """
-        if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
-            self._fail(f"{fn}: malformed batch")
         if not calls:
             return []
-        for name, _ in calls:
-            self._check_name(name)
-        self._reserve(len(calls), fn)
-        calls = [(name, self._plain_args(name, args)) for name, args in calls]
-        size = sum(self._args_size(name, args) for name, args in calls)
-        if size > self.limits.max_result_bytes:
-            self._fail(
-                f"arguments of the {len(calls)} calls of {fn} are {size} bytes together, over the limit of "
-                f"{self.limits.max_result_bytes} bytes (limits.max_result_bytes)",
-                "limit",
-            )
-        self.tool_calls += len(calls)
-        batch = [{"name": name, "args": args} for name, args in calls]
+        batch = self._prepare([(name, args) for name, args in calls], fn)
         reply = self.channel({"op": "calls", "calls": batch, "stop_on_error": stop})
         if reply.get("op") != "replies":
             self._fail(f"the gateway answered {fn} with {reply.get('op')!r}")
         if isinstance(reply.get("error"), str):
-            self._fail(f"{fn}: {reply['error']}", "limit" if "(limits." in reply["error"] else "tool")
+            self._fail(f"{fn}: {reply['error']}")
         replies = reply.get("replies")
-        if not isinstance(replies, list) or len(replies) != len(calls):
+        if not isinstance(replies, list) or len(replies) != len(batch):
             self._fail(f"{fn}: the gateway's answer does not match the batch")
-        failed = reply.get("failed")
-        if stop and isinstance(failed, int) and 0 <= failed < len(calls):
-            name = calls[failed][0]
-            _, message = self._value_of(name, replies[failed])
-            self._fail(f"{fn}: call {failed} ({name}) failed: {message}", "tool")
-        values: list[Any] = []
-        for index, (name, _) in enumerate(calls):
-            ok, value = self._value_of(name, replies[index])
-            if stop and not ok:
-                self._fail(f"{fn}: call {index} ({name}) failed: {value}", "tool")
-            if stop:
-                values.append(value)
-            else:
-                values.append({"ok": True, "value": value} if ok else {"ok": False, "error": clean_str(value)})
-        return values
+        outcomes = [self._value_of(call["name"], item) for call, item in zip(batch, replies, strict=True)]
+        if not stop:
+            return [_outcome(ok, value) for ok, value in outcomes]
+        index = _failed_index(reply.get("failed"), outcomes)
+        if index is not None:
+            message = f"{fn}: call {index} ({batch[index]['name']}) failed: {outcomes[index][1]}"
+            self._fail(message, "tool")
+        return [value for _, value in outcomes]
+
+    def _prepare(self, calls: list[tuple[str, Any]], fn: str | None = None) -> list[dict[str, Any]]:
+        """Check and count calls about to go to the gateway; they become the frame's `{name, args}` items.
+
+        One tool call (`fn` None) and a batch (`fn` the builtin) share this so both are held to
+        the same limits in the same order; only the wording of the size error differs.
+        """
+        for name, _ in calls:
+            self._check_name(name)
+        self._reserve(len(calls), fn or calls[0][0])
+        batch = [{"name": name, "args": self._plain_args(name, args)} for name, args in calls]
+        size = sum(self._args_size(call["name"], call["args"]) for call in batch)
+        limit = self.limits.max_result_bytes
+        if size > limit:
+            whose, together = (calls[0][0], "") if fn is None else (f"the {len(calls)} calls of {fn}", " together")
+            message = f"arguments of {whose} are {size} bytes{together}, over the limit of {limit} bytes"
+            self._fail(message + " (limits.max_result_bytes)", "limit")
+        self.tool_calls += len(calls)
+        return batch
 
     def _check_name(self, name: str) -> None:
         if len(name) > MAX_TOOL_NAME:
@@ -317,14 +308,17 @@ class Session:
             self._fail(f"arguments of {name}: {exc}")
 
     def _value_of(self, name: str, reply: Any) -> tuple[bool, Any]:
-        """(True, value) or (False, error message) from one reply of the gateway."""
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            error = reply.get("error") if isinstance(reply, dict) else None
-            return False, str(error or "unknown error")
-        try:
-            return True, plain(reply.get("value"), self.limits.max_depth, f"the result of {name}")
-        except BoundaryError as exc:
-            return False, str(exc)
+        """(True, value) or (False, error message) from one reply of the gateway.
+
+        The value is taken as it comes: the gateway made it with `plain` (depth bounded, strings
+        cleaned) before encoding it as ASCII JSON, so decoding gives back that same plain value,
+        and copying it again would cost seconds on a large result, against the script's time.
+        The error text is the tool's own, so it is cleaned here, once, for Starlark.
+        """
+        if isinstance(reply, dict) and reply.get("ok"):
+            return True, reply.get("value")
+        error = reply.get("error") if isinstance(reply, dict) else None
+        return False, clean_str(str(error or "unknown error"))
 
     def _json_encode(self, value: Any) -> str:
         try:
@@ -341,10 +335,13 @@ class Session:
             self._fail(str(exc))
 
 
-def _is_call(item: Any) -> bool:
-    return (
-        isinstance(item, list | tuple)
-        and len(item) == 2
-        and isinstance(item[0], str)
-        and isinstance(item[1], dict)
-    )
+def _outcome(ok: bool, value: Any) -> dict[str, Any]:
+    """One call's outcome as `try_call` and `try_parallel` give it to the script."""
+    return {"ok": True, "value": value} if ok else {"ok": False, "error": value}
+
+
+def _failed_index(failed: Any, outcomes: list[tuple[bool, Any]]) -> int | None:
+    """The call that stopped a `parallel` batch: the gateway's `failed` if valid, else the first failure."""
+    if isinstance(failed, int) and 0 <= failed < len(outcomes):
+        return failed
+    return next((index for index, (ok, _) in enumerate(outcomes) if not ok), None)

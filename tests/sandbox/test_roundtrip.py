@@ -171,3 +171,36 @@ async def test_an_int_too_long_for_json_is_an_error(sandbox: Sandbox, tools: Ret
     run = await sandbox.run("result = util.value()", ["util"], tools)
     assert run.error is not None and run.error.kind == "tool"
     assert "util.value returned a value that cannot cross" in run.error.message
+
+
+async def test_batch_results_are_cleaned_and_bounded_like_single_ones(sandbox: Sandbox, tools: Returns) -> None:
+    """The gateway converts every result, batched or not, so the worker can take it as it comes."""
+    tools.value = {"a\ud800": "n\x00"}
+    out = await _result(sandbox, tools, 'result = [parallel([("util.value",)]), try_parallel([("util.value",)])]')
+    assert out == [[{"a\ufffd": "n\ufffd"}], [{"ok": True, "value": {"a\ufffd": "n\ufffd"}}]]
+    too_deep: Any = 1
+    for _ in range(FAST.max_depth + 1):
+        too_deep = [too_deep]
+    tools.value = too_deep
+    deeper = f"the result of util.value: value nested deeper than {FAST.max_depth} levels (limits.max_depth)"
+    out = await _result(sandbox, tools, 'result = try_parallel([("util.value",)])')
+    assert out == [{"ok": False, "error": deeper}]
+    run = await sandbox.run('parallel([("util.value",)])', ["util"], tools)
+    assert run.error is not None and run.error.kind == "tool"
+    assert run.error.message == f"parallel: call 0 (util.value) failed: {deeper}"
+
+
+async def test_tool_error_texts_are_cleaned_on_every_path(sandbox: Sandbox) -> None:
+    """A tool's error text may hold a lone surrogate or a NUL; the script sees U+FFFD, whichever builtin it used."""
+
+    async def failing(name: str, args: dict[str, Any]) -> Any:
+        raise ToolError("bad \ud800 and \x00 end")
+
+    code = 'result = [try_call("util.x"), try_parallel([("util.x",)])[0]]'
+    run = await sandbox.run(code, ["util"], failing)
+    assert run.error is None, run.error.format()
+    assert run.value == [{"ok": False, "error": "bad \ufffd and \ufffd end"}] * 2
+    for code in ["util.x()", 'parallel([("util.x",)])']:
+        run = await sandbox.run(code, ["util"], failing)
+        assert run.error is not None and run.error.kind == "tool", code
+        assert run.error.message.endswith("bad \ufffd and \ufffd end"), run.error.message
