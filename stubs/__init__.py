@@ -2,45 +2,36 @@
 
 Pure functions of tool definitions: no I/O and no imports from the gateway or the sandbox, so
 the output can be tested (and cached) on its own. `names` maps tool and parameter names to
-script identifiers, `schema` turns JSON Schemas into type expressions, `typed` names objects
-as TypedDicts, `render` writes stubs and docs, `search` ranks tools for a query, `vfs` serves
-them as the `servers/` directory.
+script identifiers, `tool` lists a tool's parameters under them, `refs` resolves `$ref`s and
+bounds every walk over a schema, `schema` turns JSON Schemas into type expressions, `typed`
+names objects as TypedDicts, `render` writes stubs, `docs` a tool's full documentation,
+`search` ranks tools for a query, `vfs` serves them as the `servers/` directory.
+
+The names below are what the rest of the project uses; everything else is internal to the
+package (tests import it from its module).
 """
 
+from .docs import render_docs
 from .names import assign_identifiers, is_identifier, to_identifier
-from .render import (
-    ToolSpec,
-    first_sentence,
-    param_map,
-    render_docs,
-    render_server_stub,
-    render_signature,
-    render_tool_stub,
-)
-from .schema import Renderer, type_expr
-from .search import rank
-from .typed import TypedRenderer, TypeTable
+from .render import render_server_stub, render_tool_stub
+from .schema import accepts_null
+from .tool import Param, ToolSpec, parameters
 from .vfs import FileNotFound, ServerEntry, ToolFiles, UnknownServer, line_range
 
 __all__ = [
     "FileNotFound",
-    "Renderer",
+    "Param",
     "ServerEntry",
     "ToolFiles",
     "ToolSpec",
-    "TypeTable",
-    "TypedRenderer",
     "UnknownServer",
+    "accepts_null",
     "assign_identifiers",
-    "first_sentence",
     "is_identifier",
     "line_range",
-    "param_map",
-    "rank",
+    "parameters",
     "render_docs",
     "render_server_stub",
-    "render_signature",
     "render_tool_stub",
     "to_identifier",
-    "type_expr",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from .schema import MAX_LITERALS, Renderer, py_literal, resolve_ref
+from .refs import MAX_DEPTH, SEEN, follow
+from .schema import MAX_LITERALS, Renderer, py_literal
 from .tool import Param, ToolSpec, parameters, properties_of, required_of
 
 __all__ = ["constraints", "example_call", "render_docs"]
@@ -144,20 +145,22 @@ def _alternatives(node: Mapping[str, Any], root: Mapping[str, Any], refs: list[s
 def _effective(schema: Any, root: Mapping[str, Any], refs: list[str]) -> tuple[Mapping[str, Any] | None, list[str]]:
     """`schema` with `$ref`s followed and `X | None` unions unwrapped; None on a ref cycle.
 
-    Keywords next to a `$ref` or around a nullable union (usually the description) win over the
-    target's, since they describe this use of the shared definition.
+    `refs` are the refs on the path down to `schema` (the walk's seen-set, see `stubs.refs`); the
+    list returned adds those followed here. Each step counts against `MAX_DEPTH`. Keywords next
+    to a `$ref` or around a nullable union (usually the description) win over the target's,
+    since they describe this use of the shared definition.
     """
     seen = list(refs)
     node: Any = schema
-    for _ in range(16):
+    for _ in range(MAX_DEPTH + 1):
         if not isinstance(node, Mapping):
             return {}, seen
         ref = node.get("$ref")
         if isinstance(ref, str):
-            if ref in seen:
+            target = follow(ref, root, seen)
+            if target is SEEN:
                 return None, seen
             seen.append(ref)
-            target = resolve_ref(ref, root)
             node = {**(target if isinstance(target, Mapping) else {}), **_without(node, "$ref")}
             continue
         single = _single_option(node)

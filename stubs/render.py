@@ -17,13 +17,11 @@ from typing import Any
 
 from .docs import _bound, _effective, render_docs
 from .schema import Renderer, py_literal
-from .tool import Param, ToolSpec, param_map, parameters
+from .tool import Param, ToolSpec, parameters
 from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in
 
 __all__ = [
-    "ToolSpec",
     "first_sentence",
-    "param_map",
     "param_notes",
     "render_docs",
     "render_server_stub",

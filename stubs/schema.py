@@ -1,4 +1,4 @@
-"""JSON Schema to compact Python type expressions, plus the `$ref` and literal helpers around it.
+"""JSON Schema to compact Python type expressions, plus the literal and null helpers around them.
 
 Stubs are read by a model on every task, so types aim at being short and telling rather than
 exact: long enums and unions fall back to their base type or `Any`. Here objects with properties
@@ -13,7 +13,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
+
+from .refs import MAX_DEPTH, SEEN, follow, ref_name
 
 __all__ = [
     "MAX_LITERALS",
@@ -21,8 +22,6 @@ __all__ = [
     "Renderer",
     "accepts_null",
     "py_literal",
-    "ref_name",
-    "resolve_ref",
     "singular",
     "type_expr",
 ]
@@ -31,8 +30,6 @@ MAX_LITERALS = 10
 """More enum values than this render as their base type; the docs still list every value."""
 MAX_UNION = 4
 """A union with more members than this says nothing useful, so it renders as `Any`."""
-MAX_DEPTH = 32
-"""Nesting beyond this renders as `Any`: upstream schemas are untrusted and must not exhaust the stack."""
 
 _SIMPLE = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 # JSON leaves these unescaped, but they are invisible, break lines for str.splitlines, or (lone
@@ -63,13 +60,6 @@ def py_literal(value: Any) -> str:
     return "None"
 
 
-def ref_name(ref: str) -> str:
-    """The last token of a local `$ref` pointer (`#/$defs/Order` -> `Order`), "" for `#`."""
-    if not ref.startswith("#"):
-        return ""
-    return unquote(ref[1:]).rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
-
-
 def singular(word: str) -> str:
     """A rough singular for naming an array's item (`lines` -> `line`, `entries` -> `entry`)."""
     if word.endswith(("series", "species", "status")):
@@ -79,23 +69,6 @@ def singular(word: str) -> str:
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
-
-
-def resolve_ref(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | bool | None:
-    """The schema a local `$ref` (`#`, `#/$defs/X`, any JSON pointer) names, or None if unknown."""
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    pointer = unquote(ref[1:])
-    for token in pointer.split("/")[1:] if pointer else []:
-        key = token.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return None
-    return node if isinstance(node, Mapping | bool) else None
 
 
 def accepts_null(schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> bool:
@@ -110,7 +83,10 @@ def accepts_null(schema: Mapping[str, Any] | bool, root: Mapping[str, Any]) -> b
 
 
 def _accepts_null(schema: Any, root: Mapping[str, Any], refs: dict[str, bool], depth: int) -> bool:
-    """Every keyword that constrains the value must allow null (`nullable: true` always does)."""
+    """Every keyword that constrains the value must allow null (`nullable: true` always does).
+
+    Beyond `MAX_DEPTH` the schema cannot be told, so it counts as accepting null.
+    """
     if not isinstance(schema, Mapping) or depth > MAX_DEPTH:
         return schema is not False
     if schema.get("nullable") is True:
@@ -129,14 +105,15 @@ def _accepts_null(schema: Any, root: Mapping[str, Any], refs: dict[str, bool], d
 
 
 def _ref_accepts_null(ref: str, root: Mapping[str, Any], refs: dict[str, bool], depth: int) -> bool:
-    """Each ref is judged once per parameter, so shared definitions cost no exponential walk.
+    """Each ref is judged once per parameter (`refs` is the walk's seen-set, with the verdicts), so
+    shared definitions cost no exponential walk.
 
     It runs for every tool when the catalog is built, on untrusted schemas. A ref met again
     while it is being judged (a cycle) counts as accepting null, like any shape it cannot tell.
     """
-    if ref not in refs:
+    target = follow(ref, root, refs)
+    if target is not SEEN:
         refs[ref] = True
-        target = resolve_ref(ref, root)
         refs[ref] = target is None or _accepts_null(target, root, refs, depth + 1)
     return refs[ref]
 
@@ -213,9 +190,10 @@ class Renderer:
     """Renders the schemas of one document (a tool's inputSchema or outputSchema).
 
     It carries what a single expression cannot: the root for `$ref`s, the stack of refs being
-    expanded (a ref met again while expanding itself is recursive: `recursive` names it, `dict`
-    here), and `hint`, a name for the value being rendered (a property, an array's item, a
-    `$defs` entry) that subclasses use to name the object types they collect (`stubs.typed`).
+    expanded (its seen-set, see `stubs.refs`: a ref met again while expanding itself is
+    recursive, `recursive` names it, `dict` here), and `hint`, a name for the value being
+    rendered (a property, an array's item, a `$defs` entry) that subclasses use to name the
+    object types they collect (`stubs.typed`).
     """
 
     def __init__(self, root: Mapping[str, Any]) -> None:
@@ -266,10 +244,10 @@ class Renderer:
 
     def _ref(self, ref: Any, depth: int) -> _Union:
         union = _Union()
-        target = resolve_ref(ref, self.root) if isinstance(ref, str) else None
+        target = follow(ref, self.root, self._refs) if isinstance(ref, str) else None
         if target is None:
             union.add("Any")
-        elif ref in self._refs:
+        elif target is SEEN:
             union.add(self.recursive(ref))
         else:
             self._refs.append(ref)

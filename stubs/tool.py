@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .names import assign_identifiers
-from .schema import resolve_ref
+from .refs import parts
 
 __all__ = ["Param", "ToolSpec", "param_map", "parameters", "properties_of", "required_of"]
 
@@ -50,41 +50,21 @@ class Param:
 def properties_of(schema: Any, root: Mapping[str, Any]) -> dict[str, Mapping[str, Any] | bool]:
     """An object schema's properties, following `$ref` and merging `allOf` members."""
     found: dict[str, Mapping[str, Any] | bool] = {}
-    _collect(schema, root, found, [], 0)
+    for part in parts(schema, root):
+        props = part.get("properties")
+        if isinstance(props, Mapping):
+            for key, value in props.items():
+                if isinstance(key, str) and isinstance(value, Mapping | bool):
+                    found.setdefault(key, value)
     return found
-
-
-def _collect(schema: Any, root: Mapping[str, Any], found: dict[str, Any], refs: list[str], depth: int) -> None:
-    if not isinstance(schema, Mapping) or depth > 16:
-        return
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref not in refs:
-        _collect(resolve_ref(ref, root), root, found, [*refs, ref], depth + 1)
-    props = schema.get("properties")
-    if isinstance(props, Mapping):
-        for key, value in props.items():
-            if isinstance(key, str) and isinstance(value, Mapping | bool):
-                found.setdefault(key, value)
-    members = schema.get("allOf")
-    for member in members if isinstance(members, list) else []:
-        _collect(member, root, found, refs, depth + 1)
 
 
 def required_of(schema: Any, root: Mapping[str, Any]) -> list[str]:
     """Names an object schema requires (own list, then from `$ref` and `allOf` members)."""
     names: list[str] = []
-    stack, refs = [schema], 0
-    while stack and refs < 32:
-        node = stack.pop(0)
-        if not isinstance(node, Mapping):
-            continue
-        req = node.get("required")
+    for part in parts(schema, root, breadth_first=True):
+        req = part.get("required")
         names.extend(n for n in (req if isinstance(req, list) else []) if isinstance(n, str) and n not in names)
-        if isinstance(node.get("$ref"), str):
-            refs += 1
-            stack.append(resolve_ref(node["$ref"], root))
-        members = node.get("allOf")
-        stack.extend(members if isinstance(members, list) else [])
     return names
 
 

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .names import is_identifier
-from .schema import Renderer, _Union, py_literal, ref_name, resolve_ref
+from .refs import ref_name, resolve_ref
+from .schema import Renderer, _Union, py_literal
 from .tool import properties_of, required_of
 
 __all__ = ["MAX_CLASS", "MAX_NEST", "MAX_RESULT_CLASS", "TypeTable", "TypedRenderer", "class_name"]

@@ -16,8 +16,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stubs import ToolSpec, first_sentence
-from stubs.tool import parameters
+from stubs import ToolSpec, parameters
+from stubs.render import first_sentence
 
 __all__ = ["anchor_stub", "anchor_type"]
 

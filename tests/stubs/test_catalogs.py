@@ -15,19 +15,9 @@ from pathlib import Path
 import pytest
 
 from mcp_gateway.tokens import count_tokens
-from stubs import (
-    ServerEntry,
-    ToolFiles,
-    ToolSpec,
-    first_sentence,
-    is_identifier,
-    param_map,
-    render_docs,
-    render_server_stub,
-    render_signature,
-    render_tool_stub,
-)
-from stubs.render import MAX_SUMMARY
+from stubs import ServerEntry, ToolFiles, ToolSpec, is_identifier, render_docs, render_server_stub, render_tool_stub
+from stubs.render import MAX_SUMMARY, first_sentence, render_signature
+from stubs.tool import param_map
 from stubs.vfs import MAX_TOOLS_LISTED
 from tests.stubs.anchor import anchor_stub
 from tests.stubs.support import SHARED_CATALOGS, load_tools, specs

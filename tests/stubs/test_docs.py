@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from stubs import render_docs, render_signature
+from stubs import render_docs
 from stubs.docs import constraints
+from stubs.render import render_signature
 from tests.stubs.support import data_servers, data_specs, spec
 from tests.stubs.test_render import ME, SEARCH
 

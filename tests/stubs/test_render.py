@@ -10,16 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stubs import (
-    ToolSpec,
-    assign_identifiers,
-    first_sentence,
-    param_map,
-    render_docs,
-    render_server_stub,
-    render_signature,
-    render_tool_stub,
-)
+from stubs import ToolSpec, assign_identifiers, render_docs, render_server_stub, render_tool_stub
+from stubs.render import first_sentence, render_signature
+from stubs.tool import param_map
 from tests.stubs.support import data_servers, data_specs, spec
 from tests.stubs.test_schema import json_values, schemas
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stubs.schema import accepts_null, py_literal, resolve_ref, type_expr
+from stubs.refs import resolve_ref
+from stubs.schema import accepts_null, py_literal, type_expr
 
 
 @pytest.mark.parametrize(

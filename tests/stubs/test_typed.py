@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stubs import ToolSpec, assign_identifiers, param_map, render_server_stub, render_signature, render_tool_stub
+from stubs import ToolSpec, assign_identifiers, render_server_stub, render_tool_stub
+from stubs.render import render_signature
+from stubs.tool import param_map
 from stubs.typed import MAX_CLASS, MAX_NEST, TypedRenderer, TypeTable, class_name
 from tests.stubs.support import DATA, data_servers, data_specs, spec
 from tests.stubs.test_schema import schemas

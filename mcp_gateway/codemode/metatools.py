@@ -1,0 +1,169 @@
+"""Code Mode's four meta-tools: their definitions (kept short: they are sent on every turn) and handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import mcp_types as types
+
+from stubs.render import render_docs
+from stubs.vfs import FileNotFound, UnknownServer, line_range
+
+from ..errors import UnknownTool
+from ..gateway import Gateway
+from ..results import text_result
+from .scripts import Progress, execute
+
+_ALWAYS_LOAD = {"anthropic/alwaysLoad": True}
+
+
+def _string(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+META_TOOLS: tuple[types.Tool, ...] = (
+    types.Tool(
+        name="listToolFiles",
+        description=(
+            "Start here: the stub files of the tools executeToolCode scripts can call, one line per server. "
+            "server= lists its tools; query= searches all tools, best first."
+        ),
+        input_schema={"type": "object", "properties": {"server": {"type": "string"}, "query": {"type": "string"}}},
+        _meta=_ALWAYS_LOAD,
+    ),
+    types.Tool(
+        name="readToolFile",
+        description=(
+            "Read stub files (whole, or lines startLine..endLine): typed Python signatures of the tools, "
+            "with defaults and one-line summaries."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "fileName": _string("Path as listed (servers/github.pyi) or one tool (github.get_me); "
+                                    "several: comma-separated"),
+                "startLine": {"type": "integer"},
+                "endLine": {"type": "integer"},
+            },
+            "required": ["fileName"],
+        },
+        _meta=_ALWAYS_LOAD,
+    ),
+    types.Tool(
+        name="getToolDocs",
+        description=(
+            "One tool in full: description, parameters (type, default, constraints, nested fields), "
+            "output type, example call."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {"server": {"type": "string"}, "tool": _string("Name as in the stub")},
+            "required": ["server", "tool"],
+        },
+        _meta=_ALWAYS_LOAD,
+    ),
+    types.Tool(
+        name="executeToolCode",
+        description=(
+            "Run a Starlark (Python dialect) script calling tools; only its prints and `result` come back, "
+            "so filter and combine data in the script.\n"
+            "- Call tools as server.tool(arg=value), keyword arguments only, names as in the stubs. "
+            'Results are plain JSON values: r["key"], not r.key.\n'
+            "- Return data by assigning result = ...; print() for notes.\n"
+            "- A failing call stops the script with an error; "
+            'try_call("server.tool", arg=value) returns {"ok": True, "value": v} or '
+            '{"ok": False, "error": msg} instead.\n'
+            '- parallel([("server.tool", {"arg": 1}), ...]) runs calls at once, returns their values in '
+            'order, stops at a failure; try_parallel(...) gives {"ok": ..., "value"|"error": ...} per call.\n'
+            "- Helpers: json_encode(v), json_decode(s).\n"
+            "- Not Python: no import, class, try/except, f-strings or **; strings are not iterable "
+            "(s.elems())."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {"code": _string("Starlark source")},
+            "required": ["code"],
+        },
+        _meta=_ALWAYS_LOAD,
+    ),
+)
+META_NAMES = frozenset(t.name for t in META_TOOLS)
+
+Handler = Callable[[Gateway, Mapping[str, Any], Progress | None], Awaitable[types.CallToolResult]]
+
+
+async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
+    files = gw.catalog.files
+    try:
+        listing = files.listing(server=_text(args.get("server")), query=_text(args.get("query")))
+    except UnknownServer as exc:
+        return text_result(str(exc), is_error=True)
+    return text_result(listing or "No code-mode servers are configured.")
+
+
+async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
+    """One file, or several (comma-separated or a list), each cut to startLine..endLine if given."""
+    files = gw.catalog.files
+    names = _file_names(args.get("fileName"))
+    start, end = _line(args.get("startLine")), _line(args.get("endLine"))
+    if not names:
+        return text_result(str(FileNotFound("", files.paths(), "fileName is empty")), is_error=True)
+    parts: list[str] = []
+    failed = 0
+    for name in names:
+        try:
+            parts.append(line_range(files.read(name), start, end, name))
+        except FileNotFound as exc:
+            failed += 1
+            parts.append(str(exc) if len(names) == 1 else f"# {exc}\n")
+    return text_result("\n\n".join(p.rstrip("\n") for p in parts) + "\n", is_error=failed == len(names))
+
+
+async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
+    catalog = gw.catalog
+    server, tool = str(args.get("server", "")), str(args.get("tool", ""))
+    if "." in tool and not server:
+        server, _, tool = tool.partition(".")
+    entry = catalog.resolve_ref(server, tool)
+    if entry is None:
+        return text_result(str(UnknownTool(f"{server}.{tool}", catalog.code_refs())), is_error=True)
+    return text_result(render_docs(server, entry.spec))
+
+
+def _text(value: Any) -> str | None:
+    """A string argument, or None for anything else; `ToolFiles.listing` treats blank as absent itself."""
+    return value if isinstance(value, str) else None
+
+
+def _file_names(value: Any) -> list[str]:
+    """`"a.pyi"`, `"a.pyi, b.pyi"` or `["a.pyi", "b.pyi"]` -> the names, in order, without repeats."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    names = [n.strip() for item in items if isinstance(item, str) for n in item.split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _line(value: Any) -> int | None:
+    """A line number as models send it: an int, or digits in a string; anything else means none."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+async def execute_tool_code(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
+    code = args.get("code")
+    if not isinstance(code, str) or not code.strip():
+        return text_result("executeToolCode needs `code`: a non-empty Starlark script", is_error=True)
+    return await execute(gw, code, progress)
+
+
+HANDLERS: dict[str, Handler] = {
+    "listToolFiles": list_tool_files,
+    "readToolFile": read_tool_file,
+    "getToolDocs": get_tool_docs,
+    "executeToolCode": execute_tool_code,
+}

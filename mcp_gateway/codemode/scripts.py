@@ -1,0 +1,105 @@
+"""Running one `executeToolCode` script: its tool calls, progress, and what goes back to the client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import mcp_types as types
+
+from sandbox import ExecutionResult, ToolError
+
+from ..calls import call_tool
+from ..errors import GatewayError, UnknownTool
+from ..gateway import Gateway
+from ..governance.audit import in_execution
+from ..results import error_text, result_to_value, text_result
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+"""Reports progress of the client's request (a no-op when the client asked for none)."""
+
+
+class ScriptRun:
+    """One execution: the tool caller handed to the sandbox, bound to this run's progress and blocks.
+
+    Binary content (images, audio, resources) never enters the script: it gets a descriptor
+    with a `ref`, and the block itself is kept here so that a returned descriptor can be
+    sent back to the client as the real content block.
+    """
+
+    def __init__(self, gw: Gateway, progress: Progress | None = None) -> None:
+        self.gw = gw
+        self.progress = progress
+        self.calls = 0
+        self.blocks: dict[str, types.ContentBlock] = {}
+
+    async def call(self, ref: str, arguments: Mapping[str, Any]) -> Any:
+        """`server.tool` by identifier (or upstream name) -> the result as a script value."""
+        server, _, tool = ref.partition(".")
+        catalog = self.gw.catalog
+        entry = catalog.resolve_ref(server, tool)
+        if entry is None:
+            raise ToolError(str(UnknownTool(ref, catalog.code_refs())))
+        try:
+            result = await call_tool(self.gw, entry, entry.upstream_arguments(arguments), via="script")
+        except GatewayError as exc:
+            raise ToolError(str(exc)) from None
+        finally:
+            self.calls += 1
+            if self.progress is not None:
+                await self.progress(self.calls, None, f"{self.calls} tool calls; last: {entry.ref}")
+        if result.is_error:
+            raise ToolError(f"{entry.ref} returned an error: {error_text(result)}")
+        return result_to_value(result, entry.tool.output_schema, keep=self._keep)
+
+    def _keep(self, block: types.ContentBlock) -> str:
+        ref = f"block-{len(self.blocks) + 1}"
+        self.blocks[ref] = block
+        return ref
+
+    def returned_blocks(self, value: Any) -> list[types.ContentBlock]:
+        """The kept blocks whose descriptors appear anywhere in the returned value."""
+        found: list[types.ContentBlock] = []
+        stack = [value]
+        while stack and self.blocks:
+            item = stack.pop()
+            if isinstance(item, dict):
+                ref = item.get("ref")
+                block = self.blocks.get(ref) if isinstance(ref, str) else None
+                if block is not None and block not in found:
+                    found.append(block)
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return found
+
+
+async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> types.CallToolResult:
+    """Run a script and build the client's result: text, then any returned binary blocks."""
+    try:
+        gw.quota.check_rate(gw.identity, "scripts")
+    except GatewayError as exc:
+        return text_result(str(exc), is_error=True)
+    run = ScriptRun(gw, progress)
+    with in_execution(uuid.uuid4().hex[:12]):
+        outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call)
+    gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
+    result = text_result(format_execution(outcome), is_error=outcome.error is not None)
+    result.content.extend(run.returned_blocks(outcome.value))
+    return result
+
+
+def format_execution(run: ExecutionResult) -> str:
+    """What the model sees: printed output, then the result, then the error; never raw tool responses."""
+    parts: list[str] = []
+    if run.output:
+        parts.append(run.output.rstrip("\n"))
+    if run.output_truncated_bytes:
+        parts.append(f"[output cut: {run.output_truncated_bytes} more bytes not shown]")
+    if run.value is not None:
+        parts.append("result = " + json.dumps(run.value, ensure_ascii=False))
+    if run.error is not None:
+        parts.append("Error: " + run.error.format())
+    return "\n".join(parts) if parts else "(no output; assign `result = ...` or print() to return data)"

@@ -1,0 +1,73 @@
+"""API keys: from the config (`[keys.<name>]`) and from storage (`mcp-gateway keys create`), hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from ..config import GatewayConfig, KeyConfig
+from ..storage import Storage, StoredKey
+from .identity import Identity, identity_for
+
+
+def hash_key(secret: str) -> str:
+    """Keys are random 256-bit tokens, so one SHA-256 is enough (no password stretching needed)."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "mgw_" + secrets.token_urlsafe(32)
+
+
+def matches(stored_hash: str, secret_hash: str) -> bool:
+    """Constant-time comparison of two key hashes."""
+    return hmac.compare_digest(stored_hash.encode(), secret_hash.encode())
+
+
+def config_key_hash(key: KeyConfig) -> str:
+    return key.hash if key.hash is not None else hash_key(key.key or "")
+
+
+class KeyRing:
+    """Turns a presented secret into an `Identity`; revocations in storage apply to the next request."""
+
+    def __init__(self, config: GatewayConfig, storage: Storage) -> None:
+        self.config = config
+        self.storage = storage
+        self._config_keys = [
+            (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny))
+            for n, k in config.keys.items()
+        ]
+
+    def is_open(self) -> bool:
+        """No keys anywhere: the gateway serves loopback only and allows everything."""
+        return not self._config_keys and not self.storage.has_active_keys()
+
+    def authenticate(self, secret: str) -> Identity | None:
+        presented = hash_key(secret)
+        found: Identity | None = None
+        for stored, identity in self._config_keys:  # every entry is compared: no early exit to time
+            if matches(stored, presented):
+                found = identity
+        if found is not None:
+            return found
+        row = self.storage.find_key(presented)
+        if row is None or not matches(row.hash, presented):
+            return None
+        return identity_for(self.config, row.name, row.team, row.groups)
+
+    def create(self, name: str, team: str | None, groups: list[str]) -> str:
+        """Store a new key's hash; the secret is returned once and never stored."""
+        if name in self.config.keys or any(k.name == name for k in self.storage.list_keys()):
+            raise ValueError(f"a key named {name!r} already exists")
+        if team is not None and team not in self.config.teams:
+            raise ValueError(f"unknown team {team!r}; teams in the config: {', '.join(self.config.teams) or 'none'}")
+        unknown = [g for g in groups if g not in self.config.groups]
+        if unknown:
+            raise ValueError(f"unknown groups {', '.join(unknown)}; groups in the config: "
+                             f"{', '.join(self.config.groups) or 'none'}")
+        secret = new_key()
+        self.storage.add_key(StoredKey(name, hash_key(secret), team, tuple(groups), time.time()))
+        return secret

@@ -1,0 +1,109 @@
+"""Where every request enters, and the one place its caller is decided.
+
+Over HTTP, `KeyAuth` (ASGI middleware on the `/mcp` routes) turns `Authorization: Bearer <key>` or
+`X-API-Key` into an `Identity`, or answers 401; over stdio the key comes from `MCP_GATEWAY_KEY`.
+Then `Entry` (the MCP server's middleware) binds that identity to the request, with the way to
+ask its user for approvals and its record as a call in flight, for everything downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import NoBackChannelError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..gateway import Gateway
+from ..governance.approvals import Approver, asking
+from ..governance.identity import NOBODY, OPEN, Identity, acting_as
+from ..governance.keys import KeyRing
+from .relay import Relay
+
+IDENTITY_SCOPE_KEY = "mcp_gateway.identity"
+
+
+class KeyAuth:
+    """ASGI middleware for `/mcp` routes: 401 with a JSON-RPC error for a missing or unknown key."""
+
+    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]]) -> None:
+        self.app = app
+        self.keys = keys
+        self.groups = groups
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        identity = self._identify(scope)
+        if identity is None:
+            await _reject(send, 401, "missing, unknown or revoked API key: send `Authorization: Bearer <key>`")
+            return
+        group = scope.get("path_params", {}).get("group")
+        if group is not None:
+            if group not in self.groups:
+                await _reject(send, 404, f"no tool group named {group!r}")
+                return
+            identity = identity.at_endpoint(group, self.groups[group])
+        scope[IDENTITY_SCOPE_KEY] = identity
+        await self.app(scope, receive, send)
+
+    def _identify(self, scope: Scope) -> Identity | None:
+        if self.keys.is_open():
+            return OPEN
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", "")
+        secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
+        return self.keys.authenticate(secret) if secret else None
+
+
+def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
+    """Who sent an MCP request: over HTTP the identity `KeyAuth` attached, over stdio the local caller."""
+    if ctx.request is not None:
+        scope = getattr(ctx.request, "scope", None)
+        found = scope.get(IDENTITY_SCOPE_KEY) if isinstance(scope, dict) else None
+        return found if isinstance(found, Identity) else NOBODY
+    if gw.keys.is_open():
+        return OPEN
+    secret = os.environ.get("MCP_GATEWAY_KEY", "")  # no headers over stdio
+    return (gw.keys.authenticate(secret) if secret else None) or NOBODY
+
+
+class Entry:
+    """The MCP server's middleware: decide the caller once, and bind it for the whole request."""
+
+    def __init__(self, gw: Gateway, relay: Relay) -> None:
+        self.gw = gw
+        self.relay = relay
+
+    async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        identity = caller(self.gw, ctx)
+        with acting_as(identity), asking(_elicitation_approver(ctx)), self.relay.serving(ctx, identity):
+            return await call_next(ctx)
+
+
+def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
+    """Ask the user of the requesting session with a form elicitation that has no fields."""
+
+    async def approve(message: str) -> str:
+        caps = ctx.session.client_capabilities
+        if caps is None or caps.elicitation is None:
+            return "unsupported"
+        try:
+            answer = await ctx.session.elicit_form(message, {"type": "object", "properties": {}})
+        except NoBackChannelError:
+            return "unsupported"
+        return answer.action
+
+    return approve
+
+
+async def _reject(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="mcp-gateway"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,206 @@
+"""Upstream traffic relayed to the client whose request caused it: progress, log messages, sampling, elicitation.
+
+Where a request enters, `Relay.serving` records it as the call in flight (in a context variable
+and in a list). The SDK runs an upstream's callbacks in the context of the call that caused them
+(2026-07-28 upstreams, and handshake-era upstreams over streamable HTTP). Over stdio a
+handshake-era upstream's requests arrive outside any call: they go to the one call in flight
+that may use that upstream, or are refused. Log messages outside any call go to every client
+that asked for logs (`logging/setLevel`) and may use the upstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+import structlog
+from mcp.server.connection import allowed_log_levels
+from mcp.server.context import ServerRequestContext
+from mcp.server.session import ServerSession
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from pydantic import ValidationError
+
+from ..codemode import META_NAMES
+from ..errors import describe_exception
+from ..gateway import Gateway
+from ..governance.identity import Identity
+from .requests import ask, handshake_era, may_access, serves, visible
+from .sessions import session_key
+
+log = structlog.get_logger("mcp_gateway.relay")
+
+LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+"""Requests during which an upstream may send traffic for the client."""
+MAX_LISTENERS = 256
+"""Clients remembered as wanting log messages (the most recent)."""
+
+
+@dataclass(eq=False)
+class DownstreamCall:
+    """A client request in flight whose upstream traffic is relayed back to that client."""
+
+    relay: Relay
+    ctx: ServerRequestContext[Any]
+    identity: Identity
+    relay_progress: bool
+
+    @property
+    def related(self) -> ServerMessageMetadata:
+        return ServerMessageMetadata(related_request_id=self.ctx.request_id)
+
+
+_current_call: ContextVar[DownstreamCall | None] = ContextVar("mcp_gateway_downstream_call", default=None)
+
+
+@dataclass(eq=False)
+class _Listener:
+    """A client session that asked for log messages (`logging/setLevel`)."""
+
+    session: ServerSession
+    identity: Identity
+    level: types.LoggingLevel = "debug"
+
+
+class Relay:
+    """The calls in flight on one gateway, and the clients listening for log messages."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.active: list[DownstreamCall] = []
+        self.listeners: OrderedDict[str, _Listener] = OrderedDict()
+        self.upstream_levels: dict[str, types.LoggingLevel] = {}
+
+    @contextlib.contextmanager
+    def serving(self, ctx: ServerRequestContext[Any], identity: Identity) -> Iterator[None]:
+        """Record a client request as the call in flight, if it is one that upstream traffic can belong to."""
+        if ctx.request_id is None or ctx.method not in CALL_METHODS:
+            yield
+            return
+        name = (ctx.params or {}).get("name")
+        relay_progress = (ctx.method == "tools/call" and name not in META_NAMES
+                          and ctx.meta is not None and ctx.meta.get("progress_token") is not None)
+        call = DownstreamCall(self, ctx, identity, relay_progress)
+        token = _current_call.set(call)
+        self.active.append(call)
+        try:
+            yield
+        finally:
+            self.active.remove(call)
+            _current_call.reset(token)
+
+    def route(self, server: str) -> DownstreamCall | None:
+        """The client call an upstream's request belongs to (see the module docstring)."""
+        call = _current_call.get()
+        if call is not None and call.relay is self:
+            return call
+        candidates = [c for c in self.active if may_access(c.identity, self.gw.upstream(server))]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def progress_callback(self) -> ProgressFnT | None:
+        """Relay an upstream tool's progress to the client's progress token (direct tool calls only)."""
+        call = _current_call.get()
+        if call is None or call.relay is not self or not call.relay_progress:
+            return None
+        return call.ctx.session.report_progress
+
+    async def sampling(
+        self, server: str, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        call = self.route(server)
+        refusal = _cannot_ask(call, "sampling", server)
+        if refusal is not None or call is None:
+            return refusal or _error("no client")
+        request = types.CreateMessageRequest(params=params.model_copy(update={"meta": None}))
+        try:
+            if params.tools is not None or params.tool_choice is not None:
+                return await call.ctx.session.send_request(request, types.CreateMessageResultWithTools,
+                                                           metadata=call.related)
+            return await call.ctx.session.send_request(request, types.CreateMessageResult, metadata=call.related)
+        except MCPError as exc:
+            return exc.error
+        except ValidationError as exc:
+            return _error(f"the client's sampling answer is invalid: {describe_exception(exc)}")
+
+    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        call = self.route(server)
+        refusal = _cannot_ask(call, "elicitation", server)
+        if refusal is not None or call is None:
+            return refusal or _error("no client")
+        request = types.ElicitRequest(params=params.model_copy(update={"meta": None}))
+        try:
+            return await call.ctx.session.send_request(request, types.ElicitResult, metadata=call.related)
+        except MCPError as exc:
+            return exc.error
+        except ValidationError as exc:
+            return _error(f"the client's elicitation answer is invalid: {describe_exception(exc)}")
+
+    # ---- logging ------------------------------------------------------------------------------
+
+    async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Remember the client's level; lower the upstreams' level (shared by all clients) when needed."""
+        identity = self.gw.identity
+        key = session_key(ctx)
+        self.listeners.pop(key, None)
+        self.listeners[key] = _Listener(ctx.session, identity, params.level)
+        while len(self.listeners) > MAX_LISTENERS:
+            self.listeners.popitem(last=False)
+        request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=params.level))
+        for up in visible(self.gw, identity):
+            current = self.upstream_levels.get(up.name)
+            if not handshake_era(up) or not serves(up, "logging"):
+                continue
+            if current is not None and LEVELS.index(current) <= LEVELS.index(params.level):
+                continue
+            try:
+                await ask(self.gw, up, lambda c: c.session.send_request(request, types.EmptyResult))
+                self.upstream_levels[up.name] = params.level
+            except MCPError as exc:
+                log.warning("upstream refused logging/setLevel", server=up.name, error=exc.message)
+        return types.EmptyResult()
+
+    async def log_message(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
+        """To the client whose call caused it; otherwise to every client that asked for logs and may see it."""
+        logger = f"{server}.{params.logger}" if params.logger else server
+        relayed = types.LoggingMessageNotificationParams(level=params.level, data=params.data, logger=logger)
+        call = self.route(server)
+        if call is not None:
+            listener = self.listeners.get(session_key(call.ctx))
+            if listener is not None and LEVELS.index(params.level) < LEVELS.index(listener.level):
+                return
+            if params.level in allowed_log_levels(call.ctx.protocol_version, call.ctx.meta):
+                await _notify(call.ctx.session, relayed, call.ctx.request_id)
+            return
+        for key, listener in list(self.listeners.items()):
+            wanted = LEVELS.index(params.level) >= LEVELS.index(listener.level)
+            if wanted and may_access(listener.identity, self.gw.upstream(server)):
+                try:
+                    await _notify(listener.session, relayed, None)
+                except Exception:
+                    self.listeners.pop(key, None)
+
+
+def _error(message: str) -> types.ErrorData:
+    return types.ErrorData(code=types.INVALID_REQUEST, message=f"mcp-gateway: {message}")
+
+
+def _cannot_ask(call: DownstreamCall | None, what: str, server: str) -> types.ErrorData | None:
+    if call is None:
+        return _error(f"{server} asked for {what} outside any client call the gateway can attribute it to")
+    caps = call.ctx.session.client_capabilities
+    if caps is None or getattr(caps, what, None) is None:
+        return _error(f"{server} asked for {what}, and the gateway's client does not support it")
+    return None
+
+
+async def _notify(session: ServerSession, params: types.LoggingMessageNotificationParams,
+                  related: types.RequestId | None) -> None:
+    await session.send_notification(types.LoggingMessageNotification(params=params), related_request_id=related)
