@@ -4,13 +4,14 @@ Pure with respect to the gateway: it knows nothing of MCP; tools are plain names
 ("server.tool") and a caller callback.
 """
 
-from .limits import Limits
+from .limits import MIN_MEMORY_MB, Limits
 from .pool import Sandbox
 from .process import SandboxError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError
 from .rewrite import rewrite
 
 __all__ = [
+    "MIN_MEMORY_MB",
     "ExecutionResult",
     "Limits",
     "Sandbox",

@@ -1,4 +1,4 @@
-"""What a run returns, and the exception a tool caller raises; shared by the gateway and the pool."""
+"""What a run returns, and the exception a tool caller raises; shared by the gateway and the sandbox."""
 
 from __future__ import annotations
 
@@ -79,6 +79,11 @@ class ExecutionResult:
     error: ScriptError | None
     tool_calls: int
     output_truncated_bytes: int
+
+
+def failed(kind: str, message: str, tool_calls: int = 0) -> ExecutionResult:
+    """The result of a run stopped by the sandbox (a limit, a dead worker) rather than by the script."""
+    return ExecutionResult("", None, ScriptError(kind, message), tool_calls, 0)
 
 
 def _opt_int(value: Any) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.pool import _Conversation
+from sandbox.conversation import Conversation
 
 from .conftest import FAST, FakeTools
 
@@ -48,7 +48,7 @@ class ScriptedWorker:
 
 async def _converse(frames: list[dict[str, Any]], tools: FakeTools, **limits: Any) -> tuple[Any, ScriptedWorker]:
     worker = ScriptedWorker(frames)
-    talk = _Conversation(worker, tools, replace(FAST, **limits))  # type: ignore[arg-type]
+    talk = Conversation(worker, tools, replace(FAST, **limits))  # type: ignore[arg-type]
     result, healthy = await talk.run("x = 1", ["calc"])
     assert result is not None
     return (result, healthy), worker

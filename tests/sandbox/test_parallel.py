@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from sandbox import Sandbox, ToolError
-from sandbox.pool import MAX_PARALLEL
+from sandbox.conversation import MAX_PARALLEL
 
 from .conftest import FAST, SERVERS, FakeTools
 
