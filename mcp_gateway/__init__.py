@@ -10,14 +10,13 @@ Embedding, in short (see docs/embedding.md):
 `mcp.Client(build_server(gw))` in-process; `acting_as(identity)` applies a key's allowlist.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import ConfigError, GatewayConfig, load_config, parse_config
 from .gateway import Gateway
-from .policy import Identity, acting_as
+from .governance.identity import Identity, acting_as
 from .server import build_app, build_server, serve_stdio
-from .server import dispatch_call as call
-from .server import visible_tools as list_tools
+from .tools import dispatch_call as call
+from .tools import visible_tools as list_tools
 
 __all__ = [
     "ConfigError",

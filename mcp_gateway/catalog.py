@@ -6,26 +6,20 @@ changes state or tool list, so readers never see a half-updated view.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import mcp_types as types
 
-from stubs.names import assign_identifiers
-from stubs.schema import accepts_null
-from stubs.tool import ToolSpec, parameters
-from stubs.vfs import ServerEntry, ToolFiles
+from stubs import ServerEntry, ToolFiles, ToolSpec, accepts_null, assign_identifiers, parameters
 
 from .config import GatewayConfig
-from .policy import Identity
+from .governance.identity import Identity
+from .naming import DirectNames
 from .results import wrapped_output
 from .upstream import Upstream
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-CLIENT_NAME_LIMIT = 64
 Layout = Literal["server", "tool"]
 
 
@@ -82,7 +76,7 @@ def build_catalog(config: GatewayConfig, upstreams: Sequence[Upstream]) -> Catal
     """Snapshot every ready upstream's tools; unavailable code-mode servers keep a status line."""
     entries: list[ToolEntry] = []
     statuses: dict[str, str] = {}
-    direct_names = _DirectNames(config)
+    direct_names = DirectNames(config.gateway.name, config.gateway.prefix_direct_tools)
     for up in upstreams:
         direct = config.mode_of(up.config) == "direct"
         ids = assign_identifiers([t.name for t in up.tools])
@@ -143,24 +137,3 @@ def _output_schema(tool: types.Tool) -> Mapping[str, Any] | None:
     if inner is None:
         return schema
     return {**inner, "$defs": schema["$defs"]} if "$defs" in schema else inner
-
-
-class _DirectNames:
-    """Unique client-facing names for direct-mode tools, short enough for `mcp__<gw>__<name>`."""
-
-    def __init__(self, config: GatewayConfig) -> None:
-        self.prefix = config.gateway.prefix_direct_tools
-        self.limit = CLIENT_NAME_LIMIT - len(f"mcp__{config.gateway.name}__")
-        self.taken: set[str] = set()
-
-    def name_for(self, server: str, tool: str) -> str:
-        if not self.prefix:
-            self.taken.add(tool)
-            return tool
-        name = _UNSAFE.sub("_", f"{server}_{tool}")
-        if len(name) > self.limit or name in self.taken:
-            digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:6]
-            name = f"{name[: self.limit - 7]}_{digest}"
-        self.taken.add(name)
-        return name
-

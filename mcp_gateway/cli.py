@@ -16,15 +16,16 @@ from pathlib import Path
 import anyio
 
 from .codemode import META_TOOLS
-from .config import ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
+from .config import LOOPBACK_HOSTS, ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
 from .gateway import Gateway
-from .keys import KeyRing
+from .governance.keys import KeyRing
 from .logs import configure_logging
+from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
 from .server import serve_http, serve_stdio
 from .storage import open_storage
 from .tokens import tool_definition_tokens
-from .upstream import ONE_ATTEMPT, Upstream
+from .upstream import Resilience, Upstream
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +132,7 @@ def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: b
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
     if gw.keys.is_open():
-        if host not in LOOPBACK and not (allow_open or config.gateway.allow_open):
+        if host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
             print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
                   "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
             return 2
@@ -143,13 +144,10 @@ def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: b
         file=sys.stderr,
         flush=True,
     )
-    if host not in LOOPBACK:
+    if host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
     anyio.run(serve_http, gw, host, port)
     return 0
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
@@ -214,7 +212,7 @@ def _url_host(host: str) -> str:
 
 async def check(config: GatewayConfig) -> int:
     """Connect to every upstream at once, then print one row per server."""
-    once = dataclasses.replace(ONE_ATTEMPT, connect_timeout_s=config.gateway.connect_timeout_s)
+    once = Resilience.of(config.gateway, once=True)
     upstreams = [Upstream(name, cfg, once) for name, cfg in config.servers.items()]
     async with anyio.create_task_group() as tg:
         for up in upstreams:
@@ -237,7 +235,7 @@ async def check(config: GatewayConfig) -> int:
 
 def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
     """Tool-definition tokens per request: every tool sent (classic) against what this config sends."""
-    prefix = f"mcp__{config.gateway.name}__"
+    prefix = client_prefix(config.gateway.name)
     classic = sum(tool_definition_tokens(up.tools, prefix) for up in upstreams)
     direct = sum(tool_definition_tokens(up.tools, prefix) for up in upstreams if config.mode_of(up.config) == "direct")
     uses_code = any(config.mode_of(s) == "code" for s in config.servers.values())
@@ -252,7 +250,7 @@ def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
 
 
 def _row(config: GatewayConfig, up: Upstream) -> list[str]:
-    tokens = tool_definition_tokens(up.tools, f"mcp__{config.gateway.name}__")
+    tokens = tool_definition_tokens(up.tools, client_prefix(config.gateway.name))
     return [up.name, up.config.kind, config.mode_of(up.config), up.status, str(len(up.tools)), str(tokens)]
 
 

@@ -16,9 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stubs.names import is_identifier, to_identifier
+from sandbox import MIN_MEMORY_MB, Limits
+from stubs import is_identifier, to_identifier
 
 Mode = Literal["code", "direct"]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Hosts reachable only from this machine: served without keys, and with DNS-rebinding protection."""
+_LIMITS = Limits()  # the sandbox's defaults are the `[limits]` table's defaults
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -61,17 +65,20 @@ class GatewaySettings(_Strict):
 
 
 class LimitSettings(_Strict):
-    """The `[limits]` table: bounds for one `executeToolCode` script."""
+    """The `[limits]` table: bounds for one `executeToolCode` script (defaults: `sandbox.Limits`)."""
 
-    timeout_s: float = Field(default=30.0, gt=0)
-    max_source_bytes: int = Field(default=256 * 1024, gt=0, le=3 * 1024 * 1024)
-    max_output_bytes: int = Field(default=64 * 1024, gt=0)
-    max_result_bytes: int = Field(default=1024 * 1024, gt=0)
-    max_tool_result_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    max_tool_calls: int = Field(default=200, gt=0)
-    memory_mb: int = Field(default=512, ge=128)
-    max_depth: int = Field(default=64, gt=0)
+    timeout_s: float = Field(default=_LIMITS.timeout_s, gt=0)
+    max_source_bytes: int = Field(default=_LIMITS.max_source_bytes, gt=0, le=3 * 1024 * 1024)
+    max_output_bytes: int = Field(default=_LIMITS.max_output_bytes, gt=0)
+    max_result_bytes: int = Field(default=_LIMITS.max_result_bytes, gt=0)
+    max_tool_result_bytes: int = Field(default=_LIMITS.max_tool_result_bytes, gt=0)
+    max_tool_calls: int = Field(default=_LIMITS.max_tool_calls, gt=0)
+    memory_mb: int = Field(default=_LIMITS.memory_mb, ge=MIN_MEMORY_MB)
+    max_depth: int = Field(default=_LIMITS.max_depth, gt=0)
     workers: int = Field(default=2, ge=1, le=64)
+
+    def sandbox_limits(self) -> Limits:
+        return Limits(**self.model_dump(exclude={"workers"}))
 
 
 class ServerConfig(_Strict):
@@ -195,6 +202,10 @@ class GatewayConfig(_Strict):
 
     def mode_of(self, server: ServerConfig) -> Mode:
         return server.mode or self.gateway.default_mode
+
+    def timeout_of(self, server: ServerConfig) -> float:
+        """Seconds one request to the upstream may take: its `timeout_s`, else `gateway.call_timeout_s`."""
+        return server.timeout_s or self.gateway.call_timeout_s
 
 
 def load_config(path: str | Path) -> GatewayConfig:

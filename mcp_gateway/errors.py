@@ -29,6 +29,14 @@ class UpstreamUnavailable(GatewayError):
         super().__init__(f"server {server} is unavailable ({status})")
 
 
+class QuotaExceeded(GatewayError):
+    """A rate limit or budget of the caller's key or team is used up."""
+
+
+class ApprovalRefused(GatewayError):
+    """The tool needs the user's approval, and the user refused or could not be asked."""
+
+
 class UpstreamError(GatewayError):
     def __init__(self, ref: str, message: str) -> None:
         super().__init__(f"{ref} failed: {message}")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stubs.names import to_identifier
+from stubs import to_identifier
 
 from .config import mcp_json_server
 

@@ -94,3 +94,11 @@ def _decoded_size(data: str) -> int:
         return len(base64.b64decode(data, validate=False))
     except ValueError:
         return len(data)
+
+
+def result_bytes(result: types.CallToolResult | types.ReadResourceResult | types.GetPromptResult) -> int:
+    """Characters of text (and of resources' base64 blobs) in a result: what the audit log records as its size."""
+    if isinstance(result, types.ReadResourceResult):
+        return sum(len(c.text if isinstance(c, types.TextResourceContents) else c.blob) for c in result.contents)
+    blocks = result.content if isinstance(result, types.CallToolResult) else [m.content for m in result.messages]
+    return sum(len(b.text) for b in blocks if isinstance(b, types.TextContent))

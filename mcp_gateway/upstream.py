@@ -8,59 +8,73 @@ says it changed, and reconnects with exponential backoff and jitter when the ses
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-import re
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
-import httpx2
 import mcp_types as types
 import structlog
-from mcp.client import Client, Transport
+from mcp.client import Client
 from mcp.client.session import IncomingMessage
-from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost, ToolsListChanged
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ServerEvent
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from . import __version__
-from .config import ServerConfig
+from .config import GatewaySettings, ServerConfig
 from .errors import UpstreamUnavailable, describe_exception
-
-if TYPE_CHECKING:
-    from .forwarding import ClientOptions, UpstreamHooks
+from .upstream_client import ClientOptions, is_stale_session, list_all_tools, open_client
 
 log = structlog.get_logger("mcp_gateway.upstream")
 
 State = Literal["connecting", "ready", "failed", "disabled", "stopped"]
 
 
+class Hooks(Protocol):
+    """What an upstream needs from whoever relays its traffic to the gateway's clients."""
+
+    def client_options(self) -> ClientOptions:
+        """Callbacks for the SDK `Client` (sampling, elicitation, logging, notifications)."""
+        ...
+
+    def progress_callback(self) -> ProgressFnT | None:
+        """For the tool call being made now: where its progress goes, or `None`."""
+        ...
+
+    async def event(self, event: ServerEvent) -> None:
+        """A change a 2026-07-28 upstream announced on its `subscriptions/listen` stream."""
+        ...
+
+
 @dataclass(frozen=True)
 class Resilience:
     """How an upstream's session is kept alive (the `[gateway]` keys of the same names)."""
 
-    health_interval_s: float = 30.0
-    refresh_interval_s: float = 300.0
-    reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    connect_timeout_s: float = 30.0
+    health_interval_s: float
+    refresh_interval_s: float
+    reconnect_initial_s: float
+    reconnect_max_s: float
+    connect_timeout_s: float
     reconnect: bool = True
+
+    @classmethod
+    def of(cls, settings: GatewaySettings, *, once: bool = False) -> Resilience:
+        """From the config; `once` makes one connection attempt with no health checks (for `check`)."""
+        if once:
+            return cls(0, 0, settings.reconnect_initial_s, settings.reconnect_max_s, settings.connect_timeout_s,
+                       reconnect=False)
+        return cls(settings.health_interval_s, settings.refresh_interval_s, settings.reconnect_initial_s,
+                   settings.reconnect_max_s, settings.connect_timeout_s)
 
     def backoff(self, attempt: int) -> float:
         """Exponential in the number of failures in a row, with jitter so upstreams do not retry in step."""
         ceiling = min(self.reconnect_max_s, self.reconnect_initial_s * 2.0 ** min(attempt, 30))
         return ceiling * random.uniform(0.5, 1.0)
-
-
-ONE_ATTEMPT = Resilience(health_interval_s=0, refresh_interval_s=0, reconnect=False)
 
 
 @dataclass
@@ -69,8 +83,8 @@ class Upstream:
 
     name: str
     config: ServerConfig
-    resilience: Resilience = field(default_factory=Resilience)
-    hooks: UpstreamHooks | None = None
+    resilience: Resilience = field(default_factory=lambda: Resilience.of(GatewaySettings()))
+    hooks: Hooks | None = None
     on_change: Callable[[Upstream], None] | None = None
     state: State = "connecting"
     error: str | None = None
@@ -137,8 +151,8 @@ class Upstream:
         limit = self.resilience.connect_timeout_s
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + limit) as connecting:
-                async with _client_for(self.config, self._client_options()) as client:
-                    tools = await _list_all_tools(client)
+                async with open_client(self.config, self._client_options()) as client:
+                    tools = await list_all_tools(client)
                     connecting.deadline = math.inf
                     self._client, self.instructions, self.tools = client, client.instructions, tools
                     self._set("ready")
@@ -229,7 +243,7 @@ class Upstream:
     async def _refresh(self, client: Client) -> None:
         try:
             with anyio.fail_after(max(10.0, self.config.timeout_s or 0)):
-                tools = await _list_all_tools(client)
+                tools = await list_all_tools(client)
         except Exception as exc:
             self._lost(f"tools/list failed: {describe_exception(exc)}")
             return
@@ -260,7 +274,7 @@ class Upstream:
             try:
                 return await self._call_once(tool, arguments, timeout_s)
             except MCPError as exc:
-                if not _is_stale_session(exc):
+                if not is_stale_session(exc):
                     raise
                 self._lost(f"session expired upstream ({exc.message})")
             await self._reconnected()
@@ -325,56 +339,3 @@ class Upstream:
 def _announces_tool_changes(client: Client) -> bool:
     tools = client.server_capabilities.tools
     return client.protocol_version in MODERN_PROTOCOL_VERSIONS and tools is not None and bool(tools.list_changed)
-
-
-_STALE = re.compile(r"session (not found|terminated|expired)", re.IGNORECASE)
-
-
-def _is_stale_session(exc: MCPError) -> bool:
-    """An upstream's 404 for our session id, which it refused before running anything.
-
-    The SDK client reports a bare 404 as "Session terminated"; the Python SDK's server sends
-    "Session not found" (-32600), the TypeScript SDK's "Session not found" (-32001).
-    """
-    return exc.code in (types.INVALID_REQUEST, -32001) and _STALE.search(exc.message) is not None
-
-
-async def _list_all_tools(client: Client) -> list[types.Tool]:
-    tools: list[types.Tool] = []
-    cursor: str | None = None
-    for _ in range(1000):
-        page = await client.list_tools(cursor=cursor)
-        tools.extend(page.tools)
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return tools
-
-
-@contextlib.asynccontextmanager
-async def _client_for(config: ServerConfig, options: ClientOptions) -> AsyncIterator[Client]:
-    """Open an SDK `Client` for any of the three transports."""
-    async with contextlib.AsyncExitStack() as stack:
-        transport: Transport
-        if config.kind == "stdio":
-            assert config.command is not None
-            params = StdioServerParameters(
-                command=config.command, args=config.args, env=config.env or None, cwd=config.cwd
-            )
-            transport = stdio_client(params, errlog=sys.stderr)
-        elif config.kind == "sse":
-            assert config.url is not None
-            transport = sse_client(config.url, headers=config.headers or None)
-        else:
-            assert config.url is not None
-            http = await stack.enter_async_context(
-                httpx2.AsyncClient(
-                    headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False
-                )
-            )
-            transport = streamable_http_client(config.url, http_client=http)
-        client = await stack.enter_async_context(
-            Client(transport, cache=None, client_info=types.Implementation(name="mcp-gateway", version=__version__),
-                   **options)
-        )
-        yield client

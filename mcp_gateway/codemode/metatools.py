@@ -7,8 +7,7 @@ from typing import Any
 
 import mcp_types as types
 
-from stubs.render import render_docs
-from stubs.vfs import FileNotFound, UnknownServer, line_range
+from stubs import FileNotFound, UnknownServer, line_range, render_docs
 
 from ..errors import UnknownTool
 from ..gateway import Gateway

@@ -33,3 +33,16 @@ def test_toml_examples_validate(where: str, block: str, monkeypatch: pytest.Monk
 
 def test_there_are_examples_to_check() -> None:
     assert len(toml_blocks()) >= 3
+
+
+def test_every_name_the_embedding_docs_import_exists() -> None:
+    """`from mcp_gateway import ...` lines and the API table of docs/embedding.md name the public API."""
+    import mcp_gateway
+
+    text = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8") + (ROOT / "README.md").read_text("utf-8")
+    imported = {n.strip() for line in re.findall(r"from mcp_gateway import ([^\n]+)", text) for n in line.split(",")}
+    tabled = set(re.findall(r"^\| `(?:await )?([a-z_A-Z]+)\(", text, re.M))
+    names = (imported | tabled) - {"gw"}
+    assert {"Gateway", "build_app", "call", "list_tools", "acting_as"} <= names
+    assert [n for n in sorted(names) if not hasattr(mcp_gateway, n)] == []
+    assert set(mcp_gateway.__all__) >= names

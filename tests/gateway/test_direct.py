@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_gateway.catalog import CLIENT_NAME_LIMIT
+from mcp_gateway.naming import CLIENT_NAME_LIMIT, DirectNames
 from tests.helpers import gateway_client, make_config, stdio, text_of
 
 pytestmark = pytest.mark.anyio
@@ -38,9 +38,7 @@ async def test_pass_through_names_for_a_single_upstream() -> None:
 
 
 def test_long_names_are_cut_to_fit_the_client_limit() -> None:
-    from mcp_gateway.catalog import _DirectNames
-
-    names = _DirectNames(make_config({}))
+    names = DirectNames("gw", prefix=True)
     long_a = names.name_for("server", "x" * 80 + "a")
     long_b = names.name_for("server", "x" * 80 + "b")
     assert long_a != long_b

@@ -15,8 +15,8 @@ import pytest
 
 from mcp_gateway.codemode import META_TOOLS
 from mcp_gateway.tokens import tool_definition_tokens
-from stubs import param_map
 from stubs.schema import py_literal
+from stubs.tool import param_map
 from tests.fixtures.catalog_server import minimal
 from tests.helpers import gateway_client, make_config, stdio, text_of
 from tests.stubs.support import DATA, data_servers, data_specs

@@ -15,7 +15,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from mcp_gateway import Gateway
+from mcp_gateway import Gateway, build_server
 from tests.helpers import http_fixture, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
@@ -159,3 +159,25 @@ async def test_a_caller_that_cannot_elicit_gets_a_tool_error_not_someone_elses_a
         result = await client.call_tool("test_elicitation", {"message": "hi"})
         assert result.is_error
         assert "asked for elicitation, and the gateway's client does not support it" in text_of(result)
+
+
+async def test_two_servers_on_one_gateway_both_get_their_upstream_traffic() -> None:
+    """`build_server(gw)` then `build_app(gw)`: the upstream's questions reach the clients of both.
+
+    (A handshake-era upstream over stdio: its requests arrive outside the call, so they are routed by
+    the calls in flight, which must include the calls of every server built on the gateway.)
+    """
+    config = make_config({"conformance": stdio("conformance_server", "stdio", "--legacy", mode="direct")},
+                         gateway={"prefix_direct_tools": False})
+    gw = Gateway(config)
+    first = build_server(gw)
+
+    async def answer(context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"username": "ann", "email": "ann@example.com"})
+
+    async with Client(first, mode="legacy", elicitation_callback=answer) as in_process, serve_gateway(gw) as url:
+        async with connect(url, elicitation_callback=answer) as over_http:
+            via_http = text_of(await over_http.call_tool("test_elicitation", {"message": "hi"}))
+        via_first = text_of(await in_process.call_tool("test_elicitation", {"message": "hi"}))
+    assert "'username': 'ann'" in via_http
+    assert "'username': 'ann'" in via_first, via_first

@@ -1,0 +1,79 @@
+"""The one place a call is observed: a log line, metrics and an audit row for every kind of call.
+
+Upstream tool calls (direct or from a script), meta-tool calls, and forwarded resource reads and
+prompt gets all run inside `Observer.observed(...)`; what the block sets on the yielded
+`Observation` (or the exception it raises) decides the outcome that is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import mcp_types as types
+import structlog
+from mcp.shared.exceptions import MCPError
+
+from .errors import GatewayError
+from .governance.audit import Auditor
+from .governance.identity import Identity
+from .metrics import Metrics
+from .results import error_text, result_bytes
+
+log = structlog.get_logger("mcp_gateway")
+
+Kind = Literal["tool", "meta", "resource", "prompt"]
+
+
+@dataclass
+class Observation:
+    """What is known of a call so far; the block fills in how it went."""
+
+    outcome: str = "ok"
+    error: str | None = None
+    result_bytes: int = 0
+    approval: str | None = None
+
+    def result(self, result: types.CallToolResult | types.ReadResourceResult | types.GetPromptResult) -> None:
+        """Record the answer: its size, and for a tool result with `isError`, that outcome and its text."""
+        self.result_bytes = result_bytes(result)
+        if isinstance(result, types.CallToolResult) and result.is_error:
+            self.outcome, self.error = "tool_error", error_text(result)
+
+
+class Observer:
+    def __init__(self, metrics: Metrics, auditor: Auditor) -> None:
+        self.metrics = metrics
+        self.auditor = auditor
+
+    @contextlib.asynccontextmanager
+    async def observed(self, identity: Identity, kind: Kind, server: str | None, name: str,
+                       arguments: Mapping[str, Any], via: str) -> AsyncIterator[Observation]:
+        """Observe the block as one call of `name` (a tool, meta-tool, resource URI or prompt) by `identity`."""
+        started = time.perf_counter()
+        seen = Observation()
+        try:
+            yield seen
+        except GatewayError as exc:
+            seen.outcome, seen.error = type(exc).__name__, str(exc)
+            raise
+        except MCPError as exc:
+            seen.outcome, seen.error = "error", exc.message
+            raise
+        except anyio.get_cancelled_exc_class():
+            seen.outcome, seen.error = "cancelled", "cancelled before the upstream answered"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            log.info("call", kind=kind, server=server, name=name, via=via, key=identity.name,
+                     ms=round(elapsed * 1000, 2), outcome=seen.outcome)
+            label = "resources/read" if kind == "resource" else name  # URIs would make a label per resource
+            self.metrics.calls.labels(server or "", label, via, seen.outcome).inc()
+            self.metrics.latency.labels(server or "", label).observe(elapsed)
+            await self.auditor.record(identity, kind=kind, server=server, tool=name, arguments=arguments,
+                                      outcome=seen.outcome, started=started, result_bytes=seen.result_bytes,
+                                      error=seen.error, approval=seen.approval)

@@ -1,0 +1,97 @@
+"""Serving: the Starlette app (`/mcp`, `/mcp/<group>`, `/healthz`, `/metrics`), uvicorn with a graceful drain, stdio."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import structlog
+import uvicorn
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from sse_starlette.sse import AppStatus
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
+
+from ..config import LOOPBACK_HOSTS
+from ..gateway import Gateway
+from .entry import KeyAuth
+from .handlers import build_server
+
+log = structlog.get_logger("mcp_gateway.server")
+
+
+def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
+    """A Starlette app serving `/mcp` (streamable HTTP, both protocol eras) and `/healthz`."""
+    server = build_server(gw)
+    security = None
+    if host in LOOPBACK_HOSTS:
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()})
+
+    async def healthz(request: Request) -> JSONResponse:
+        ups = {u.name: u.status for u in gw.upstreams}
+        return JSONResponse({"status": "ok", "upstreams": ups})
+
+    async def metrics(request: Request) -> Response:
+        for up in gw.upstreams:
+            gw.metrics.upstream_up.labels(up.name).set(1 if up.state == "ready" else 0)
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return Starlette(
+        routes=[
+            Route("/mcp", mcp_app),
+            Route("/mcp/{group}", mcp_app),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}), methods=["GET"]),
+        ],
+        lifespan=lambda app: manager.run(),
+    )
+
+
+async def serve_stdio(gw: Gateway) -> None:
+    """Serve the gateway over this process's stdin/stdout."""
+    server = build_server(gw)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+async def serve_http(gw: Gateway, host: str, port: int) -> None:
+    """Serve `build_app(gw)` with uvicorn until SIGINT or SIGTERM, then shut down gracefully.
+
+    Shutdown stops accepting connections, lets the tool calls in flight finish (at most
+    `gateway.shutdown_grace_s`), ends the remaining event streams, then closes the upstreams.
+    """
+    AppStatus.enable_automatic_graceful_drain = False  # the SDK's SSE responses would end at once otherwise
+    grace = gw.config.gateway.shutdown_grace_s
+    config = uvicorn.Config(build_app(gw, host=host), host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=int(grace) + 1)
+    await _DrainingServer(config, gw).serve()
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, gw: Gateway) -> None:
+        super().__init__(config)
+        self.gw = gw
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._drain)
+            await super().shutdown(sockets)
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.gw.config.gateway.shutdown_grace_s):
+            await self.gw.wait_idle()
+        if self.gw.calls_in_flight:
+            log.warning("shutting down with tool calls in flight", calls=self.gw.calls_in_flight)
+        else:
+            await anyio.sleep(0.25)  # let the last results reach their clients before the streams end
+        AppStatus.should_exit = True  # ends the event streams still open (idle GET streams)

@@ -1,0 +1,50 @@
+"""The interface of durable state (keys, audit rows) and its records; one implementation per backend."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    name: str
+    hash: str
+    team: str | None
+    groups: tuple[str, ...]
+    created: float
+    revoked: float | None = None
+
+
+@dataclass
+class AuditRow:
+    """One tool call or meta-tool call."""
+
+    key: str
+    team: str | None
+    endpoint: str
+    kind: str  # "tool" (an upstream call) or "meta" (a meta-tool)
+    server: str | None
+    tool: str
+    outcome: str
+    latency_ms: float
+    arg_bytes: int = 0
+    result_bytes: int = 0
+    error: str | None = None
+    arguments: str | None = None
+    execution_id: str | None = None
+    approval: str | None = None
+    ts: float = field(default_factory=time.time)
+
+
+class Storage(Protocol):
+    def add_key(self, key: StoredKey) -> None: ...
+    def revoke_key(self, name: str) -> bool: ...
+    def list_keys(self) -> list[StoredKey]: ...
+    def find_key(self, key_hash: str) -> StoredKey | None: ...
+    def has_active_keys(self) -> bool: ...
+    def write_audit(self, row: AuditRow) -> None: ...
+    def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
+                    limit: int = 1000) -> list[AuditRow]: ...
+    def close(self) -> None: ...

@@ -1,0 +1,43 @@
+"""The tools a caller is offered, and routing a `tools/call` by name (the embedding API's `list_tools` and `call`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+
+from .calls import call_tool
+from .codemode import HANDLERS, META_NAMES, META_TOOLS, Progress
+from .errors import GatewayError, UnknownTool
+from .gateway import Gateway
+from .results import text_result
+
+
+def visible_tools(gw: Gateway) -> list[types.Tool]:
+    """The four meta-tools (when any server is in code mode), then direct-mode tools under their names."""
+    tools: list[types.Tool] = []
+    if any(gw.config.mode_of(s) == "code" for s in gw.config.servers.values()):
+        tools.extend(META_TOOLS)
+    for name, entry in gw.catalog.by_direct_name.items():
+        if name not in META_NAMES:
+            tools.append(entry.tool.model_copy(update={"name": name}))
+    return tools
+
+
+async def dispatch_call(
+    gw: Gateway, name: str, arguments: dict[str, Any], progress: Progress | None = None
+) -> types.CallToolResult:
+    """A meta-tool (observed here), or a direct-mode tool through the one call path."""
+    handler = HANDLERS.get(name)
+    if handler is not None:
+        async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
+            result = await handler(gw, arguments, progress)
+            seen.result(result)
+        return result
+    entry = gw.catalog.by_direct_name.get(name)
+    if entry is None:
+        return text_result(str(UnknownTool(name, [t.name for t in visible_tools(gw)])), is_error=True)
+    try:
+        return await call_tool(gw, entry, arguments)
+    except GatewayError as exc:
+        return text_result(str(exc), is_error=True)
