@@ -222,7 +222,16 @@ def load_config(path: str | Path) -> GatewayConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), [f"TOML syntax: {exc}"]) from exc
-    return parse_config(data, source=str(path), text=text)
+    return _state_beside(parse_config(data, source=str(path), text=text), path)
+
+
+def _state_beside(config: GatewayConfig, path: Path) -> GatewayConfig:
+    """A relative `state_dir` is relative to the config file's folder, wherever the command runs."""
+    state = Path(config.gateway.state_dir).expanduser()
+    if state.is_absolute():
+        return config
+    settings = config.gateway.model_copy(update={"state_dir": str(path.resolve().parent / state)})
+    return config.model_copy(update={"gateway": settings})
 
 
 def load_gateway_settings(path: str | Path) -> GatewaySettings:

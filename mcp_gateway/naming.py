@@ -40,7 +40,11 @@ class DirectNames:
             return tool
         name = clean_name(f"{server}_{tool}")
         if len(name) > self.limit or name in self.taken:
-            digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:6]
-            name = f"{name[: self.limit - 7]}_{digest}"
+            digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()
+            for length in range(6, len(digest) + 1):  # longer digests until the name is free
+                candidate = f"{name[: self.limit - length - 1]}_{digest[:length]}"
+                if candidate not in self.taken:
+                    break
+            name = candidate
         self.taken.add(name)
         return name

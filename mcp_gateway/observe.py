@@ -18,7 +18,7 @@ import mcp_types as types
 import structlog
 from mcp.shared.exceptions import MCPError
 
-from .errors import GatewayError
+from .errors import GatewayError, describe_exception
 from .governance.audit import Auditor
 from .governance.identity import Identity
 from .metrics import Metrics
@@ -66,6 +66,9 @@ class Observer:
             raise
         except anyio.get_cancelled_exc_class():
             seen.outcome, seen.error = "cancelled", "cancelled before the upstream answered"
+            raise
+        except Exception as exc:
+            seen.outcome, seen.error = "error", describe_exception(exc)
             raise
         finally:
             elapsed = time.perf_counter() - started

@@ -38,11 +38,14 @@ class Identity:
         return any(fnmatchcase(ref, p) for p in self.allow)
 
     def may_see_server(self, server: str) -> bool:
-        """Whether any allow pattern could match a tool of `server` (for servers that are down)."""
+        """Whether any allow pattern could match a tool of `server` (for servers that are down), and no
+        deny pattern covers every tool of it."""
         def any_for(patterns: Iterable[str]) -> bool:
             return any(fnmatchcase(server, p.split(".", 1)[0]) for p in patterns)
 
-        return any_for(self.allow) and (self.endpoint is None or any_for(self.endpoint))
+        # A pattern that matches these two made-up tool names matches any name: it denies the server.
+        denied = any(fnmatchcase(f"{server}.\0", p) and fnmatchcase(f"{server}.\0\1.\2", p) for p in self.deny)
+        return not denied and any_for(self.allow) and (self.endpoint is None or any_for(self.endpoint))
 
     def may_use(self, server: str, tools: Iterable[str]) -> bool:
         """Whether the caller may use an upstream's resources and prompts: it may call one of its tools

@@ -7,9 +7,13 @@ import hmac
 import secrets
 import time
 
+import structlog
+
 from ..config import GatewayConfig, KeyConfig
 from ..storage import Storage, StoredKey
 from .identity import Identity, identity_for
+
+log = structlog.get_logger("mcp_gateway.keys")
 
 
 def hash_key(secret: str) -> str:
@@ -31,7 +35,13 @@ def config_key_hash(key: KeyConfig) -> str:
 
 
 class KeyRing:
-    """Turns a presented secret into an `Identity`; revocations in storage apply to the next request."""
+    """Turns a presented secret into an `Identity`; revocations in storage apply to the next request.
+
+    Fails closed: the gateway is open (every caller allowed) only while no key has ever existed, in
+    the config or in storage (revoked keys count). Once a key is seen it stays closed for the life
+    of this object, whatever happens to the store; a store that cannot be read opens nothing and
+    authenticates no one.
+    """
 
     def __init__(self, config: GatewayConfig, storage: Storage) -> None:
         self.config = config
@@ -40,10 +50,17 @@ class KeyRing:
             (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny))
             for n, k in config.keys.items()
         ]
+        self._closed = bool(self._config_keys)
 
     def is_open(self) -> bool:
-        """No keys anywhere: the gateway serves loopback only and allows everything."""
-        return not self._config_keys and not self.storage.has_active_keys()
+        """No key was ever configured or created: the gateway serves loopback only and allows everything."""
+        if not self._closed:
+            try:
+                self._closed = self.storage.has_keys()
+            except Exception as exc:
+                log.error("key store unreadable: nobody is let in", error=str(exc))
+                return False
+        return not self._closed
 
     def authenticate(self, secret: str) -> Identity | None:
         presented = hash_key(secret)
@@ -53,9 +70,14 @@ class KeyRing:
                 found = identity
         if found is not None:
             return found
-        row = self.storage.find_key(presented)
+        try:
+            row = self.storage.find_key(presented)
+        except Exception as exc:
+            log.error("key store unreadable: key refused", error=str(exc))
+            return None
         if row is None or not matches(row.hash, presented):
             return None
+        self._closed = True
         return identity_for(self.config, row.name, row.team, row.groups)
 
     def create(self, name: str, team: str | None, groups: list[str]) -> str:

@@ -21,8 +21,11 @@ from .identity import Identity
 
 
 class Counters(Protocol):
-    def hit(self, key: str, window_s: float, limit: int, now: float) -> float | None:
-        """Count one event; None if within `limit` per `window_s`, else seconds until the next is allowed."""
+    def wait(self, key: str, window_s: float, limit: int, now: float) -> float | None:
+        """None if one more event fits `limit` per `window_s`, else seconds until it would."""
+
+    def count(self, key: str, now: float) -> None:
+        """Record one event at `now`."""
 
     def spent(self, key: str) -> float: ...
     def spend(self, key: str, amount: float) -> None: ...
@@ -33,14 +36,14 @@ class MemoryCounters:
         self._events: dict[str, deque[float]] = {}
         self._spent: dict[str, float] = {}
 
-    def hit(self, key: str, window_s: float, limit: int, now: float) -> float | None:
+    def wait(self, key: str, window_s: float, limit: int, now: float) -> float | None:
         events = self._events.setdefault(key, deque())
         while events and events[0] <= now - window_s:
             events.popleft()
-        if len(events) >= limit:
-            return events[0] + window_s - now
-        events.append(now)
-        return None
+        return events[0] + window_s - now if len(events) >= limit else None
+
+    def count(self, key: str, now: float) -> None:
+        self._events.setdefault(key, deque()).append(now)
 
     def spent(self, key: str) -> float:
         return self._spent.get(key, 0.0)
@@ -67,18 +70,27 @@ class Quota:
         return scopes
 
     def check_rate(self, identity: Identity, kind: str) -> None:
-        """`kind` is "calls" or "scripts"; raises with the limit's key and when to retry."""
+        """`kind` is "calls" or "scripts"; raises with the limit's key and when to retry.
+
+        Every limit the caller falls under is checked before any is counted, so a call refused by
+        the team's limit does not use up the key's.
+        """
         now = self.now()
+        keys: list[str] = []
         for table, name, quotas in self._scopes(identity):
             limit = getattr(quotas, f"{kind}_per_minute")
             if limit is None:
                 continue
-            wait = self.counters.hit(f"{table}.{name}.{kind}", 60.0, limit, now)
+            key = f"{table}.{name}.{kind}"
+            wait = self.counters.wait(key, 60.0, limit, now)
             if wait is not None:
                 raise QuotaExceeded(
                     f"rate limit: {table[:-1]} {name} allows {limit} {kind} per minute "
                     f"({table}.{name}.{kind}_per_minute); retry in {math.ceil(wait)} s"
                 )
+            keys.append(key)
+        for key in keys:
+            self.counters.count(key, now)
 
     def price(self, server: str, tool: str) -> float:
         ref = f"{server}.{tool}"

@@ -80,8 +80,8 @@ class SQLiteStorage:
         rows = self._run("SELECT * FROM keys WHERE hash = ? AND revoked IS NULL", (key_hash,))
         return _key(rows[0]) if rows else None
 
-    def has_active_keys(self) -> bool:
-        return bool(self._run("SELECT 1 FROM keys WHERE revoked IS NULL LIMIT 1"))
+    def has_keys(self) -> bool:
+        return bool(self._run("SELECT 1 FROM keys LIMIT 1"))
 
     def write_audit(self, row: AuditRow) -> None:
         values = asdict(row)

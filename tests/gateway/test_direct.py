@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_gateway.naming import CLIENT_NAME_LIMIT, DirectNames
 from tests.helpers import gateway_client, make_config, stdio, text_of
 
 pytestmark = pytest.mark.anyio
@@ -35,12 +34,3 @@ async def test_pass_through_names_for_a_single_upstream() -> None:
         out = await client.call_tool("echo", {"text": "ab", "times": 2})
     assert "listToolFiles" not in names and "echo" in names and "get-client" in names
     assert text_of(out) == "abab"
-
-
-def test_long_names_are_cut_to_fit_the_client_limit() -> None:
-    names = DirectNames("gw", prefix=True)
-    long_a = names.name_for("server", "x" * 80 + "a")
-    long_b = names.name_for("server", "x" * 80 + "b")
-    assert long_a != long_b
-    assert len("mcp__gw__" + long_a) <= CLIENT_NAME_LIMIT
-    assert names.name_for("a_b", "c") != names.name_for("a", "b_c")

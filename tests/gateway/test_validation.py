@@ -1,0 +1,114 @@
+"""Checking a call's arguments against the tool's own input schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from mcp_gateway import catalog
+from mcp_gateway.catalog import ToolEntry
+from mcp_gateway.errors import InvalidArguments
+from mcp_gateway.validation import MAX_PROBLEMS, Validators
+from stubs import assign_identifiers
+
+ADD = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+
+
+def entry(server: str, name: str, schema: dict[str, Any], direct_name: str | None = None) -> ToolEntry:
+    tool = types.Tool(name=name, input_schema=schema)
+    return catalog._entry(server, tool, assign_identifiers([name])[name], direct_name)
+
+
+def problems(validators: Validators, e: ToolEntry, args: dict[str, Any]) -> str:
+    with pytest.raises(InvalidArguments) as info:
+        validators.check(e, args)
+    return str(info.value)
+
+
+def test_valid_arguments_pass() -> None:
+    validators = Validators()
+    validators.check(entry("math", "add", ADD), {"a": 1, "b": 2})
+    validators.check(entry("math", "add", ADD), {"a": 1, "b": 2, "extra": "allowed by this schema"})
+
+
+def test_a_problem_is_named_with_its_field() -> None:
+    message = problems(Validators(), entry("math", "add", ADD), {"a": "two", "b": 2})
+    assert message == "invalid arguments for math.add: a: 'two' is not of type 'integer'"
+
+
+def test_every_problem_is_named_up_to_the_limit() -> None:
+    message = problems(Validators(), entry("math", "add", ADD), {"a": "two"})
+    assert message.startswith("invalid arguments for math.add: ")
+    assert sorted(message.removeprefix("invalid arguments for math.add: ").split("; ")) == [
+        "'b' is a required property", "a: 'two' is not of type 'integer'"]
+
+
+def test_nested_paths_are_dotted() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "point": {"type": "object", "properties": {"x": {"type": "number"}}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    message = problems(Validators(), entry("geo", "move", schema), {"point": {"x": "far"}, "tags": ["a", 3]})
+    assert set(message.removeprefix("invalid arguments for geo.move: ").split("; ")) == {
+        "point.x: 'far' is not of type 'number'", "tags.1: 3 is not of type 'string'"}
+
+
+def test_at_most_max_problems_are_named() -> None:
+    fields = [f"f{i}" for i in range(MAX_PROBLEMS + 3)]
+    schema = {"type": "object", "properties": {f: {"type": "integer"} for f in fields}}
+    message = problems(Validators(), entry("s", "t", schema), {f: "x" for f in fields})
+    named = message.removeprefix("invalid arguments for s.t: ").split("; ")
+    assert len(named) == MAX_PROBLEMS
+    assert all(p.endswith("'x' is not of type 'integer'") for p in named)
+
+
+def test_the_message_uses_the_name_the_caller_knows() -> None:
+    validators = Validators()
+    assert problems(validators, entry("math", "get-client", ADD), {}).startswith(
+        "invalid arguments for math.get_client: ")  # the script identifier
+    assert problems(validators, entry("math", "add", ADD, direct_name="math_add"), {}).startswith(
+        "invalid arguments for math_add: ")  # the direct-mode name
+
+
+def test_the_tools_own_dialect_is_used() -> None:
+    pair = {"type": "array", "items": [{"type": "integer"}, {"type": "string"}]}  # draft-07 tuple form
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": {"p": pair}}
+    message = problems(Validators(), entry("s", "t", draft7), {"p": [1, 2]})
+    assert message == "invalid arguments for s.t: p.1: 2 is not of type 'string'"
+
+
+def test_an_invalid_upstream_schema_means_no_validation() -> None:
+    validators = Validators()
+    broken = entry("s", "t", {"type": "object", "properties": {"a": {"type": "nonsense"}}})
+    validators.check(broken, {"a": "anything"})
+    validators.check(broken, {"a": 1})
+    # the same array-of-schemas `items` without a draft-07 `$schema` is invalid under 2020-12
+    tuple_2020 = {"type": "object", "properties": {"p": {"type": "array", "items": [{"type": "string"}]}}}
+    validators.check(entry("s", "u", tuple_2020), {"p": [1]})
+
+
+def test_validators_are_kept_per_tool_until_cleared() -> None:
+    validators = Validators()
+    before = entry("s", "t", {"type": "object", "properties": {"a": {"type": "integer"}}})
+    after = entry("s", "t", {"type": "object", "properties": {"a": {"type": "string"}}})
+    validators.check(before, {"a": 1})
+    validators.check(after, {"a": 1})  # the first schema's validator is still in use
+    validators.clear()
+    validators.check(after, {"a": "one"})
+    assert problems(validators, after, {"a": 1}) == "invalid arguments for s.t: a: 1 is not of type 'string'"
+
+
+def test_validators_are_per_server() -> None:
+    validators = Validators()
+    validators.check(entry("one", "t", {"type": "object", "properties": {"a": {"type": "integer"}}}), {"a": 1})
+    two = entry("two", "t", {"type": "object", "properties": {"a": {"type": "string"}}})
+    assert problems(validators, two, {"a": 1}) == "invalid arguments for two.t: a: 1 is not of type 'string'"
