@@ -22,6 +22,10 @@ class ToolError(Exception):
     """A tool call that failed; its message becomes the script's error (or `try_call`'s value)."""
 
 
+KINDS = ("syntax", "resolve", "runtime", "tool", "limit")
+"""Every way a script can stop; anything else a worker reports is counted as "runtime"."""
+
+
 @dataclass
 class ScriptError:
     """Why a script stopped, located in the model's own source when possible.
@@ -57,7 +61,7 @@ class ScriptError:
     def from_dict(cls, data: dict[str, Any]) -> ScriptError:
         """From a worker's `done` frame; tolerant of missing fields."""
         return cls(
-            kind=str(data.get("kind", "runtime")),
+            kind=kind if (kind := data.get("kind")) in KINDS else "runtime",
             message=str(data.get("message", "")),
             line=_opt_int(data.get("line")),
             column=_opt_int(data.get("column")),

@@ -7,6 +7,7 @@ while the gateway calls the upstream tool.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -14,12 +15,22 @@ import starlark_go as sg
 
 from .diagnose import SCRIPT, Located, describe
 from .limits import Limits
+from .result import KINDS
 from .rewrite import find_name, rewrite_with_edits
 from .values import BoundaryError, clean_str, encode_json, json_decode, json_encode, plain
 
 RESERVED = "_sb_"
+_NEWLINES = re.compile(r"\r\n?")
 """Prefix of the names the prelude uses internally; scripts may not use such names at all, so
 they cannot rebind what the builtins rely on (and a script's own helper cannot collide)."""
+
+
+
+def normalize_newlines(code: str) -> str:
+    """CR LF and a lone CR become LF: Python's tokenizer (which the reserved-name check and the call
+    rewrite use) and Starlark's scanner would otherwise split the text into different lines."""
+    return _NEWLINES.sub("\n", code)
+
 
 # Runs before every script in the same interpreter. Values leaving the script are checked
 # here, in Starlark, before starlark-go converts them to Python: its conversion recurses
@@ -187,6 +198,7 @@ class Session:
     def execute(self, code: str, servers: list[str]) -> tuple[Any, dict[str, Any] | None]:
         """Run `code`; returns (value of `result`, None) or (None, error dict)."""
         code = clean_str(code)  # starlark-go cannot take a source with lone surrogates
+        code = normalize_newlines(code)  # the checks below must see the lines Starlark sees
         source, edits = rewrite_with_edits(code, servers)
         where = Located(code, edits, servers)
         reserved = find_name(code, RESERVED)
@@ -209,7 +221,7 @@ class Session:
         self.output.write(message + "\n")
 
     def _fail(self, message: str, kind: str = "runtime") -> NoReturn:
-        self.failure = (kind, message)
+        self.failure = (kind if kind in KINDS else "runtime", message)
         raise ScriptFailure(message)
 
     def _call_tool(self, name: str, args: dict[str, Any]) -> Any:

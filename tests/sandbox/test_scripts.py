@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from sandbox import Sandbox
+from sandbox import Sandbox, ScriptError
 
 from .conftest import FAST, SERVERS, FakeTools
 
@@ -244,6 +244,21 @@ async def test_sandbox_internals_are_out_of_reach(sandbox: Sandbox, tools: FakeT
     assert tools.calls == []
     run = await sandbox.run('x = "_sb_ in a string"  # and _sb_ in a comment\nresult = x', SERVERS, tools)
     assert run.value == "_sb_ in a string"
+
+
+async def test_a_carriage_return_does_not_hide_reserved_names(sandbox: Sandbox, tools: FakeTools) -> None:
+    """Python's tokenizer reads `# c\r_sb_fail(...)` as one comment; Starlark ends the line at the CR."""
+    for newline in ("\r", "\r\n"):
+        run = await sandbox.run(f'# a comment{newline}_sb_fail("x", "a-new-kind"){newline}result = 1', SERVERS, tools)
+        assert run.error is not None and run.error.kind == "resolve", repr(newline)
+        assert "reserved for the sandbox" in run.error.message
+    run = await sandbox.run('x = 1\r\nresult = x + 1\r\n', SERVERS, tools)
+    assert run.error is None and run.value == 2
+
+
+def test_an_unknown_error_kind_from_a_worker_counts_as_runtime() -> None:
+    assert ScriptError.from_dict({"kind": "kind-1234", "message": "m"}).kind == "runtime"
+    assert ScriptError.from_dict({"kind": "limit", "message": "m"}).kind == "limit"
 
 
 async def test_a_script_may_define_its_own_helpers_with_builtin_names(sandbox: Sandbox, tools: FakeTools) -> None:
