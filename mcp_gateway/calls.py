@@ -29,11 +29,11 @@ async def call_tool(gw: Gateway, entry: ToolEntry, arguments: Mapping[str, Any],
     ref = f"{entry.server}.{entry.tool.name}"
     args = dict(arguments)
     async with gw.observer.observed(identity, "tool", entry.server, entry.tool.name, args, via) as seen:
-        if not identity.allows(entry.server, entry.tool.name):
+        if not identity.allows(entry.server, entry.tool.name, entry.spec.identifier):
             raise UnknownTool(entry.direct_name or entry.ref, [])
         gw.validators.check(entry, args)
         gw.quota.check_rate(identity, "calls")
-        if needs_approval(gw.config, entry.server, entry.tool):
+        if needs_approval(gw.config, entry.server, entry.tool, entry.spec.identifier):
             seen.approval = await approve(ref, args)
         gw.quota.charge(identity, gw.quota.price(entry.server, entry.tool.name))
         up = gw.upstream(entry.server)

@@ -89,7 +89,7 @@ def build_catalog(config: GatewayConfig, upstreams: Sequence[Upstream]) -> Catal
 
 def restrict(catalog: Catalog, identity: Identity, layout: Layout) -> Catalog:
     """The catalog as `identity` sees it: a tool it may not call does not exist for it."""
-    entries = [e for e in catalog.entries if identity.allows(e.server, e.tool.name)]
+    entries = [e for e in catalog.entries if identity.allows(e.server, e.tool.name, e.spec.identifier)]
     visible = {e.server for e in entries}
     statuses = {s.name: s.status for s in catalog.code_servers
                 if s.name in visible or (s.status != "ok" and identity.may_see_server(s.name))}

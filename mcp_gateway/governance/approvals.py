@@ -1,13 +1,16 @@
 """Approvals: which calls need the user's consent, and asking the user of the requesting client.
 
 Where the request enters, the server binds an `Approver` for its client (`asking`); the call
-path asks it through `approve` when `needs_approval` says so.
+path asks it through `approve` when `needs_approval` says so. The question shows every argument
+in full, with invisible and bidirectional-control characters made visible; arguments too long to
+show in full are refused rather than summarised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from fnmatch import fnmatchcase
@@ -21,9 +24,10 @@ from ..errors import ApprovalRefused
 Approver = Callable[[str], Awaitable[str]]
 """Asks the user about `message`; returns "accept", "decline", "cancel" or "unsupported"."""
 
-MAX_SHOWN = 500
-"""Characters of the arguments shown in the question."""
+MAX_SHOWN = 4000
+"""Characters of arguments a question may show; a call whose arguments need more is refused."""
 
+_HIDDEN = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
 _current: ContextVar[Approver | None] = ContextVar("mcp_gateway_approver", default=None)
 
 
@@ -37,23 +41,39 @@ def asking(approver: Approver) -> Iterator[None]:
         _current.reset(token)
 
 
-def needs_approval(config: GatewayConfig, server: str, tool: types.Tool) -> bool:
-    """`[tools."<pattern>"] approval` rules first; else destructive tools when `approve_destructive` is on."""
-    ref = f"{server}.{tool.name}"
-    rules = [r.approval for p, r in config.tools.items() if fnmatchcase(ref, p) and r.approval]
+def needs_approval(config: GatewayConfig, server: str, tool: types.Tool, alias: str | None = None) -> bool:
+    """`[tools."<pattern>"] approval` rules first (an "always" wins over any "never": the safer rule);
+    else destructive tools when `approve_destructive` is on. Patterns match the upstream name or `alias`."""
+    refs = {f"{server}.{tool.name}", f"{server}.{alias or tool.name}"}
+    rules = {r.approval for p, r in config.tools.items() if r.approval and any(fnmatchcase(ref, p) for ref in refs)}
     if rules:
-        return "never" not in rules
+        return "always" in rules
     hints = tool.annotations
     return bool(config.gateway.approve_destructive and hints is not None
                 and hints.destructive_hint and not hints.read_only_hint)
 
 
+def question(ref: str, arguments: Mapping[str, Any]) -> str:
+    """The text the user is asked: every argument on its own line, nothing hidden; raises if too long."""
+    lines = [f"  {visible(str(name))} = {visible(json.dumps(value, ensure_ascii=False, default=str))}"
+             for name, value in arguments.items()]
+    shown = "\n".join(lines)
+    if len(shown) > MAX_SHOWN:
+        raise ApprovalRefused(f"{ref} needs the user's approval, and its arguments are too long to show in full "
+                              f"({len(shown)} characters; at most {MAX_SHOWN}): call it with shorter arguments")
+    return f"Allow the tool call {ref}?" + (f"\n{shown}" if shown else " (no arguments)")
+
+
+def visible(text: str) -> str:
+    """Control, format (bidi, zero-width), private and separator characters as `\\u{XXXX}`."""
+    return "".join(f"\\u{{{ord(c):04X}}}" if unicodedata.category(c) in _HIDDEN else c for c in text)
+
+
 async def approve(ref: str, arguments: Mapping[str, Any]) -> str:
     """Ask the connected user; returns the decision, or raises `ApprovalRefused` unless accepted."""
-    shown = json.dumps(arguments, ensure_ascii=False, default=str)
-    shown = shown if len(shown) <= MAX_SHOWN else shown[:MAX_SHOWN] + "…"
+    message = question(ref, arguments)
     approver = _current.get()
-    decision = "unsupported" if approver is None else await approver(f"Allow the tool call {ref}({shown})?")
+    decision = "unsupported" if approver is None else await approver(message)
     if decision == "unsupported":
         raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
     if decision != "accept":

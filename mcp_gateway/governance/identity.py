@@ -28,14 +28,22 @@ class Identity:
     endpoint: tuple[str, ...] | None = None
     group: str | None = None
 
-    def allows(self, server: str, tool: str) -> bool:
-        """Deny by default; `deny` wins; a group endpoint must allow it too."""
-        ref = f"{server}.{tool}"
-        if any(fnmatchcase(ref, p) for p in self.deny):
+    def allows(self, server: str, tool: str, alias: str | None = None) -> bool:
+        """Deny by default; `deny` wins; a group endpoint must allow it too.
+
+        A pattern may name the tool by its upstream name or by `alias`, the identifier stubs show
+        (`delete_repo` for `delete-repo`); a deny matching either name denies.
+        """
+        refs = [f"{server}.{tool}"] if alias is None or alias == tool else [f"{server}.{tool}", f"{server}.{alias}"]
+
+        def matched(patterns: Iterable[str]) -> bool:
+            return any(fnmatchcase(ref, p) for p in patterns for ref in refs)
+
+        if matched(self.deny):
             return False
-        if self.endpoint is not None and not any(fnmatchcase(ref, p) for p in self.endpoint):
+        if self.endpoint is not None and not matched(self.endpoint):
             return False
-        return any(fnmatchcase(ref, p) for p in self.allow)
+        return matched(self.allow)
 
     def may_see_server(self, server: str) -> bool:
         """Whether any allow pattern could match a tool of `server` (for servers that are down), and no

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -38,12 +37,20 @@ def test_always_rules_match_server_dot_tool_patterns() -> None:
     assert not needs_approval(cfg, "gitlab", tool("update_issue"))
 
 
-def test_never_among_matching_rules_wins_whatever_their_order_or_specificity() -> None:
+def test_always_among_matching_rules_wins_whatever_their_order_or_specificity() -> None:
+    """The safer rule wins: a broad "never" cannot switch off a narrow "always" (nor the reverse)."""
     broad_never = config({"github.*": {"approval": "never"}, "github.update_*": {"approval": "always"}})
     narrow_never = config({"github.*": {"approval": "always"}, "github.update_issue": {"approval": "never"}})
-    assert not needs_approval(broad_never, "github", tool("update_issue"))
-    assert not needs_approval(narrow_never, "github", tool("update_issue"))
+    assert needs_approval(broad_never, "github", tool("update_issue"))
+    assert not needs_approval(broad_never, "github", tool("get_issue"))
+    assert needs_approval(narrow_never, "github", tool("update_issue"))
     assert needs_approval(narrow_never, "github", tool("update_pr"))
+
+
+def test_rules_match_the_identifier_the_stubs_show() -> None:
+    cfg = config({"github.delete_repo": {"approval": "always"}})
+    assert needs_approval(cfg, "github", tool("delete-repo"), "delete_repo")
+    assert not needs_approval(cfg, "github", tool("delete-repo"))
 
 
 def test_destructive_tools_need_approval_when_approve_destructive_is_on() -> None:
@@ -85,7 +92,7 @@ async def test_an_accepted_call_returns_the_decision() -> None:
     approver = Approver("accept")
     with asking(approver):
         assert await approve("github.update_issue", {"id": 7, "title": "née"}) == "accept"
-    assert approver.asked == ['Allow the tool call github.update_issue({"id": 7, "title": "née"})?']
+    assert approver.asked == ['Allow the tool call github.update_issue?\n  id = 7\n  title = "née"']
 
 
 @pytest.mark.anyio
@@ -124,25 +131,30 @@ async def test_the_approver_is_unbound_after_the_block_and_nests() -> None:
 
 
 @pytest.mark.anyio
-async def test_long_arguments_are_cut_at_max_shown() -> None:
+async def test_arguments_too_long_to_show_in_full_are_refused_without_asking() -> None:
     approver = Approver("accept")
-    arguments = {"text": "x" * (MAX_SHOWN * 2)}
-    with asking(approver):
-        await approve("notes.write", arguments)
-    [message] = approver.asked
-    shown = json.dumps(arguments)[:MAX_SHOWN] + "…"
-    assert message == f"Allow the tool call notes.write({shown})?"
-    assert len(message) == len("Allow the tool call notes.write(") + MAX_SHOWN + len("…)?")
+    with asking(approver), pytest.raises(ApprovalRefused, match=r"too long to show in full \(\d+ characters; at most"):
+        await approve("notes.write", {"text": "cleanup of /tmp/scratch " + " " * MAX_SHOWN + "/srv/production-db"})
+    assert approver.asked == []
 
 
 @pytest.mark.anyio
-async def test_arguments_of_exactly_max_shown_are_not_cut() -> None:
+async def test_arguments_of_exactly_max_shown_are_shown_whole() -> None:
     approver = Approver("accept")
-    arguments = {"t": "x" * (MAX_SHOWN - len('{"t": ""}'))}
-    assert len(json.dumps(arguments)) == MAX_SHOWN
+    arguments = {"t": "x" * (MAX_SHOWN - len('  t = ""'))}
     with asking(approver):
         await approve("notes.write", arguments)
-    assert approver.asked == [f"Allow the tool call notes.write({json.dumps(arguments)})?"]
+    assert approver.asked == [f'Allow the tool call notes.write?\n  t = "{arguments["t"]}"']
+
+
+@pytest.mark.anyio
+async def test_bidi_and_invisible_characters_are_made_visible() -> None:
+    approver = Approver("accept")
+    with asking(approver):
+        await approve("fs.delete", {"path": "/tmp/\u202escratch\u200b", "note": "a\u2028b"})
+    [message] = approver.asked
+    assert "\\u{202E}" in message and "\\u{200B}" in message and "\\u{2028}" in message
+    assert "\u202e" not in message and "\u200b" not in message and "\u2028" not in message
 
 
 @pytest.mark.anyio
@@ -150,4 +162,4 @@ async def test_arguments_that_are_not_json_are_shown_as_text() -> None:
     approver = Approver("accept")
     with asking(approver):
         await approve("a.b", {"when": datetime(2024, 5, 1, 12, 30), "ids": {7}})
-    assert approver.asked == ['Allow the tool call a.b({"when": "2024-05-01 12:30:00", "ids": "{7}"})?']
+    assert approver.asked == ['Allow the tool call a.b?\n  when = "2024-05-01 12:30:00"\n  ids = "{7}"']

@@ -204,3 +204,12 @@ async def test_a_task_keeps_its_identity_while_the_starter_changes_its_own() -> 
                 proceed.set()
                 await anyio.sleep(0)
     assert seen == [ALICE]
+
+
+def test_patterns_may_name_a_tool_by_the_identifier_its_stub_shows() -> None:
+    denied = Identity("k", allow=("github.*",), deny=("github.delete_repo",))
+    assert not denied.allows("github", "delete-repo", "delete_repo")
+    assert denied.allows("github", "get-repo", "get_repo")
+    allowed = Identity("k", allow=("github.get_repo",))
+    assert allowed.allows("github", "get-repo", "get_repo")
+    assert not allowed.allows("github", "get-repo")
