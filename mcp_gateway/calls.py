@@ -1,13 +1,15 @@
 """The one path every upstream tool call takes, whether a client called it directly or a script did.
 
 In order: the caller's allowlist (not allowed and not existing give the same error), the
-arguments against the tool's schema, the rate limit, approval, the budget, then the upstream
-under its timeout; the whole call is observed once (log line, metrics, audit row).
+arguments against the tool's schema, the rate limit, approval, the budget, the audit row, then the
+upstream under its timeout. The whole call is observed once (log line, metrics, audit row), a
+refused one too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -16,26 +18,36 @@ from .catalog import ToolEntry
 from .errors import GatewayError, UnknownTool, UpstreamError, describe_exception
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
+from .governance.identity import Identity
 
 
-async def call_tool(gw: Gateway, entry: ToolEntry, arguments: Mapping[str, Any], *,
+@dataclass(frozen=True)
+class NotFound:
+    """A name that is no tool the caller may call; `known` are the names it might have meant."""
+
+    name: str
+    known: Sequence[str] = ()
+
+
+async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mapping[str, Any], *,
                     via: str = "direct") -> types.CallToolResult:
-    """Call `entry` as the current caller.
+    """Call `target` as the current caller.
 
     Raises `GatewayError` for anything the caller did wrong or the upstream could not answer;
     an upstream `isError` result is returned as it is.
     """
     identity = gw.identity
-    ref = f"{entry.server}.{entry.tool.name}"
     args = dict(arguments)
-    async with gw.observer.observed(identity, "tool", entry.server, entry.tool.name, args, via) as seen:
-        if not identity.allows(entry.server, entry.tool.name, entry.spec.identifier):
-            raise UnknownTool(entry.direct_name or entry.ref, [])
+    server, name = (target.server, target.tool.name) if isinstance(target, ToolEntry) else (None, target.name)
+    async with gw.observer.observed(identity, "tool", server, name, args, via) as seen:
+        entry = _allowed(identity, target)
+        ref = f"{entry.server}.{entry.tool.name}"
         gw.validators.check(entry, args)
         gw.quota.check_rate(identity, "calls")
         if needs_approval(gw.config, entry.server, entry.tool, entry.spec.identifier):
             seen.approval = await approve(ref, args)
         gw.quota.charge(identity, gw.quota.price(entry.server, entry.tool.name))
+        await seen.begin()
         up = gw.upstream(entry.server)
         timeout = gw.config.timeout_of(up.config)
         try:
@@ -48,3 +60,11 @@ async def call_tool(gw: Gateway, entry: ToolEntry, arguments: Mapping[str, Any],
             raise UpstreamError(ref, describe_exception(exc)) from exc
         seen.result(result)
         return result
+
+
+def _allowed(identity: Identity, target: ToolEntry | NotFound) -> ToolEntry:
+    if isinstance(target, NotFound):
+        raise UnknownTool(target.name, target.known)
+    if not identity.allows(target.server, target.tool.name, target.spec.identifier):
+        raise UnknownTool(target.direct_name or target.ref, [])
+    return target

@@ -26,6 +26,7 @@ from .server import serve_http, serve_stdio
 from .storage import open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
+from .visible import visible
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,12 +187,12 @@ def logs_command(config: GatewayConfig, args: argparse.Namespace) -> int:
     finally:
         storage.close()
     if args.json:
-        for r in rows:
-            print(json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+        for r in rows:  # ASCII only: a stored value can carry no terminal escape or bidi override to the screen
+            print(json.dumps(dataclasses.asdict(r)))
         return 0
     _print_table(["time", "key", "server", "tool", "outcome", "ms", "execution"],
-                 [[_when(r.ts), r.key, r.server or "-", r.tool, r.outcome, f"{r.latency_ms:.1f}",
-                   r.execution_id or "-"] for r in rows])
+                 [[_when(r.ts), *(visible(v) for v in (r.key, r.server or "-", r.tool, r.outcome)),
+                   f"{r.latency_ms:.1f}", r.execution_id or "-"] for r in rows])
     return 0
 
 

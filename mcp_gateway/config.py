@@ -16,13 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sandbox import MIN_MEMORY_MB, Limits
+from sandbox import MIN_MEMORY_MB, Limits, PoolLimits
 from stubs import is_identifier, to_identifier
 
 Mode = Literal["code", "direct"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Hosts reachable only from this machine: served without keys, and with DNS-rebinding protection."""
 _LIMITS = Limits()  # the sandbox's defaults are the `[limits]` table's defaults
+_POOL = PoolLimits()
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -60,6 +61,9 @@ class GatewaySettings(_Strict):
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
     audit_arguments: bool = False
+    audit_row_argument_bytes: int = Field(default=16 * 1024, gt=0)
+    audit_key_argument_bytes_per_day: int = Field(default=64 * 1024 * 1024, gt=0)
+    audit_retention_days: float = Field(default=90, ge=0)
     approve_destructive: bool = False
     redact: list[str] = ["password", "token", "secret", "api_key", "apikey", "authorization"]
 
@@ -76,9 +80,22 @@ class LimitSettings(_Strict):
     memory_mb: int = Field(default=_LIMITS.memory_mb, ge=MIN_MEMORY_MB)
     max_depth: int = Field(default=_LIMITS.max_depth, gt=0)
     workers: int = Field(default=2, ge=1, le=64)
+    max_workers: int | None = Field(default=_POOL.max_workers, ge=1, le=128)
+    max_queued_per_key: int = Field(default=_POOL.max_queued_per_key, gt=0)
+    max_queued: int = Field(default=_POOL.max_queued, gt=0)
+    queue_timeout_s: float = Field(default=_POOL.queue_timeout_s, gt=0)
+
+    @model_validator(mode="after")
+    def _enough_workers(self) -> LimitSettings:
+        if self.max_workers is not None and self.max_workers < self.workers:
+            raise ValueError(f"max_workers ({self.max_workers}) must be at least workers ({self.workers})")
+        return self
 
     def sandbox_limits(self) -> Limits:
-        return Limits(**self.model_dump(exclude={"workers"}))
+        return Limits(**self.model_dump(include=set(Limits.__dataclass_fields__)))
+
+    def pool_limits(self) -> PoolLimits:
+        return PoolLimits(**self.model_dump(include=set(PoolLimits.__dataclass_fields__)))
 
 
 class ServerConfig(_Strict):

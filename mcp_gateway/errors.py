@@ -37,6 +37,13 @@ class ApprovalRefused(GatewayError):
     """The tool needs the user's approval, and the user refused or could not be asked."""
 
 
+class AuditUnavailable(GatewayError):
+    """The audit log cannot be written, so the call is not made."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(f"{ref} was not called: the audit log cannot be written ({reason})")
+
+
 class UpstreamError(GatewayError):
     def __init__(self, ref: str, message: str) -> None:
         super().__init__(f"{ref} failed: {message}")

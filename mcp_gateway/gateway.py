@@ -48,12 +48,12 @@ class Gateway:
         resilience = Resilience.of(config.gateway)
         self.upstreams = [Upstream(name, cfg, resilience, on_change=self._upstream_changed)
                           for name, cfg in config.servers.items()]
-        self.sandbox = Sandbox(config.limits.sandbox_limits(), workers=config.limits.workers)
+        self.sandbox = Sandbox(config.limits.sandbox_limits(), workers=config.limits.workers,
+                               pool=config.limits.pool_limits())
         self.storage: Storage = storage if storage is not None else open_storage(config.gateway.state_dir)
         self.keys = KeyRing(config, self.storage)
         self.metrics = Metrics()
-        self.observer = Observer(self.metrics, Auditor(self.storage, record_arguments=config.gateway.audit_arguments,
-                                                       redact=config.gateway.redact))
+        self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway))
         self.quota = Quota(config)
         self.validators = Validators()
         self.catalog_listeners: list[CatalogListener] = []
@@ -90,6 +90,7 @@ class Gateway:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_upstreams)
         self._tg.start_soon(self._announce_changes, name="catalog changes")
+        self._tg.start_soon(self._prune_audit, name="audit retention")
         for up in self.upstreams:
             self._tg.start_soon(up.run, name=f"upstream:{up.name}")
         await self._stack.enter_async_context(self.sandbox)
@@ -167,6 +168,17 @@ class Gateway:
                     await listener()
                 except Exception as exc:  # one listener's failure must not stop the others, or the gateway
                     log.error("catalog change not announced", error=str(exc))
+
+    async def _prune_audit(self) -> None:
+        """Apply `audit_retention_days` now and once a day."""
+        while True:
+            try:
+                pruned = await self.observer.auditor.prune()
+                if pruned:
+                    log.info("audit rows pruned", rows=pruned, days=self.config.gateway.audit_retention_days)
+            except Exception as exc:
+                log.error("audit pruning failed", error=str(exc))
+            await anyio.sleep(86400)
 
     async def wait_idle(self) -> None:
         """Return once no client `tools/call` is being served (graceful shutdown waits on this)."""

@@ -2,15 +2,17 @@
 
 Upstream tool calls (direct or from a script), meta-tool calls, and forwarded resource reads and
 prompt gets all run inside `Observer.observed(...)`; what the block sets on the yielded
-`Observation` (or the exception it raises) decides the outcome that is recorded.
+`Observation` (or the exception it raises) decides the outcome that is recorded. A block that is
+about to act upstream calls `await seen.begin()` first: the row is then written before the call
+(and the call refused if it cannot be), and completed after it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -23,6 +25,7 @@ from .governance.audit import Auditor
 from .governance.identity import Identity
 from .metrics import Metrics
 from .results import error_text, result_bytes
+from .storage import AuditRow
 
 log = structlog.get_logger("mcp_gateway")
 
@@ -37,6 +40,13 @@ class Observation:
     error: str | None = None
     result_bytes: int = 0
     approval: str | None = None
+    row_id: int | None = None
+    _begin: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
+
+    async def begin(self) -> None:
+        """Write the audit row now, before the upstream acts; raises `AuditUnavailable` if it cannot be."""
+        if self._begin is not None and self.row_id is None:
+            self.row_id = await self._begin()
 
     def result(self, result: types.CallToolResult | types.ReadResourceResult | types.GetPromptResult) -> None:
         """Record the answer: its size, and for a tool result with `isError`, that outcome and its text."""
@@ -55,7 +65,14 @@ class Observer:
                        arguments: Mapping[str, Any], via: str) -> AsyncIterator[Observation]:
         """Observe the block as one call of `name` (a tool, meta-tool, resource URI or prompt) by `identity`."""
         started = time.perf_counter()
-        seen = Observation()
+        auditor = self.auditor
+
+        def row(outcome: str) -> AuditRow:
+            return auditor.row(identity, kind=kind, server=server, tool=name, arguments=arguments, outcome=outcome,
+                               started=started, result_bytes=seen.result_bytes, error=seen.error,
+                               approval=seen.approval)
+
+        seen = Observation(_begin=lambda: auditor.begin(row("started")))
         try:
             yield seen
         except GatewayError as exc:
@@ -74,9 +91,16 @@ class Observer:
             elapsed = time.perf_counter() - started
             log.info("call", kind=kind, server=server, name=name, via=via, key=identity.name,
                      ms=round(elapsed * 1000, 2), outcome=seen.outcome)
-            label = "resources/read" if kind == "resource" else name  # URIs would make a label per resource
+            label = _label(kind, server, name)
             self.metrics.calls.labels(server or "", label, via, seen.outcome).inc()
             self.metrics.latency.labels(server or "", label).observe(elapsed)
-            await self.auditor.record(identity, kind=kind, server=server, tool=name, arguments=arguments,
-                                      outcome=seen.outcome, started=started, result_bytes=seen.result_bytes,
-                                      error=seen.error, approval=seen.approval)
+            await auditor.record(row(seen.outcome), seen.row_id)
+
+
+def _label(kind: Kind, server: str | None, name: str) -> str:
+    """The metrics label for a call: its name, unless callers choose it freely (URIs, unknown tool names)."""
+    if kind == "resource":
+        return "resources/read"
+    if kind == "tool" and server is None:
+        return "(unknown)"
+    return name

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import mcp_types as types
 
-from .calls import call_tool
+from .calls import NotFound, call_tool
 from .codemode import HANDLERS, META_NAMES, META_TOOLS, Progress
-from .errors import GatewayError, UnknownTool
+from .errors import GatewayError
 from .gateway import Gateway
+from .governance.audit import in_execution
 from .results import text_result
 
 
@@ -27,17 +29,20 @@ def visible_tools(gw: Gateway) -> list[types.Tool]:
 async def dispatch_call(
     gw: Gateway, name: str, arguments: dict[str, Any], progress: Progress | None = None
 ) -> types.CallToolResult:
-    """A meta-tool (observed here), or a direct-mode tool through the one call path."""
+    """A meta-tool (observed here), or a direct-mode tool through the one call path.
+
+    A script's run gets its execution id here, so its own row and its tool calls' rows share it.
+    """
     handler = HANDLERS.get(name)
     if handler is not None:
-        async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
-            result = await handler(gw, arguments, progress)
-            seen.result(result)
+        run_id = uuid.uuid4().hex[:12] if name == "executeToolCode" else None
+        with in_execution(run_id):
+            async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
+                result = await handler(gw, arguments, progress)
+                seen.result(result)
         return result
-    entry = gw.catalog.by_direct_name.get(name)
-    if entry is None:
-        return text_result(str(UnknownTool(name, [t.name for t in visible_tools(gw)])), is_error=True)
+    target = gw.catalog.by_direct_name.get(name) or NotFound(name, [t.name for t in visible_tools(gw)])
     try:
-        return await call_tool(gw, entry, arguments)
+        return await call_tool(gw, target, arguments)
     except GatewayError as exc:
         return text_result(str(exc), is_error=True)

@@ -4,7 +4,7 @@ Pure with respect to the gateway: it knows nothing of MCP; tools are plain names
 ("server.tool") and a caller callback.
 """
 
-from .limits import MIN_MEMORY_MB, Limits
+from .limits import MIN_MEMORY_MB, Limits, PoolLimits
 from .pool import Sandbox
 from .process import SandboxError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError
@@ -14,6 +14,7 @@ __all__ = [
     "MIN_MEMORY_MB",
     "ExecutionResult",
     "Limits",
+    "PoolLimits",
     "Sandbox",
     "SandboxError",
     "ScriptError",

@@ -48,3 +48,33 @@ class Limits:
         """Inverse of `to_dict`; unknown keys are ignored so either side may be newer."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """Bounds of the pool as a whole, shared by every run (`Sandbox(pool=...)`).
+
+    `max_workers` caps the worker processes (None: twice the pool's `workers`): beyond the
+    warm `workers`, extra ones are started only for a key that has no script running while
+    every warm worker is busy. `max_queued_per_key` and `max_queued` bound the runs waiting
+    for a worker, for one key and in all; a run over either fails at once. A run that waited
+    `queue_timeout_s` (or its own `timeout_s`, if shorter) fails; the wait counts against `timeout_s`.
+    """
+
+    max_workers: int | None = None
+    max_queued_per_key: int = 16
+    max_queued: int = 64
+    queue_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{field.name} must be positive")
+
+    def worker_cap(self, workers: int) -> int:
+        """The most worker processes a pool of `workers` warm ones may have."""
+        cap = 2 * workers if self.max_workers is None else self.max_workers
+        if cap < workers:
+            raise ValueError(f"max_workers ({cap}) must be at least workers ({workers})")
+        return cap

@@ -3,41 +3,52 @@
 Every limit that protects the gateway is enforced on this side, where a hostile script has
 no say: each run is a `Conversation` with one worker (wall-clock timeout, the size of each
 frame read back), and here a worker that did not finish cleanly is killed and replaced.
-Runs beyond the pool size wait for a free worker rather than starting extra processes, so
-the number of workers (and their memory) is bounded.
+Runs take a slot from the `FairQueue` first (fair between keys, bounded, timed); a run with
+a slot takes an idle worker or starts one. Idle workers beyond what the slots can use are
+retired, so there are never more than `max_workers` processes (and their memory).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection
 from typing import Self
 
 import anyio
 
 from .conversation import Conversation
-from .limits import Limits
+from .limits import Limits, PoolLimits
 from .process import SandboxError, Worker
+from .queue import FairQueue, Refused
 from .result import ExecutionResult, ToolCaller, failed
 
 log = logging.getLogger("sandbox")
 
 
 DEFAULT_LIMITS = Limits()
+DEFAULT_POOL = PoolLimits()
 
 
 class Sandbox:
-    """Runs Starlark scripts in `workers` warm processes; use `async with Sandbox() as sb:`."""
+    """Runs Starlark scripts in `workers` warm processes; use `async with Sandbox() as sb:`.
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, workers: int = 2) -> None:
+    While every warm worker is busy, a key with no script running gets an extra worker, up
+    to `pool.max_workers` processes in all; extra ones are retired once idle.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, workers: int = 2, pool: PoolLimits = DEFAULT_POOL) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.limits = limits
+        self.pool = pool
         self.size = workers
+        self.max_workers = pool.worker_cap(workers)
+        self.queue = FairQueue(workers, self.max_workers, pool.max_queued_per_key, pool.max_queued)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
+        self._spawning = 0
         self._running: set[anyio.CancelScope] = set()
-        self._slots: anyio.Semaphore | None = None
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -53,6 +64,7 @@ class Sandbox:
         Raises `SandboxError` (not an exception group) if a worker cannot start.
         """
         self._closed = False
+        self.queue.closed = False
         errors: list[SandboxError] = []
 
         async def add() -> None:
@@ -71,6 +83,7 @@ class Sandbox:
     async def aclose(self) -> None:
         """Kill every worker, including those running a script (their runs end with an error)."""
         self._closed = True
+        self.queue.close()
         for scope in self._running:
             scope.cancel()
         workers = [*self._idle, *self._busy]
@@ -83,12 +96,19 @@ class Sandbox:
         return [w.pid for w in (*self._idle, *self._busy)]
 
     async def run(
-        self, code: str, servers: Collection[str], call: ToolCaller, limits: Limits | None = None
+        self,
+        code: str,
+        servers: Collection[str],
+        call: ToolCaller,
+        limits: Limits | None = None,
+        *,
+        owner: str = "",
     ) -> ExecutionResult:
         """Run `code` with `server.tool(...)` bound for each of `servers`, calling tools through `call`.
 
-        Script problems come back in `ExecutionResult.error`; only a sandbox that cannot
-        start a worker raises (`SandboxError`).
+        `owner` (the caller's key name) is whose turn it is in the queue for a worker. Script
+        problems, and a run the queue refuses, come back in `ExecutionResult.error`; only a
+        sandbox that cannot start a worker raises (`SandboxError`).
         """
         limits = limits or self.limits
         size = len(code.encode("utf-8", "surrogatepass"))
@@ -99,27 +119,40 @@ class Sandbox:
             )
         if self._closed:
             raise SandboxError("the sandbox is closed")
-        if self._slots is None:
-            self._slots = anyio.Semaphore(self.size)
-        async with self._slots:
-            return await self._run_on_worker(code, list(servers), call, limits)
+        if self.pool.queue_timeout_s < limits.timeout_s:
+            wait_s, wait_limit = self.pool.queue_timeout_s, "limits.queue_timeout_s"
+        else:
+            wait_s, wait_limit = limits.timeout_s, "limits.timeout_s"
+        try:
+            async with self.queue.slot(owner, wait_s, wait_limit) as waited:
+                return await self._run_on_worker(code, list(servers), call, limits, waited)
+        except Refused as exc:
+            return failed(exc.kind, str(exc))
+        finally:
+            await self._retire_idle()
 
-    async def _run_on_worker(self, code: str, servers: list[str], call: ToolCaller, limits: Limits) -> ExecutionResult:
+    async def _run_on_worker(
+        self, code: str, servers: list[str], call: ToolCaller, limits: Limits, waited: float
+    ) -> ExecutionResult:
         """Run on a worker, again on another if one turns out to have died before starting.
 
         (An idle worker can die unnoticed, e.g. to the OOM killer; that is not the script's fault.)
+        A run that waited for its slot has only what is left of `timeout_s`.
         """
+        deadline = anyio.current_time() + limits.timeout_s - waited if waited else math.inf
         for _ in range(self.size + 1):
-            result = await self._attempt(await self._checkout(), code, servers, call, limits)
+            result = await self._attempt(await self._checkout(), code, servers, call, limits, deadline, waited)
             if result is not None:
                 return result
         return failed("runtime", "script worker died before the script started")
 
     async def _attempt(
-        self, worker: Worker, code: str, servers: list[str], call: ToolCaller, limits: Limits
+        self, worker: Worker, code: str, servers: list[str], call: ToolCaller, limits: Limits,
+        deadline: float, waited: float,
     ) -> ExecutionResult | None:
         """One run on one worker; None if the worker could not even be sent the script.
 
+        `deadline` is when what is left of `timeout_s` after `waited` s for a slot runs out.
         A worker that did not finish cleanly is killed and replaced.
         """
         talk = Conversation(worker, call, limits)
@@ -128,7 +161,12 @@ class Sandbox:
         with anyio.CancelScope() as stop:  # cancelled by aclose()
             self._running.add(stop)
             try:
-                result, healthy = await talk.run_timed(code, servers)
+                with anyio.CancelScope(deadline=deadline) as timer:
+                    result, healthy = await talk.run_timed(code, servers)
+                if timer.cancelled_caught:
+                    message = (f"script exceeded the time limit of {limits.timeout_s:g} s (limits.timeout_s), "
+                               f"{waited:.1f} s of it waiting for a sandbox worker")
+                    result, healthy = failed("limit", message, talk.tool_calls), False
             finally:
                 self._running.discard(stop)
                 self._busy.discard(worker)
@@ -150,13 +188,16 @@ class Sandbox:
                 self._busy.add(worker)
                 return worker
             await worker.kill()
-        worker = await Worker.spawn(self.limits.memory_mb)
+        worker = await self._spawn()
+        if self._closed:  # closed while it started: it must not outlive aclose()
+            await worker.kill()
+            raise SandboxError("the sandbox is closed")
         self._busy.add(worker)
         return worker
 
     async def _replace(self) -> None:
         """Bring the pool back to size after a worker was killed; a failure here is only logged."""
-        if self._closed or len(self._idle) + len(self._busy) >= self.size:
+        if self._closed or self._processes() >= self.size:
             return
         try:
             await self._add_idle()
@@ -164,8 +205,29 @@ class Sandbox:
             log.warning("could not replace a sandbox worker: %s", exc)
 
     async def _add_idle(self) -> None:
-        worker = await Worker.spawn(self.limits.memory_mb)
+        worker = await self._spawn()
         if self._closed:
             await worker.kill()
         else:
             self._idle.append(worker)
+
+    async def _spawn(self) -> Worker:
+        self._spawning += 1
+        try:
+            return await Worker.spawn(self.limits.memory_mb)
+        finally:
+            self._spawning -= 1
+
+    def _processes(self) -> int:
+        return len(self._idle) + len(self._busy) + self._spawning
+
+    async def _retire_idle(self) -> None:
+        """Kill idle workers the slots cannot use: keep `workers`, plus one spare while all are busy.
+
+        Each slot holds at most one worker, so this keeps the processes within `max_workers`;
+        the spare lets the next key that arrives while every warm worker is busy start at once.
+        """
+        running = self.queue.running
+        keep = self.size if running < self.size else min(self.max_workers, running + 1)
+        while self._idle and self._processes() > keep:
+            await self._idle.pop(0).kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -11,10 +10,9 @@ import mcp_types as types
 
 from sandbox import ExecutionResult, ToolError
 
-from ..calls import call_tool
-from ..errors import GatewayError, UnknownTool
+from ..calls import NotFound, call_tool
+from ..errors import GatewayError
 from ..gateway import Gateway
-from ..governance.audit import in_execution
 from ..results import error_text, result_to_value, text_result
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -40,16 +38,17 @@ class ScriptRun:
         server, _, tool = ref.partition(".")
         catalog = self.gw.catalog
         entry = catalog.resolve_ref(server, tool)
-        if entry is None:
-            raise ToolError(str(UnknownTool(ref, catalog.code_refs())))
+        target = entry or NotFound(ref, catalog.code_refs())
+        args = entry.upstream_arguments(arguments) if entry else dict(arguments)
         try:
-            result = await call_tool(self.gw, entry, entry.upstream_arguments(arguments), via="script")
+            result = await call_tool(self.gw, target, args, via="script")
         except GatewayError as exc:
             raise ToolError(str(exc)) from None
         finally:
             self.calls += 1
             if self.progress is not None:
-                await self.progress(self.calls, None, f"{self.calls} tool calls; last: {entry.ref}")
+                await self.progress(self.calls, None, f"{self.calls} tool calls; last: {entry.ref if entry else ref}")
+        assert entry is not None  # an unknown tool raised above
         if result.is_error:
             raise ToolError(f"{entry.ref} returned an error: {error_text(result)}")
         return result_to_value(result, entry.tool.output_schema, keep=self._keep)
@@ -83,8 +82,7 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
     except GatewayError as exc:
         return text_result(str(exc), is_error=True)
     run = ScriptRun(gw, progress)
-    with in_execution(uuid.uuid4().hex[:12]):
-        outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call)
+    outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call, owner=gw.identity.name)
     gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
     result = text_result(format_execution(outcome), is_error=outcome.error is not None)
     result.content.extend(run.returned_blocks(outcome.value))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from fnmatch import fnmatchcase
@@ -20,6 +19,7 @@ import mcp_types as types
 
 from ..config import GatewayConfig
 from ..errors import ApprovalRefused
+from ..visible import visible
 
 Approver = Callable[[str], Awaitable[str]]
 """Asks the user about `message`; returns "accept", "decline", "cancel" or "unsupported"."""
@@ -27,7 +27,6 @@ Approver = Callable[[str], Awaitable[str]]
 MAX_SHOWN = 4000
 """Characters of arguments a question may show; a call whose arguments need more is refused."""
 
-_HIDDEN = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
 _current: ContextVar[Approver | None] = ContextVar("mcp_gateway_approver", default=None)
 
 
@@ -62,11 +61,6 @@ def question(ref: str, arguments: Mapping[str, Any]) -> str:
         raise ApprovalRefused(f"{ref} needs the user's approval, and its arguments are too long to show in full "
                               f"({len(shown)} characters; at most {MAX_SHOWN}): call it with shorter arguments")
     return f"Allow the tool call {ref}?" + (f"\n{shown}" if shown else " (no arguments)")
-
-
-def visible(text: str) -> str:
-    """Control, format (bidi, zero-width), private and separator characters as `\\u{XXXX}`."""
-    return "".join(f"\\u{{{ord(c):04X}}}" if unicodedata.category(c) in _HIDDEN else c for c in text)
 
 
 async def approve(ref: str, arguments: Mapping[str, Any]) -> str:

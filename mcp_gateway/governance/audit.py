@@ -1,28 +1,43 @@
-"""One audit row per call, written before the call is answered."""
+"""The audit log: one row per call, written before an upstream tool runs and completed after it.
+
+A tool call that cannot be recorded is not made (`begin` raises `AuditUnavailable`). What one row
+and one key can write is bounded (`audit_row_argument_bytes`, `audit_key_argument_bytes_per_day`);
+secrets are redacted by key name (any key containing a `redact` word, ignoring case, `-` and `_`)
+and, in script sources, in string literals assigned to such names; rows older than
+`audit_retention_days` are pruned.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import structlog
 
+from ..config import GatewaySettings
+from ..errors import AuditUnavailable
 from ..storage import AuditRow, Storage
 from .identity import Identity
 
 log = structlog.get_logger("mcp_gateway.audit")
 
+MAX_ERROR_CHARS = 2000
+"""Characters of an error message kept in a row."""
+REDACTED = "[redacted]"
+
 execution_id: ContextVar[str | None] = ContextVar("mcp_gateway_execution", default=None)
 
 
 @contextmanager
-def in_execution(run_id: str) -> Iterator[None]:
-    """Tag the audit rows of every tool call made inside a script with its execution id."""
+def in_execution(run_id: str | None) -> Iterator[None]:
+    """Tag the audit rows written inside the block (a script's row and its tool calls) with its id."""
     token = execution_id.set(run_id)
     try:
         yield
@@ -31,34 +46,94 @@ def in_execution(run_id: str) -> Iterator[None]:
 
 
 class Auditor:
-    def __init__(self, storage: Storage, *, record_arguments: bool, redact: list[str]) -> None:
+    def __init__(self, storage: Storage, settings: GatewaySettings, now: Callable[[], float] = time.time) -> None:
         self.storage = storage
-        self.record_arguments = record_arguments
-        self.redact = {r.lower() for r in redact}
+        self.settings = settings
+        self.now = now
+        self.redact = tuple(_folded(r) for r in settings.redact)
+        self._literal = _literal_pattern(tuple(r.lower() for r in settings.redact))
+        self._stored: dict[tuple[str, str], int] = {}
 
-    async def record(self, identity: Identity, *, kind: str, server: str | None, tool: str,
-                     arguments: Mapping[str, Any], outcome: str, started: float,
-                     result_bytes: int = 0, error: str | None = None, approval: str | None = None) -> None:
-        """Commit the row off the event loop, shielded so a cancelled call is still recorded."""
+    def row(self, identity: Identity, *, kind: str, server: str | None, tool: str, arguments: Mapping[str, Any],
+            outcome: str, started: float, result_bytes: int = 0, error: str | None = None,
+            approval: str | None = None) -> AuditRow:
         args_json = json.dumps(arguments, ensure_ascii=False, default=str)
-        row = AuditRow(
+        return AuditRow(
             key=identity.name, team=identity.team, endpoint=f"/mcp/{identity.group}" if identity.group else "/mcp",
             kind=kind, server=server, tool=tool, outcome=outcome,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            arg_bytes=len(args_json.encode()), result_bytes=result_bytes, error=error,
-            arguments=json.dumps(self._redacted(arguments), ensure_ascii=False, default=str)
-            if self.record_arguments else None,
-            execution_id=execution_id.get(), approval=approval,
+            arg_bytes=len(args_json.encode()), result_bytes=result_bytes,
+            error=None if error is None else error[:MAX_ERROR_CHARS],
+            arguments=self._stored_arguments(identity.name, arguments) if self.settings.audit_arguments else None,
+            execution_id=execution_id.get(), approval=approval, ts=self.now(),
         )
+
+    async def begin(self, row: AuditRow) -> int:
+        """Commit a row before the call runs; raises `AuditUnavailable` when it cannot be written."""
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(self.storage.write_audit, row)
-            except Exception as exc:  # the audit must never break the call itself
-                log.error("audit write failed", error=str(exc), tool=tool)
+                row_id = await anyio.to_thread.run_sync(self.storage.write_audit, row)
+            except Exception as exc:
+                log.error("audit write failed: call refused", error=str(exc), tool=row.tool)
+                raise AuditUnavailable(f"{row.server}.{row.tool}", str(exc)) from None
+        return row_id
+
+    async def record(self, row: AuditRow, row_id: int | None = None) -> None:
+        """Commit the row (completing the one `begin` wrote, if any), shielded so a cancelled call is recorded."""
+        with anyio.CancelScope(shield=True):
+            try:
+                if row_id is None:
+                    await anyio.to_thread.run_sync(self.storage.write_audit, row)
+                else:
+                    await anyio.to_thread.run_sync(self.storage.finish_audit, row_id, row)
+            except Exception as exc:  # the call has happened: say so loudly, but answer it
+                log.error("audit write failed", error=str(exc), tool=row.tool)
+
+    async def prune(self) -> int:
+        """Delete rows older than `audit_retention_days` (none when it is 0)."""
+        days = self.settings.audit_retention_days
+        if days <= 0:
+            return 0
+        return await anyio.to_thread.run_sync(self.storage.prune_audit, self.now() - days * 86400)
+
+    def _stored_arguments(self, key: str, arguments: Mapping[str, Any]) -> str:
+        text = json.dumps(self._redacted(arguments), ensure_ascii=False, default=str)
+        limit = self.settings.audit_row_argument_bytes
+        encoded = text.encode()
+        if len(encoded) > limit:
+            text = encoded[:limit].decode(errors="ignore") + f" [cut: {len(encoded) - limit} more bytes]"
+        day = datetime.fromtimestamp(self.now(), UTC).strftime("%Y-%m-%d")
+        if (key, day) not in self._stored:
+            self._stored = {k: v for k, v in self._stored.items() if k[1] == day}  # forget earlier days
+        stored = self._stored.get((key, day), 0)
+        if stored + len(text) > self.settings.audit_key_argument_bytes_per_day:
+            return f"[not stored: key {key} reached audit_key_argument_bytes_per_day]"
+        self._stored[(key, day)] = stored + len(text)
+        return text
 
     def _redacted(self, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: "[redacted]" if str(k).lower() in self.redact else self._redacted(v) for k, v in value.items()}
+            return {k: REDACTED if self._secret(str(k)) else self._redacted(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self._redacted(v) for v in value]
+        if isinstance(value, str) and self._literal is not None:
+            return self._literal.sub(lambda m: m.group(1) + '"' + REDACTED + '"', value)
         return value
+
+    def _secret(self, name: str) -> bool:
+        folded = _folded(name)
+        return any(word in folded for word in self.redact)
+
+
+def _folded(name: str) -> str:
+    """`X-Api-Key`, `api_key` and `APIKEY` alike: lower case, letters and digits only."""
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def _literal_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """`password = "..."`, `api_key='...'`, `"token": "..."` in source text: the literal is group 2."""
+    if not words:
+        return None
+    name = r"[\"']?\w*(?:" + "|".join(re.escape(w) for w in words) + r")\w*[\"']?"
+    literal = r"(\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')"
+    return re.compile(rf"(?i)({name}\s*[=:]\s*){literal}")

@@ -19,12 +19,16 @@ class StoredKey:
 
 @dataclass
 class AuditRow:
-    """One tool call or meta-tool call."""
+    """One call: of an upstream tool, a meta-tool, a resource or a prompt.
+
+    A tool call is written as `outcome = "started"` before the upstream runs it and updated with
+    its outcome after, so a crash in between leaves a row saying the call may have run.
+    """
 
     key: str
     team: str | None
     endpoint: str
-    kind: str  # "tool" (an upstream call) or "meta" (a meta-tool)
+    kind: str  # "tool" (an upstream call), "meta" (a meta-tool), "resource" or "prompt"
     server: str | None
     tool: str
     outcome: str
@@ -46,7 +50,17 @@ class Storage(Protocol):
     def has_keys(self) -> bool:
         """Whether any key was ever stored, revoked ones included."""
         ...
-    def write_audit(self, row: AuditRow) -> None: ...
+    def write_audit(self, row: AuditRow) -> int:
+        """Commit a new row; returns its id."""
+        ...
+
+    def finish_audit(self, row_id: int, row: AuditRow) -> None:
+        """Replace what an earlier `write_audit` stored under `row_id` with `row` (the call's outcome)."""
+        ...
+
+    def prune_audit(self, before: float) -> int:
+        """Delete the rows older than `before` (seconds since the epoch); returns how many."""
+        ...
     def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                     limit: int = 1000) -> list[AuditRow]: ...
     def close(self) -> None: ...

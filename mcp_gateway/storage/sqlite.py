@@ -83,11 +83,22 @@ class SQLiteStorage:
     def has_keys(self) -> bool:
         return bool(self._run("SELECT 1 FROM keys LIMIT 1"))
 
-    def write_audit(self, row: AuditRow) -> None:
+    def write_audit(self, row: AuditRow) -> int:
         values = asdict(row)
         marks = ", ".join("?" for _ in _AUDIT_COLUMNS)
-        self._run(f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({marks})",
-                  [values[c] for c in _AUDIT_COLUMNS])
+        with self._lock:
+            cur = self._db.execute(f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({marks})",
+                                   [values[c] for c in _AUDIT_COLUMNS])
+            return int(cur.lastrowid or 0)
+
+    def finish_audit(self, row_id: int, row: AuditRow) -> None:
+        values = asdict(row)
+        sets = ", ".join(f"{c} = ?" for c in _AUDIT_COLUMNS)
+        self._run(f"UPDATE audit SET {sets} WHERE id = ?", [*(values[c] for c in _AUDIT_COLUMNS), row_id])
+
+    def prune_audit(self, before: float) -> int:
+        with self._lock:
+            return int(self._db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
     def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                     limit: int = 1000) -> list[AuditRow]:

@@ -11,6 +11,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 
+from mcp_gateway.config import GatewaySettings
 from mcp_gateway.errors import QuotaExceeded, UpstreamUnavailable
 from mcp_gateway.governance.audit import Auditor
 from mcp_gateway.governance.identity import Identity
@@ -31,7 +32,7 @@ def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
 
 @pytest.fixture
 def observer(storage: SQLiteStorage) -> Observer:
-    return Observer(Metrics(), Auditor(storage, record_arguments=True, redact=["password"]))
+    return Observer(Metrics(), Auditor(storage, GatewaySettings(audit_arguments=True, redact=["password"])))
 
 
 def calls(observer: Observer) -> dict[tuple[str, str, str, str], float]:
