@@ -42,7 +42,7 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
     async with gw.observer.observed(identity, "tool", server, name, args, via) as seen:
         entry = _allowed(identity, target)
         ref = f"{entry.server}.{entry.tool.name}"
-        gw.validators.check(entry, args)
+        await gw.validators.check(entry, args)
         gw.quota.check_rate(identity, "calls")
         if needs_approval(gw.config, entry.server, entry.tool, entry.spec.identifier):
             seen.approval = await approve(ref, args)

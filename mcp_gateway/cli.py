@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import shlex
 import shutil
@@ -127,6 +128,7 @@ def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
 
 def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: bool, allow_open: bool) -> int:
     gw = Gateway(config)
+    gc.freeze()  # what is loaded by now lives for good: keep it out of every garbage collection's scan
     if stdio:
         anyio.run(serve_stdio, gw)
         return 0
