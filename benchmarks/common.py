@@ -1,21 +1,52 @@
-"""What the benchmark scripts share: child processes, timing, and reading a process's memory."""
+"""What the benchmark scripts share: ports, child processes, timing, and reading a process's memory.
+
+The benchmarks stand on this module and import nothing from `tests/`: the fixture upstreams
+there are run as scripts, by path (`fixture_server`, `fixture_stdio`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import anyio
 
-from tests.helpers import free_port, wait_for_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(port: int, timeout_s: float) -> None:
+    """Until something accepts connections on 127.0.0.1:`port`; `TimeoutError` after `timeout_s`."""
+    with anyio.fail_after(timeout_s):
+        while True:
+            with contextlib.suppress(OSError):
+                await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                return
+            await anyio.sleep(0.05)
+
+
+def toml_table(name: str, values: Mapping[str, Any]) -> str:
+    """`[name]` with `values` (strings, numbers, booleans and lists of them, which JSON spells as TOML does)."""
+    return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def fixture_stdio(fixture: str, *args: str, **extra: Any) -> dict[str, Any]:
+    """A `[servers.<name>]` table launching `tests/fixtures/<fixture>.py` over stdio."""
+    return {"command": sys.executable, "args": [str(FIXTURES / f"{fixture}.py"), *args], **extra}
 
 
 @contextlib.contextmanager
@@ -30,6 +61,15 @@ def process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def fixture_server(fixture: str) -> AsyncIterator[str]:
+    """`tests/fixtures/<fixture>.py` serving streamable HTTP as its own process on a free port; yields its URL."""
+    port = free_port()
+    with process([sys.executable, str(FIXTURES / f"{fixture}.py"), "http", str(port)]):
+        await wait_for_port(port, 60)
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 def check(result: Any) -> None:
@@ -49,9 +89,8 @@ async def gateway(servers: str, **settings: Any) -> AsyncIterator[tuple[str, int
     """
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        table = {"state_dir": f"{tmp}/state", "port": port, **settings}
         config = Path(tmp) / "gw.toml"
-        config.write_text("[gateway]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()) + servers)
+        config.write_text(toml_table("gateway", {"state_dir": f"{tmp}/state", "port": port, **settings}) + servers)
         command = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config), "--log-level", "warning"]
         with process(command) as proc:
             await wait_for_port(port, 60)

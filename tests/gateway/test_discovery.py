@@ -18,13 +18,22 @@ from mcp_gateway.tokens import tool_definition_tokens
 from stubs.schema import py_literal
 from stubs.tool import param_map
 from tests.fixtures.catalog_server import minimal
-from tests.helpers import gateway_client, make_config, stdio, text_of
+from tests.helpers import gateway_client, key_client, make_config, shared_gateway, stdio, text_of
 from tests.stubs.support import DATA, data_servers, data_specs
 
 pytestmark = pytest.mark.anyio
 
 SERVERS = {name: stdio("catalog_server", str(DATA / f"{name}.json")) for name in data_servers()}
 BUDGET = 600
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# One gateway in front of every recorded server: the tests using it only read stubs and call stateless tools.
+catalog_url = shared_gateway(SERVERS)
 
 
 def test_meta_tool_definitions_fit_the_budget() -> None:
@@ -39,15 +48,15 @@ def test_meta_tool_definitions_fit_the_budget() -> None:
         assert needed in teaching, needed
 
 
-async def test_what_a_client_receives_fits_the_budget() -> None:
-    async with gateway_client(make_config(SERVERS)) as client:
+async def test_what_a_client_receives_fits_the_budget(catalog_url: str) -> None:
+    async with key_client(catalog_url) as client:
         tools = (await client.list_tools()).tools
     assert [t.name for t in tools] == [t.name for t in META_TOOLS]
     assert tool_definition_tokens(tools, prefix="mcp__gw__") < BUDGET
 
 
-async def test_listing_narrows_by_server_and_query() -> None:
-    async with gateway_client(make_config(SERVERS)) as client:
+async def test_listing_narrows_by_server_and_query(catalog_url: str) -> None:
+    async with key_client(catalog_url) as client:
         servers = text_of(await client.call_tool("listToolFiles", {}))
         notion = text_of(await client.call_tool("listToolFiles", {"server": "notion"}))
         found = text_of(await client.call_tool("listToolFiles", {"query": "calendar event"}))
@@ -71,8 +80,8 @@ async def test_listing_narrows_by_server_and_query() -> None:
     assert unknown.is_error and text_of(unknown).startswith('No server "nope". Servers: filesystem, firecrawl')
 
 
-async def test_read_several_files_and_line_ranges() -> None:
-    async with gateway_client(make_config(SERVERS)) as client:
+async def test_read_several_files_and_line_ranges(catalog_url: str) -> None:
+    async with key_client(catalog_url) as client:
         async def read(**args: Any) -> tuple[str, bool]:
             out = await client.call_tool("readToolFile", args)
             return text_of(out), bool(out.is_error)
@@ -117,7 +126,7 @@ def _call(server: str, identifier: str, arguments: dict[str, Any]) -> str:
     return f'try_call("{server}.{identifier}"{", " if args else ""}{args})'
 
 
-async def test_every_real_tool_is_callable_by_its_identifier() -> None:
+async def test_every_real_tool_is_callable_by_its_identifier(catalog_url: str) -> None:
     """A call built from the stub's names (required arguments, smallest valid values) reaches the upstream."""
     lines = ["failed = []"]
     for server in data_servers():
@@ -128,12 +137,12 @@ async def test_every_real_tool_is_callable_by_its_identifier() -> None:
             lines.append(f"r = {_call(server, tool.identifier, arguments)}")
             lines.append(f'if not r["ok"]:\n    failed.append(["{server}.{tool.identifier}", r["error"]])')
     lines.append("result = failed")
-    async with gateway_client(make_config(SERVERS)) as client:
+    async with key_client(catalog_url) as client:
         out = await client.call_tool("executeToolCode", {"code": "\n".join(lines)})
     assert text_of(out) == "result = []", text_of(out)
 
 
-async def test_scripts_see_values_shaped_as_the_stub_says() -> None:
+async def test_scripts_see_values_shaped_as_the_stub_says(catalog_url: str) -> None:
     code = """
 edit = filesystem.edit_file(path="a.txt", edits=[{"oldText": "a", "newText": "b"}])
 busy = google_calendar.get_freebusy(calendars=[{"id": "primary"}], timeMin="2026-11-23T00:00:00Z",
@@ -142,7 +151,7 @@ pages = parallel([("notion.API_move_page", {"page_id": "p", "parent": {"type": "
                   ("github.issue_write", {"method": "create", "owner": "o", "repo": "r"})])
 result = [type(edit["content"]), len(busy["items"]), [p["tool"] for p in pages]]
 """
-    async with gateway_client(make_config(SERVERS)) as client:
+    async with key_client(catalog_url) as client:
         stub = text_of(await client.call_tool("readToolFile", {"fileName": "filesystem"}))
         out = await client.call_tool("executeToolCode", {"code": code})
     assert "def edit_file(path: str, edits: list[Edit], dryRun: bool = False) -> EditFileResult:" in stub

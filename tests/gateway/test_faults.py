@@ -8,28 +8,28 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway import Gateway, call
-from tests.helpers import FIXTURES, free_port, make_config, serve_gateway, stdio, text_of, wait_for_port
+from tests.helpers import (
+    FIXTURES,
+    eventually,
+    free_port,
+    key_client,
+    make_config,
+    serve_gateway,
+    stdio,
+    text_of,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.anyio
 
 FAST = {"reconnect_initial_s": 0.1, "reconnect_max_s": 0.5, "health_interval_s": 0}
-
-
-async def eventually(check: Any, timeout_s: float = 15.0) -> None:
-    """Poll `check()` until it is true; fail after `timeout_s`."""
-    with anyio.fail_after(timeout_s):
-        while not await check():
-            await anyio.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -112,18 +112,12 @@ async def test_a_dead_http_upstream_is_noticed_by_the_health_check_and_reconnect
             first.kill()
             first.wait(timeout=10)
 
-            async def is_down() -> bool:
-                return up.state == "failed"
-
-            await eventually(is_down)
+            await eventually(lambda: up.state == "failed")
             assert gw.catalog.code_refs() == [] and not up.tools
             with process(*args):
                 await wait_for_port(port)
 
-                async def is_up() -> bool:
-                    return up.state == "ready" and bool(up.tools)
-
-                await eventually(is_up)
+                await eventually(lambda: up.state == "ready" and bool(up.tools))
                 out = await call(gw, "executeToolCode", {"code": code})
                 assert expected in text_of(out), text_of(out)
 
@@ -149,10 +143,7 @@ async def watching(url: str, key: str, seen: list[str]) -> AsyncIterator[Client]
         elif isinstance(message, types.ResourceListChangedNotification):
             seen.append("resources")
 
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy", message_handler=on_message) as client,
-    ):
+    async with key_client(url, key, mode="legacy", message_handler=on_message) as client:
         yield client
 
 
@@ -178,10 +169,7 @@ async def test_an_upstream_tool_change_reaches_only_the_clients_whose_view_chang
             assert {t.name for t in (await narrow.list_tools()).tools} == {"grow"}
             assert text_of(await narrow.call_tool("grow", {"name": "extra"})) == "added extra"
 
-            async def wide_told() -> bool:
-                return bool(wide_seen)
-
-            await eventually(wide_told)
+            await eventually(lambda: bool(wide_seen))
             assert wide_seen == ["tools"]
             assert {t.name for t in (await wide.list_tools()).tools} == {"grow", "shrink", "add_note", "extra"}
             assert text_of(await wide.call_tool("extra", {})) == "hello from extra"
@@ -264,10 +252,7 @@ async def test_an_upstream_resource_change_reaches_the_clients_that_may_see_that
             assert (await outsider.list_resources()).resources == []
             assert text_of(await wide.call_tool("add_note", {"name": "a"})) == "noted a"
 
-            async def wide_told() -> bool:
-                return "resources" in wide_seen
-
-            await eventually(wide_told)
+            await eventually(lambda: "resources" in wide_seen)
             assert [r.uri for r in (await wide.list_resources()).resources] == ["note://a"]
             await anyio.sleep(0.3)
             assert outsider_seen == []

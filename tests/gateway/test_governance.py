@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway import Gateway
-from tests.helpers import make_config, serve_gateway, stdio, text_of
+from tests.helpers import key_client, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -30,15 +27,6 @@ def team_config() -> object:
             "carol": {"key": CAROL, "team": "alpha", "deny": ["math.echo"]},
         },
     )
-
-
-@contextlib.asynccontextmanager
-async def as_key(url: str, key: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +61,7 @@ HIDDEN_SCRIPTS = [
 @pytest.mark.parametrize("code", HIDDEN_SCRIPTS)
 async def test_scripts_cannot_reach_hidden_tools(gateway: tuple[Gateway, str], code: str) -> None:
     _, url = gateway
-    async with as_key(url, ALICE) as alice:
+    async with key_client(url, ALICE) as alice:
         out = await run(alice, code)
         missing = await run(alice, 'result = call_tool("math.nosuchtool")')
     assert "unknown tool" in out or "(not a server; servers: math)" in out, out
@@ -84,7 +72,7 @@ async def test_scripts_cannot_reach_hidden_tools(gateway: tuple[Gateway, str], c
 
 async def test_every_meta_tool_hides_what_the_key_cannot_use(gateway: tuple[Gateway, str]) -> None:
     _, url = gateway
-    async with as_key(url, ALICE) as alice:
+    async with key_client(url, ALICE) as alice:
         names = [t.name for t in (await alice.list_tools()).tools]
         listing = text_of(await alice.call_tool("listToolFiles", {}))
         stub = text_of(await alice.call_tool("readToolFile", {"fileName": "servers/math.pyi"}))
@@ -109,7 +97,7 @@ async def test_every_meta_tool_hides_what_the_key_cannot_use(gateway: tuple[Gate
 
 async def test_other_team_sees_only_its_direct_tools(gateway: tuple[Gateway, str]) -> None:
     _, url = gateway
-    async with as_key(url, BOB) as bob:
+    async with key_client(url, BOB) as bob:
         names = [t.name for t in (await bob.list_tools()).tools]
         listing = text_of(await bob.call_tool("listToolFiles", {}))
         hidden = await run(bob, "result = math.add(a=1, b=2)")
@@ -121,7 +109,7 @@ async def test_other_team_sees_only_its_direct_tools(gateway: tuple[Gateway, str
 
 async def test_deny_wins_over_the_teams_groups(gateway: tuple[Gateway, str]) -> None:
     _, url = gateway
-    async with as_key(url, CAROL) as carol:
+    async with key_client(url, CAROL) as carol:
         denied = await run(carol, 'result = math.echo(text="x")')
         stub = text_of(await carol.call_tool("readToolFile", {"fileName": "servers/math.pyi"}))
         allowed = await run(carol, "result = math.add(a=2, b=2)")
@@ -130,7 +118,7 @@ async def test_deny_wins_over_the_teams_groups(gateway: tuple[Gateway, str]) -> 
 
 async def test_group_endpoints_intersect_with_the_key(gateway: tuple[Gateway, str]) -> None:
     _, url = gateway
-    async with as_key(url + "/texts", ALICE) as alice_at_texts, as_key(url + "/texts", BOB) as bob_at_texts:
+    async with key_client(url + "/texts", ALICE) as alice_at_texts, key_client(url + "/texts", BOB) as bob_at_texts:
         alice_names = [t.name for t in (await alice_at_texts.list_tools()).tools]
         alice_call = await alice_at_texts.call_tool("text_count", {"text": "a b"})
         alice_math = await run(alice_at_texts, "result = math.add(a=1, b=1)")
@@ -152,7 +140,7 @@ async def test_missing_wrong_and_revoked_keys_get_401(gateway: tuple[Gateway, st
         well_known = await http.get(url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource")
     assert none.status_code == 401 and none.json()["error"]["code"] == -32001
     assert wrong.status_code == 401 and unknown_group.status_code == 404 and well_known.status_code == 404
-    async with as_key(url, secret) as dave:
+    async with key_client(url, secret) as dave:
         before = await run(dave, "result = math.add(a=1, b=1)")
         assert gw.storage.revoke_key("dave")
         with pytest.raises(Exception):  # noqa: B017 - the transport raises for the 401
@@ -163,12 +151,15 @@ async def test_missing_wrong_and_revoked_keys_get_401(gateway: tuple[Gateway, st
 async def test_every_call_is_audited_with_its_key(gateway: tuple[Gateway, str]) -> None:
     gw, url = gateway
     before = len(gw.storage.query_audit(limit=100000))
-    async with as_key(url, ALICE) as alice:
+    async with key_client(url, ALICE) as alice:
         await run(alice, "result = [math.add(a=i, b=1) for i in range(5)]")
         await run(alice, 'result = call_tool("text.count", text="x")')
     rows = gw.storage.query_audit(limit=100000)[before:]
     tool_rows = [r for r in rows if r.kind == "tool"]
     meta_rows = [r for r in rows if r.kind == "meta"]
     assert len(meta_rows) == 2 and all(r.key == "alice" and r.team == "alpha" for r in rows)
-    assert len(tool_rows) == 5 and all(r.tool == "add" and r.outcome == "ok" for r in tool_rows)
-    assert len({r.execution_id for r in tool_rows}) == 1 and tool_rows[0].execution_id is not None
+    added, refused = tool_rows[:5], tool_rows[5:]
+    assert all(r.tool == "add" and r.outcome == "ok" for r in added)
+    assert [(r.server, r.tool, r.outcome) for r in refused] == [(None, "text.count", "UnknownTool")], "a refused call"
+    assert {r.execution_id for r in added} == {meta_rows[0].execution_id} != {None}, "script row and its calls"
+    assert refused[0].execution_id == meta_rows[1].execution_id

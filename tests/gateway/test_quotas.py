@@ -6,14 +6,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway import Gateway
-from tests.helpers import make_config, serve_gateway, stdio, text_of
+from tests.helpers import key_client, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 KEY = "quota-key-0123456789"
@@ -22,11 +20,7 @@ KEY = "quota-key-0123456789"
 @contextlib.asynccontextmanager
 async def client_for(config: Any, **client_args: Any) -> AsyncIterator[tuple[Gateway, Client]]:
     gw = Gateway(config)
-    async with (
-        serve_gateway(gw) as url,
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}) as http,
-        Client(streamable_http_client(url, http_client=http), **client_args) as client,
-    ):
+    async with serve_gateway(gw) as url, key_client(url, KEY, **client_args) as client:
         yield gw, client
 
 
@@ -79,7 +73,7 @@ async def test_approval_through_elicitation(action: str) -> None:
     async with client_for(config, mode="legacy", elicitation_callback=on_elicit) as (gw, client):
         out = await client.call_tool("math_add", {"a": 2, "b": 3})
         rows = [r for r in gw.storage.query_audit() if r.kind == "tool"]
-    assert asked == ['Allow the tool call math.add({"a": 2, "b": 3})?']
+    assert asked == ["Allow the tool call math.add?\n  a = 2\n  b = 3"]
     if action == "accept":
         assert out.structured_content == {"result": 5}
     else:
@@ -88,7 +82,7 @@ async def test_approval_through_elicitation(action: str) -> None:
 
 
 async def test_approval_refused_without_elicitation_support() -> None:
-    config = keyed({}, tools={"math.*": {"approval": "always"}, "math.echo": {"approval": "never"}})
+    config = keyed({}, tools={"math.a*": {"approval": "always"}, "math.echo": {"approval": "never"}})
     async with client_for(config, mode="legacy") as (_, client):
         out = await client.call_tool("math_add", {"a": 2, "b": 3})
         echo = await client.call_tool("math_echo", {"text": "x"})

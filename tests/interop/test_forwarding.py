@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.session import ClientRequestContext
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import Gateway, build_server
-from tests.helpers import http_fixture, make_config, serve_gateway, stdio, text_of
+from tests.helpers import http_fixture, key_client, make_config, serve_gateway, shared_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -32,26 +29,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def two_upstreams() -> AsyncIterator[str]:
-    """`a` (direct mode) then `b` (code mode): the same fixture twice, told apart by `--tag`."""
-    config = make_config(
-        {"a": tagged("a", mode="direct"), "b": tagged("b", mode="code")},
-        groups={"everything": {"tools": ["*"]}, "only_b": {"tools": ["b.*"]}},
-        keys={"admin": {"key": ADMIN, "groups": ["everything"]}, "bob": {"key": BOB, "groups": ["only_b"]}},
-    )
-    async with serve_gateway(Gateway(config)) as url:
-        yield url
-
-
-@contextlib.asynccontextmanager
-async def connect(url: str, key: str | None = None, **options: Any) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with (
-        httpx2.AsyncClient(headers=headers) as http,
-        Client(streamable_http_client(url, http_client=http), mode="legacy", **options) as client,
-    ):
-        yield client
+# `a` (direct mode) then `b` (code mode): the same fixture twice, told apart by `--tag`.
+two_upstreams = shared_gateway(
+    {"a": tagged("a", mode="direct"), "b": tagged("b", mode="code")},
+    groups={"everything": {"tools": ["*"]}, "only_b": {"tools": ["b.*"]}},
+    keys={"admin": {"key": ADMIN, "groups": ["everything"]}, "bob": {"key": BOB, "groups": ["only_b"]}},
+)
 
 
 def prompt_text(result: types.GetPromptResult) -> str:
@@ -67,7 +50,7 @@ def resource_text(result: types.ReadResourceResult) -> str:
 
 
 async def test_prompts_of_each_upstream_keep_their_server_prefix(two_upstreams: str) -> None:
-    async with connect(two_upstreams, ADMIN) as client:
+    async with key_client(two_upstreams, ADMIN, mode="legacy") as client:
         names = {p.name for p in (await client.list_prompts()).prompts}
         assert {"a_test_simple_prompt", "b_test_simple_prompt", "b_test_prompt_with_arguments"} <= names
         assert "test_simple_prompt" not in names
@@ -79,7 +62,7 @@ async def test_prompts_of_each_upstream_keep_their_server_prefix(two_upstreams: 
 
 
 async def test_resources_pass_through_and_reads_go_to_the_server_that_listed_them(two_upstreams: str) -> None:
-    async with connect(two_upstreams, ADMIN) as client:
+    async with key_client(two_upstreams, ADMIN, mode="legacy") as client:
         uris = [r.uri for r in (await client.list_resources()).resources]
         assert uris.count("test://static-text") == 1, "a URI both list is listed once"
         assert {"test://a/only", "test://b/only"} <= set(uris)
@@ -90,7 +73,7 @@ async def test_resources_pass_through_and_reads_go_to_the_server_that_listed_the
 
 
 async def test_a_caller_sees_the_resources_and_prompts_of_the_servers_it_may_call(two_upstreams: str) -> None:
-    async with connect(two_upstreams, BOB) as client:
+    async with key_client(two_upstreams, BOB, mode="legacy") as client:
         names = {p.name for p in (await client.list_prompts()).prompts}
         assert names and all(n.startswith("b_") for n in names)
         uris = {r.uri for r in (await client.list_resources()).resources}
@@ -100,7 +83,7 @@ async def test_a_caller_sees_the_resources_and_prompts_of_the_servers_it_may_cal
         with pytest.raises(MCPError, match="Unknown prompt"):
             await client.get_prompt("a_test_simple_prompt")
         assert resource_text(await client.read_resource("test://static-text")).endswith("[b]")
-    async with connect(two_upstreams, ADMIN) as client:  # what bob listed changes nothing for others
+    async with key_client(two_upstreams, ADMIN, mode="legacy") as client:  # what bob listed changes nothing for others
         assert resource_text(await client.read_resource("test://static-text")).endswith("[a]")
         assert prompt_text(await client.get_prompt("a_test_simple_prompt")).endswith("[a]")
 
@@ -112,7 +95,7 @@ async def test_log_messages_follow_the_callers_level(two_upstreams: str) -> None
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         received.append(params)
 
-    async with connect(two_upstreams, ADMIN, logging_callback=on_log) as client:
+    async with key_client(two_upstreams, ADMIN, mode="legacy", logging_callback=on_log) as client:
         await client.set_logging_level("warning")
         await client.call_tool("a_test_tool_with_logging", {})
         assert received == []
@@ -141,7 +124,7 @@ async def test_elicitation_goes_back_to_the_caller_that_made_the_call(upstream: 
                 await anyio.sleep(0.2)  # both questions are open at the same time
                 return types.ElicitResult(action="accept", content={"username": name, "email": f"{name}@example.com"})
 
-            async with connect(url, elicitation_callback=answer) as client:
+            async with key_client(url, mode="legacy", elicitation_callback=answer) as client:
                 results[name] = text_of(await client.call_tool("test_elicitation", {"message": f"hi {name}"}))
 
         results: dict[str, str] = {}
@@ -155,7 +138,7 @@ async def test_elicitation_goes_back_to_the_caller_that_made_the_call(upstream: 
 async def test_a_caller_that_cannot_elicit_gets_a_tool_error_not_someone_elses_answer() -> None:
     config = make_config({"conformance": stdio("conformance_server", "stdio", mode="direct")},
                          gateway={"prefix_direct_tools": False})
-    async with serve_gateway(Gateway(config)) as url, connect(url) as client:
+    async with serve_gateway(Gateway(config)) as url, key_client(url, mode="legacy") as client:
         result = await client.call_tool("test_elicitation", {"message": "hi"})
         assert result.is_error
         assert "asked for elicitation, and the gateway's client does not support it" in text_of(result)
@@ -176,7 +159,7 @@ async def test_two_servers_on_one_gateway_both_get_their_upstream_traffic() -> N
         return types.ElicitResult(action="accept", content={"username": "ann", "email": "ann@example.com"})
 
     async with Client(first, mode="legacy", elicitation_callback=answer) as in_process, serve_gateway(gw) as url:
-        async with connect(url, elicitation_callback=answer) as over_http:
+        async with key_client(url, mode="legacy", elicitation_callback=answer) as over_http:
             via_http = text_of(await over_http.call_tool("test_elicitation", {"message": "hi"}))
         via_first = text_of(await in_process.call_tool("test_elicitation", {"message": "hi"}))
     assert "'username': 'ann'" in via_http

@@ -7,12 +7,11 @@ import os
 import signal
 from pathlib import Path
 
-import anyio
 import mcp_types as types
 import pytest
 
 from mcp_gateway import Gateway, call
-from tests.helpers import make_config, text_of
+from tests.helpers import eventually, make_config, text_of
 from tests.interop.npm import EVERYTHING, npm_bin
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
@@ -58,9 +57,7 @@ async def test_a_killed_typescript_server_is_restarted(everything: Path) -> None
             out = await call(gw, "executeToolCode", {"code": "result = everything.get_sum(a=1, b=1)"})
             return "The sum of 1 and 1 is 2." in text_of(out)
 
-        with anyio.fail_after(20):
-            while not await answers():
-                await anyio.sleep(0.1)
+        await eventually(answers, 20, every_s=0.1)
         assert _node_children() and not set(_node_children()) & set(before)
 
 

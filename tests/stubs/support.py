@@ -1,13 +1,20 @@
-"""Loading tool lists (as `tools/list` returns them) into ToolSpecs, the way the gateway does."""
+"""Loading tool lists (as `tools/list` returns them) into ToolSpecs, the way the gateway does.
+
+`specs` lives in `benchmarks/catalogs.py`, so that these tests and `benchmarks/tokens.py` read
+recorded tools one way.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stubs import ToolSpec, assign_identifiers
+from benchmarks.catalogs import specs
+from stubs import ToolSpec
+
+__all__ = ["DATA", "SHARED_CATALOGS", "data_servers", "data_specs", "load_tools", "spec", "specs"]
 
 DATA = Path(__file__).parent / "data"
 SHARED_CATALOGS = Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "catalogs"
@@ -16,20 +23,6 @@ SHARED_CATALOGS = Path(__file__).resolve().parents[2].parent / "shared" / "bench
 def load_tools(path: Path) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["tools"]
     return tools
-
-
-def specs(tools: Sequence[Mapping[str, Any]]) -> list[ToolSpec]:
-    ids = assign_identifiers([t["name"] for t in tools])
-    return [
-        ToolSpec(
-            name=t["name"],
-            identifier=ids[t["name"]],
-            description=t.get("description") or "",
-            input_schema=t.get("inputSchema") or {},
-            output_schema=t.get("outputSchema"),
-        )
-        for t in tools
-    ]
 
 
 def spec(name: str, schema: Mapping[str, Any] | None = None, description: str = "", **kw: Any) -> ToolSpec:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.catalogs import anchor_stub
 from mcp_gateway.tokens import count_tokens
 from stubs import ServerEntry, ToolFiles, ToolSpec, is_identifier, render_docs, render_server_stub, render_tool_stub
 from stubs.render import MAX_SUMMARY, first_sentence, render_signature
 from stubs.tool import param_map
 from stubs.vfs import MAX_TOOLS_LISTED
-from tests.stubs.anchor import anchor_stub
 from tests.stubs.support import SHARED_CATALOGS, load_tools, specs
 
 CATALOGS = sorted(p for p in SHARED_CATALOGS.glob("*.json") if not p.name.startswith("catalog-"))

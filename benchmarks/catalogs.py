@@ -1,13 +1,18 @@
-"""The anchor's stub format, re-created from its description, to compare our stubs' size against.
+"""Recorded tool catalogs as ToolSpecs, and the anchor's stub format to weigh our stubs against.
 
-REFERENCE.md section 1 describes it: each file starts with a fixed 7-line comment header (line
-count, how to call, where the docs are, a note that descriptions are cut) and a blank line, then
-one line per tool, `def tool(required..., optional: T = None) -> dict:  # first sentence`.
-Types: string/integer/number/boolean -> str/int/float/bool, arrays `list[T]`, enums
-`Literal[...]`, objects plain `dict`; `anyOf`/`oneOf`/`$ref`/type arrays `Any`; the return
-type always `dict`. The header wording here is ours; its content and line count follow the
-description. Names and first sentences come from our own helpers, so that the comparison
-measures the format, not the naming or the summary rule.
+`specs` names a recorded `tools/list` result's tools the way the gateway does (`assign_identifiers`).
+
+`anchor_stub` is the anchor's stub format, re-created from its description. REFERENCE.md
+section 1 describes it: each file starts with a fixed 7-line comment header (line count, how to
+call, where the docs are, a note that descriptions are cut) and a blank line, then one line per
+tool, `def tool(required..., optional: T = None) -> dict:  # first sentence`. Types:
+string/integer/number/boolean -> str/int/float/bool, arrays `list[T]`, enums `Literal[...]`,
+objects plain `dict`; `anyOf`/`oneOf`/`$ref`/type arrays `Any`; the return type always `dict`.
+The header wording here is ours; its content and line count follow the description. Names and
+first sentences come from our own helpers, so that the comparison measures the format, not the
+naming or the summary rule.
+
+Used by `tokens.py` and by the stub tests (`tests/stubs/`), which import it as `benchmarks.catalogs`.
 """
 
 from __future__ import annotations
@@ -16,10 +21,26 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stubs import ToolSpec, parameters
+from stubs import ToolSpec, assign_identifiers, parameters
 from stubs.render import first_sentence
 
-__all__ = ["anchor_stub", "anchor_type"]
+__all__ = ["anchor_stub", "anchor_type", "specs"]
+
+
+def specs(tools: Sequence[Mapping[str, Any]]) -> list[ToolSpec]:
+    """Tools as `tools/list` returns them, as ToolSpecs named the way the gateway names them."""
+    ids = assign_identifiers([t["name"] for t in tools])
+    return [
+        ToolSpec(
+            name=t["name"],
+            identifier=ids[t["name"]],
+            description=t.get("description") or "",
+            input_schema=t.get("inputSchema") or {},
+            output_schema=t.get("outputSchema"),
+        )
+        for t in tools
+    ]
+
 
 _SIMPLE = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "dict"}
 
