@@ -15,7 +15,7 @@ from typing import Any
 import mcp_types as types
 
 from .catalog import ToolEntry
-from .errors import GatewayError, UnknownTool, UpstreamError, describe_exception
+from .errors import GatewayError, KeyRevoked, UnknownTool, UpstreamError, describe_exception
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
@@ -40,6 +40,8 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
     args = dict(arguments)
     server, name = (target.server, target.tool.name) if isinstance(target, ToolEntry) else (None, target.name)
     async with gw.observer.observed(identity, "tool", server, name, args, via) as seen:
+        if not gw.keys.still_valid(identity):
+            raise KeyRevoked(identity.name)
         entry = _allowed(identity, target)
         ref = f"{entry.server}.{entry.tool.name}"
         await gw.validators.check(entry, args)

@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     create_p.add_argument("name")
     create_p.add_argument("--team", help="a team from [teams]")
     create_p.add_argument("--groups", nargs="*", default=[], help="extra groups from [groups]")
+    create_p.add_argument("--admin", action="store_true", help="may read /metrics and the full /healthz")
     keys_sub.add_parser("list", help="list keys (never their secrets)")
     revoke_p = keys_sub.add_parser("revoke", help="revoke a key; takes effect on the next request")
     revoke_p.add_argument("name")
@@ -158,7 +159,7 @@ def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "create":
             try:
-                secret = KeyRing(config, storage).create(args.name, args.team, args.groups)
+                secret = KeyRing(config, storage).create(args.name, args.team, args.groups, admin=args.admin)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
@@ -168,11 +169,11 @@ def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
                 print("warning: this key has no team and no groups, so it may call no tool (deny by default); "
                       "revoke it and create one with --team or --groups (see docs/governance.md)", file=sys.stderr)
         elif args.keys_command == "list":
-            rows = [[k.name, k.team or "-", ",".join(k.groups) or "-", _when(k.created),
+            rows = [[k.name, k.team or "-", ",".join(k.groups) or "-", "yes" if k.admin else "-", _when(k.created),
                      f"revoked {_when(k.revoked)}" if k.revoked else "active"] for k in storage.list_keys()]
-            rows += [[n, k.team or "-", ",".join(k.groups) or "-", "(config)", "active"]
+            rows += [[n, k.team or "-", ",".join(k.groups) or "-", "yes" if k.admin else "-", "(config)", "active"]
                      for n, k in config.keys.items()]
-            _print_table(["name", "team", "groups", "created", "status"], rows)
+            _print_table(["name", "team", "groups", "admin", "created", "status"], rows)
         elif not storage.revoke_key(args.name):
             print(f"error: no active key named {args.name!r} in {config.gateway.state_dir}", file=sys.stderr)
             return 2

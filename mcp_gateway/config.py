@@ -164,6 +164,7 @@ class KeyConfig(Quotas):
     groups: list[str] = []
     remove_groups: list[str] = []
     deny: list[str] = []
+    admin: bool = False
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:

@@ -37,6 +37,11 @@ class ApprovalRefused(GatewayError):
     """The tool needs the user's approval, and the user refused or could not be asked."""
 
 
+class KeyRevoked(GatewayError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {key} was revoked: no more calls are made with it")
+
+
 class AuditUnavailable(GatewayError):
     """The audit log cannot be written, so the call is not made."""
 

@@ -27,6 +27,7 @@ class Identity:
     deny: tuple[str, ...] = ()
     endpoint: tuple[str, ...] | None = None
     group: str | None = None
+    admin: bool = False
 
     def allows(self, server: str, tool: str, alias: str | None = None) -> bool:
         """Deny by default; `deny` wins; a group endpoint must allow it too.
@@ -64,10 +65,10 @@ class Identity:
         return self.may_see_server(server)
 
     def at_endpoint(self, group: str, patterns: Iterable[str]) -> Identity:
-        return Identity(self.name, self.team, self.allow, self.deny, tuple(patterns), group)
+        return Identity(self.name, self.team, self.allow, self.deny, tuple(patterns), group, self.admin)
 
 
-OPEN = Identity("local", allow=("*",))
+OPEN = Identity("local", allow=("*",), admin=True)
 """The caller when no keys exist: the gateway then serves loopback only, and everything is allowed."""
 
 NOBODY = Identity("nobody")
@@ -91,10 +92,10 @@ def acting_as(identity: Identity) -> Iterator[None]:
 
 
 def identity_for(config: GatewayConfig, name: str, team: str | None, groups: Iterable[str],
-                 remove: Iterable[str] = (), deny: Iterable[str] = ()) -> Identity:
+                 remove: Iterable[str] = (), deny: Iterable[str] = (), admin: bool = False) -> Identity:
     """The effective allowlist: the team's groups plus the key's, minus the removed ones."""
     names = [*(config.teams[team].groups if team in config.teams else []), *groups]
     removed = set(remove)
     patterns = [p for g in dict.fromkeys(names) if g not in removed and g in config.groups
                 for p in config.groups[g].tools]
-    return Identity(name, team, tuple(dict.fromkeys(patterns)), tuple(deny))
+    return Identity(name, team, tuple(dict.fromkeys(patterns)), tuple(deny), admin=admin)

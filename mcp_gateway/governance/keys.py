@@ -47,7 +47,7 @@ class KeyRing:
         self.config = config
         self.storage = storage
         self._config_keys = [
-            (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny))
+            (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny, k.admin))
             for n, k in config.keys.items()
         ]
         self._closed = bool(self._config_keys)
@@ -78,9 +78,19 @@ class KeyRing:
         if row is None or not matches(row.hash, presented):
             return None
         self._closed = True
-        return identity_for(self.config, row.name, row.team, row.groups)
+        return identity_for(self.config, row.name, row.team, row.groups, admin=row.admin)
 
-    def create(self, name: str, team: str | None, groups: list[str]) -> str:
+    def still_valid(self, identity: Identity) -> bool:
+        """Whether `identity`'s key was not revoked since the request began (a store that cannot say: no)."""
+        if identity.name in self.config.keys or not self._closed:
+            return True  # config keys are revoked by changing the config; open mode has no keys
+        try:
+            return not self.storage.is_revoked(identity.name)
+        except Exception as exc:
+            log.error("key store unreadable: key refused", error=str(exc))
+            return False
+
+    def create(self, name: str, team: str | None, groups: list[str], admin: bool = False) -> str:
         """Store a new key's hash; the secret is returned once and never stored."""
         if name in self.config.keys or any(k.name == name for k in self.storage.list_keys()):
             raise ValueError(f"a key named {name!r} already exists")
@@ -91,5 +101,5 @@ class KeyRing:
             raise ValueError(f"unknown groups {', '.join(unknown)}; groups in the config: "
                              f"{', '.join(self.config.groups) or 'none'}")
         secret = new_key()
-        self.storage.add_key(StoredKey(name, hash_key(secret), team, tuple(groups), time.time()))
+        self.storage.add_key(StoredKey(name, hash_key(secret), team, tuple(groups), time.time(), admin=admin))
         return secret

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import anyio
 import structlog
@@ -18,7 +19,7 @@ from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
 from ..gateway import Gateway
-from .entry import KeyAuth
+from .entry import KeyAuth, identify
 from .handlers import build_server
 
 log = structlog.get_logger("mcp_gateway.server")
@@ -38,10 +39,19 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
     mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()})
 
     async def healthz(request: Request) -> JSONResponse:
-        ups = {u.name: u.status for u in gw.upstreams}
-        return JSONResponse({"status": "ok", "upstreams": ups})
+        """Anyone: whether the gateway serves and how many upstreams are ready. An admin key: each upstream."""
+        if security is not None and not _allowed_host(request, security):
+            return JSONResponse({"error": "unexpected Host header"}, status_code=421)
+        ready = sum(u.state == "ready" for u in gw.upstreams)
+        body: dict[str, Any] = {"status": "ok", "upstreams_ready": ready, "upstreams": len(gw.upstreams)}
+        identity = identify(gw.keys, request.scope)
+        if identity is not None and identity.admin:
+            body["servers"] = {u.name: u.status for u in gw.upstreams}
+        return JSONResponse(body)
 
     async def metrics(request: Request) -> Response:
+        if security is not None and not _allowed_host(request, security):
+            return JSONResponse({"error": "unexpected Host header"}, status_code=421)
         for up in gw.upstreams:
             gw.metrics.upstream_up.labels(up.name).set(1 if up.state == "ready" else 0)
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -51,10 +61,17 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/mcp", mcp_app),
             Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}), methods=["GET"]),
+            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}, admin_only=True), methods=["GET"]),
         ],
         lifespan=lambda app: manager.run(),
     )
+
+
+def _allowed_host(request: Request, security: TransportSecuritySettings) -> bool:
+    """The DNS-rebinding check `/mcp` gets from the SDK, for the other routes of a loopback gateway."""
+    host = request.headers.get("host", "")
+    return any(host in (allowed, allowed.removesuffix(":*"))
+               or (allowed.endswith(":*") and host.startswith(allowed[:-1])) for allowed in security.allowed_hosts)
 
 
 async def serve_stdio(gw: Gateway) -> None:

@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import NoBackChannelError
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,20 +28,30 @@ IDENTITY_SCOPE_KEY = "mcp_gateway.identity"
 
 
 class KeyAuth:
-    """ASGI middleware for `/mcp` routes: 401 with a JSON-RPC error for a missing or unknown key."""
+    """ASGI middleware for `/mcp` routes: 401 with a JSON-RPC error for a missing or unknown key.
 
-    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]]) -> None:
+    The identity is also set as the request's authenticated user, so the SDK binds each HTTP
+    session to the key (and endpoint) that opened it: another key presenting the session id gets
+    404, as for a session that does not exist. With `admin_only`, a key that is not an admin
+    key gets 403.
+    """
+
+    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]], *, admin_only: bool = False) -> None:
         self.app = app
         self.keys = keys
         self.groups = groups
+        self.admin_only = admin_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        identity = self._identify(scope)
+        identity = identify(self.keys, scope)
         if identity is None:
             await _reject(send, 401, "missing, unknown or revoked API key: send `Authorization: Bearer <key>`")
+            return
+        if self.admin_only and not identity.admin:
+            await _reject(send, 403, f"key {identity.name} is not an admin key (admin = true)")
             return
         group = scope.get("path_params", {}).get("group")
         if group is not None:
@@ -48,15 +60,19 @@ class KeyAuth:
                 return
             identity = identity.at_endpoint(group, self.groups[group])
         scope[IDENTITY_SCOPE_KEY] = identity
+        endpoint = f"/mcp/{group}" if group is not None else "/mcp"
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=identity.name, scopes=[], subject=endpoint))
         await self.app(scope, receive, send)
 
-    def _identify(self, scope: Scope) -> Identity | None:
-        if self.keys.is_open():
-            return OPEN
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        auth = headers.get("authorization", "")
-        secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
-        return self.keys.authenticate(secret) if secret else None
+
+def identify(keys: KeyRing, scope: Scope) -> Identity | None:
+    """The identity of an HTTP request's key (`OPEN` while no key exists), or None."""
+    if keys.is_open():
+        return OPEN
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    auth = headers.get("authorization", "")
+    secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
+    return keys.authenticate(secret) if secret else None
 
 
 def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:

@@ -54,6 +54,8 @@ class SQLiteStorage:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            if "admin" not in {row[1] for row in db.execute("PRAGMA table_info(keys)")}:
+                db.execute("ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")  # before admin keys
             self._conn = db
         return self._conn
 
@@ -63,8 +65,8 @@ class SQLiteStorage:
 
     def add_key(self, key: StoredKey) -> None:
         self._run(
-            "INSERT INTO keys (name, hash, team, groups, created, revoked) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.name, key.hash, key.team, json.dumps(list(key.groups)), key.created, key.revoked),
+            "INSERT INTO keys (name, hash, team, groups, created, revoked, admin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key.name, key.hash, key.team, json.dumps(list(key.groups)), key.created, key.revoked, int(key.admin)),
         )
 
     def revoke_key(self, name: str) -> bool:
@@ -74,11 +76,14 @@ class SQLiteStorage:
             return cur.rowcount > 0
 
     def list_keys(self) -> list[StoredKey]:
-        return [_key(r) for r in self._run("SELECT * FROM keys ORDER BY name")]
+        return [_key(r) for r in self._run(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name")]
 
     def find_key(self, key_hash: str) -> StoredKey | None:
-        rows = self._run("SELECT * FROM keys WHERE hash = ? AND revoked IS NULL", (key_hash,))
+        rows = self._run(f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = ? AND revoked IS NULL", (key_hash,))
         return _key(rows[0]) if rows else None
+
+    def is_revoked(self, name: str) -> bool:
+        return bool(self._run("SELECT 1 FROM keys WHERE name = ? AND revoked IS NOT NULL", (name,)))
 
     def has_keys(self) -> bool:
         return bool(self._run("SELECT 1 FROM keys LIMIT 1"))
@@ -119,9 +124,12 @@ class SQLiteStorage:
                 self._conn = None
 
 
+_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+
+
 def _key(row: tuple[Any, ...]) -> StoredKey:
-    name, key_hash, team, groups, created, revoked = row
-    return StoredKey(name, key_hash, team, tuple(json.loads(groups)), created, revoked)
+    name, key_hash, team, groups, created, revoked, admin = row
+    return StoredKey(name, key_hash, team, tuple(json.loads(groups)), created, revoked, bool(admin))
 
 
 def open_storage(state_dir: str | Path) -> SQLiteStorage:
