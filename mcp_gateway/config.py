@@ -138,6 +138,7 @@ class Quotas(_Strict):
 
     calls_per_minute: int | None = Field(default=None, gt=0)
     scripts_per_minute: int | None = Field(default=None, gt=0)
+    meta_calls_per_minute: int | None = Field(default=None, gt=0)
     budget_per_day: float | None = Field(default=None, ge=0)
     budget_per_month: float | None = Field(default=None, ge=0)
 

@@ -33,16 +33,16 @@ async def dispatch_call(
 
     A script's run gets its execution id here, so its own row and its tool calls' rows share it.
     """
-    handler = HANDLERS.get(name)
-    if handler is not None:
-        run_id = uuid.uuid4().hex[:12] if name == "executeToolCode" else None
-        with in_execution(run_id):
+    try:
+        handler = HANDLERS.get(name)
+        if handler is None:
+            target = gw.catalog.by_direct_name.get(name) or NotFound(name, [t.name for t in visible_tools(gw)])
+            return await call_tool(gw, target, arguments)
+        with in_execution(uuid.uuid4().hex[:12] if name == "executeToolCode" else None):
             async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
+                gw.quota.check_rate(gw.identity, "meta_calls")
                 result = await handler(gw, arguments, progress)
                 seen.result(result)
         return result
-    target = gw.catalog.by_direct_name.get(name) or NotFound(name, [t.name for t in visible_tools(gw)])
-    try:
-        return await call_tool(gw, target, arguments)
     except GatewayError as exc:
         return text_result(str(exc), is_error=True)

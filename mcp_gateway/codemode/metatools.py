@@ -15,6 +15,12 @@ from ..results import text_result
 from .scripts import Progress, execute
 
 _ALWAYS_LOAD = {"anthropic/alwaysLoad": True}
+MAX_FILES_PER_READ = 20
+"""Files one readToolFile call may name."""
+MAX_READ_CHARS = 512 * 1024
+"""Characters one readToolFile answer may carry; the rest is left out with a note."""
+MAX_QUERY_CHARS = 1000
+"""Characters of a listToolFiles query that are searched."""
 
 
 def _string(description: str) -> dict[str, str]:
@@ -95,7 +101,8 @@ Handler = Callable[[Gateway, Mapping[str, Any], Progress | None], Awaitable[type
 async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     files = gw.catalog.files
     try:
-        listing = files.listing(server=_text(args.get("server")), query=_text(args.get("query")))
+        query = _text(args.get("query"))
+        listing = files.listing(server=_text(args.get("server")), query=query[:MAX_QUERY_CHARS] if query else query)
     except UnknownServer as exc:
         return text_result(str(exc), is_error=True)
     return text_result(listing or "No code-mode servers are configured.")
@@ -108,6 +115,9 @@ async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progres
     start, end = _line(args.get("startLine")), _line(args.get("endLine"))
     if not names:
         return text_result(str(FileNotFound("", files.paths(), "fileName is empty")), is_error=True)
+    if len(names) > MAX_FILES_PER_READ:
+        return text_result(f"readToolFile reads at most {MAX_FILES_PER_READ} files per call; {len(names)} were named: "
+                           "read them in several calls, or a whole server's file (servers/<name>.pyi)", is_error=True)
     parts: list[str] = []
     failed = 0
     for name in names:
@@ -116,7 +126,11 @@ async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progres
         except FileNotFound as exc:
             failed += 1
             parts.append(str(exc) if len(names) == 1 else f"# {exc}\n")
-    return text_result("\n\n".join(p.rstrip("\n") for p in parts) + "\n", is_error=failed == len(names))
+    text = "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+    if len(text) > MAX_READ_CHARS:
+        text = (text[:MAX_READ_CHARS] + f"\n# [{len(text) - MAX_READ_CHARS} more characters left out: "
+                "read fewer files, or lines startLine..endLine]\n")
+    return text_result(text, is_error=failed == len(names))
 
 
 async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:

@@ -15,6 +15,9 @@ from ..errors import GatewayError
 from ..gateway import Gateway
 from ..results import error_text, result_to_value, text_result
 
+MAX_RETURNED_BLOCKS = 64
+"""Binary blocks (images, audio, resources) one script result may carry back to the client."""
+
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 """Reports progress of the client's request (a no-op when the client asked for none)."""
 
@@ -59,20 +62,25 @@ class ScriptRun:
         return ref
 
     def returned_blocks(self, value: Any) -> list[types.ContentBlock]:
-        """The kept blocks whose descriptors appear anywhere in the returned value."""
-        found: list[types.ContentBlock] = []
+        """The kept blocks whose descriptors appear anywhere in the returned value (each once, at most
+        `MAX_RETURNED_BLOCKS`, then a note saying how many more there were)."""
+        found: dict[str, types.ContentBlock] = {}
         stack = [value]
         while stack and self.blocks:
             item = stack.pop()
             if isinstance(item, dict):
                 ref = item.get("ref")
-                block = self.blocks.get(ref) if isinstance(ref, str) else None
-                if block is not None and block not in found:
-                    found.append(block)
+                if isinstance(ref, str) and ref in self.blocks:
+                    found.setdefault(ref, self.blocks[ref])
                 stack.extend(item.values())
             elif isinstance(item, list):
                 stack.extend(item)
-        return found
+        blocks = list(found.values())
+        if len(blocks) <= MAX_RETURNED_BLOCKS:
+            return blocks
+        note = types.TextContent(text=f"[{len(blocks) - MAX_RETURNED_BLOCKS} more returned blocks left out: "
+                                      f"a result carries at most {MAX_RETURNED_BLOCKS}]")
+        return [*blocks[:MAX_RETURNED_BLOCKS], note]
 
 
 async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> types.CallToolResult:

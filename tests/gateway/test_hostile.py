@@ -309,3 +309,31 @@ async def _ping(gw: Gw) -> None:
 async def test_memory_stayed_bounded(gw: Gw) -> None:
     growth = gw.sample()
     assert growth < MEMORY_BOUND_MB, f"memory grew by {growth:.0f} MB over the corpus"
+
+
+async def test_meta_tools_answer_hostile_sizes_with_bounds() -> None:
+    """Thousands of file names, a huge query, many returned images: bounded answers, quickly."""
+    from mcp_gateway import Gateway, call
+
+    gw = Gateway(make_config({"math": stdio("math_server")}))
+    async with gw:
+        started = anyio.current_time()
+        many = await call(gw, "readToolFile", {"fileName": ",".join(f"servers/x{i}.pyi" for i in range(200_000))})
+        query = await call(gw, "listToolFiles", {"query": "add " * 500_000})
+        assert anyio.current_time() - started < 5
+    assert many.is_error and "reads at most 20 files per call; 200000 were named" in text_of(many)
+    assert not query.is_error and "math" in text_of(query)
+
+
+async def test_a_script_returning_many_images_returns_a_bounded_number_quickly() -> None:
+    from mcp_gateway import Gateway, call
+
+    gw = Gateway(make_config({"c": stdio("conformance_server", "stdio")}, limits={"max_tool_calls": 500}))
+    async with gw:
+        started = anyio.current_time()
+        out = await call(gw, "executeToolCode", {"code": "result = [c.test_image_content() for i in range(150)]"})
+        took = anyio.current_time() - started
+    images = [b for b in out.content if b.type == "image"]
+    assert not out.is_error, text_of(out)
+    assert len(images) == 64 and "86 more returned blocks left out" in out.content[-1].text  # type: ignore[union-attr]
+    assert took < 10
