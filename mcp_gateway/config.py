@@ -58,6 +58,8 @@ class GatewaySettings(_Strict):
     reconnect_max_s: float = Field(default=60.0, gt=0)
     connect_timeout_s: float = Field(default=30.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, gt=0)
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
     audit_arguments: bool = False

@@ -19,6 +19,7 @@ from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
 from ..gateway import Gateway
+from .connections import protocol, raise_file_limit
 from .entry import KeyAuth, identify
 from .handlers import build_server
 
@@ -88,9 +89,12 @@ async def serve_http(gw: Gateway, host: str, port: int) -> None:
     `gateway.shutdown_grace_s`), ends the remaining event streams, then closes the upstreams.
     """
     AppStatus.enable_automatic_graceful_drain = False  # the SDK's SSE responses would end at once otherwise
-    grace = gw.config.gateway.shutdown_grace_s
-    config = uvicorn.Config(build_app(gw, host=host), host=host, port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=int(grace) + 1)
+    settings = gw.config.gateway
+    raise_file_limit()
+    config = uvicorn.Config(build_app(gw, host=host), host=host, port=port, lifespan="on",
+                            log_level="warning", log_config=None,  # our handlers, with their rate limit
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
+                            http=protocol(settings.header_timeout_s), limit_concurrency=settings.max_connections)
     await _DrainingServer(config, gw).serve()
 
 
