@@ -60,6 +60,7 @@ class GatewaySettings(_Strict):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=1000, gt=0)
+    max_sessions_per_key: int = Field(default=64, gt=0)
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
     audit_arguments: bool = False

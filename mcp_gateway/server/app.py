@@ -9,7 +9,7 @@ import anyio
 import structlog
 import uvicorn
 from mcp.server.stdio import stdio_server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
@@ -22,6 +22,8 @@ from ..gateway import Gateway
 from .connections import protocol, raise_file_limit
 from .entry import KeyAuth, identify
 from .handlers import build_server
+from .sessions import SessionManager
+from .shared import shared_state
 
 log = structlog.get_logger("mcp_gateway.server")
 
@@ -36,7 +38,9 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
-    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+    manager = SessionManager(app=server, security_settings=security,
+                             max_sessions_per_key=gw.config.gateway.max_sessions_per_key)
+    manager.on_closed.append(shared_state(gw).forget)
     mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()})
 
     async def healthz(request: Request) -> JSONResponse:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,15 +26,11 @@ from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, S
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from ..governance.identity import Identity, acting_as
-from .sessions import session_key
+from .sessions import PerKey, session_key
 
 log = structlog.get_logger("mcp_gateway.changes")
 
 View = Callable[[], list[types.Tool]]
-MAX_SESSIONS = 1024
-"""Handshake-era clients remembered for tool list changes (the most recent)."""
-MAX_LIST_WATCHERS = 256
-"""Handshake-era clients remembered for prompt and resource list changes (the most recent)."""
 
 
 @dataclass
@@ -52,8 +47,8 @@ class ListChanges:
         self._identity = identity
         self._version = version
         self._digests: dict[Identity, tuple[object, str]] = {}
-        self._sessions: OrderedDict[str, tuple[ServerSession, _Watcher]] = OrderedDict()
-        self._list_watchers: OrderedDict[str, tuple[ServerSession, Identity]] = OrderedDict()
+        self._sessions: PerKey[tuple[ServerSession, _Watcher]] = PerKey()
+        self._list_watchers: PerKey[tuple[ServerSession, Identity]] = PerKey()
         self._streams: dict[object, tuple[Callable[[ServerEvent], None], _Watcher]] = {}
 
     def fingerprint(self, identity: Identity) -> str:
@@ -69,12 +64,9 @@ class ListChanges:
         """A handshake-era client (`key` names its connection) was just given its tool list.
 
         The SDK makes a `ServerSession` per request; a kept one still reaches its connection.
-        The most recent `MAX_SESSIONS` clients are remembered.
+        Each key's most recent connections are remembered (`sessions.PerKey`).
         """
-        self._sessions.pop(key, None)
-        self._sessions[key] = (session, _Watcher(identity, self.fingerprint(identity)))
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        self._sessions.put(key, identity.name, (session, _Watcher(identity, self.fingerprint(identity))))
 
     async def notify(self) -> None:
         """The catalog changed: tell each client whose tool list is now different."""
@@ -87,7 +79,7 @@ class ListChanges:
                     await session.send_tool_list_changed()
                 except Exception as exc:  # that client is gone
                     log.debug("list_changed not delivered", error=str(exc))
-                    self._sessions.pop(key, None)
+                    self._sessions.pop(key)
 
     def _moved(self, watcher: _Watcher) -> bool:
         now = self.fingerprint(watcher.identity)
@@ -101,10 +93,7 @@ class ListChanges:
         if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
             return  # 2026-07-28 clients learn of changes on their `subscriptions/listen` stream
         key = session_key(ctx)
-        self._list_watchers.pop(key, None)
-        self._list_watchers[key] = (ctx.session, identity)
-        while len(self._list_watchers) > MAX_LIST_WATCHERS:
-            self._list_watchers.popitem(last=False)
+        self._list_watchers.put(key, identity.name, (ctx.session, identity))
 
     async def upstream_list_changed(self, event: PromptsListChanged | ResourcesListChanged,
                                     may_see: Callable[[Identity], bool]) -> None:
@@ -118,8 +107,13 @@ class ListChanges:
                 else:
                     await session.send_resource_list_changed()
             except Exception:  # that client is gone
-                self._list_watchers.pop(key, None)
+                self._list_watchers.pop(key)
         await self.publish_to(event, may_see)
+
+    def forget(self, connection: str) -> None:
+        """The client connection ended."""
+        self._sessions.pop(connection)
+        self._list_watchers.pop(connection)
 
     # ---- mcp.server.subscriptions.SubscriptionBus, for 2026-07-28 listen streams -------------
 

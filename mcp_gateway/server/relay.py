@@ -11,7 +11,6 @@ that asked for logs (`logging/setLevel`) and may use the upstream.
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ..errors import describe_exception
 from ..gateway import Gateway
 from ..governance.identity import Identity
 from .requests import ask, handshake_era, may_access, serves, visible
-from .sessions import session_key
+from .sessions import PerKey, session_key
 
 log = structlog.get_logger("mcp_gateway.relay")
 
@@ -40,8 +39,6 @@ LEVELS: tuple[types.LoggingLevel, ...] = (
     "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
 """Requests during which an upstream may send traffic for the client."""
-MAX_LISTENERS = 256
-"""Clients remembered as wanting log messages (the most recent)."""
 
 
 @dataclass(eq=False)
@@ -76,7 +73,7 @@ class Relay:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.active: list[DownstreamCall] = []
-        self.listeners: OrderedDict[str, _Listener] = OrderedDict()
+        self.listeners: PerKey[_Listener] = PerKey()
         self.upstream_levels: dict[str, types.LoggingLevel] = {}
 
     @contextlib.contextmanager
@@ -143,16 +140,17 @@ class Relay:
         except ValidationError as exc:
             return _error(f"the client's elicitation answer is invalid: {describe_exception(exc)}")
 
+    def forget(self, connection: str) -> None:
+        """The client connection ended: it listens no more."""
+        self.listeners.pop(connection)
+
     # ---- logging ------------------------------------------------------------------------------
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
         """Remember the client's level; lower the upstreams' level (shared by all clients) when needed."""
         identity = self.gw.identity
         key = session_key(ctx)
-        self.listeners.pop(key, None)
-        self.listeners[key] = _Listener(ctx.session, identity, params.level)
-        while len(self.listeners) > MAX_LISTENERS:
-            self.listeners.popitem(last=False)
+        self.listeners.put(key, identity.name, _Listener(ctx.session, identity, params.level))
         request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=params.level))
         for up in visible(self.gw, identity):
             current = self.upstream_levels.get(up.name)
@@ -185,7 +183,7 @@ class Relay:
                 try:
                     await _notify(listener.session, relayed, None)
                 except Exception:
-                    self.listeners.pop(key, None)
+                    self.listeners.pop(key)
 
 
 def _error(message: str) -> types.ErrorData:

@@ -6,6 +6,7 @@ upstream serving resources, that one (it may serve URIs it does not list).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import mcp_types as types
@@ -25,6 +26,8 @@ from .sessions import session_key
 
 MAX_SUBSCRIPTIONS = 10_000
 """Resource subscriptions on one gateway, all clients together."""
+MAX_SUBSCRIPTIONS_PER_KEY = 1000
+"""Resource subscriptions of one API key, all its connections together."""
 
 
 class Resources:
@@ -34,7 +37,8 @@ class Resources:
         self.gw = gw
         self.changes = changes
         self.listed_uris: dict[str, set[str]] = {}
-        self.subscriptions: dict[tuple[str, str], dict[str, ServerSession]] = {}
+        self.subscriptions: dict[tuple[str, str], dict[str, tuple[ServerSession, str]]] = {}
+        self._per_key: Counter[str] = Counter()
 
     def _serving(self, identity: Identity) -> list[Upstream]:
         return [u for u in visible(self.gw, identity) if serves(u, "resources")]
@@ -98,36 +102,57 @@ class Resources:
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
         """Record the client's subscription; the owning upstream is subscribed once for all clients."""
-        up = await self.owner_of(self.gw.identity, params.uri)
-        subscribers = self.subscriptions.setdefault((up.name, params.uri), {})
-        if sum(len(s) for s in self.subscriptions.values()) >= MAX_SUBSCRIPTIONS:
-            raise MCPError(types.INTERNAL_ERROR, "too many resource subscriptions on this gateway")
+        identity = self.gw.identity
+        up = await self.owner_of(identity, params.uri)
+        subscribers = self.subscriptions.get((up.name, params.uri), {})
+        connection = session_key(ctx)
+        if connection not in subscribers:
+            if self._per_key[identity.name] >= MAX_SUBSCRIPTIONS_PER_KEY:
+                raise MCPError(types.INTERNAL_ERROR, f"key {identity.name} has {MAX_SUBSCRIPTIONS_PER_KEY} resource "
+                                                     "subscriptions, the most one key may hold: unsubscribe first")
+            if self._per_key.total() >= MAX_SUBSCRIPTIONS:
+                raise MCPError(types.INTERNAL_ERROR, "too many resource subscriptions on this gateway")
         if not subscribers and handshake_era(up) and serves(up, "subscribe"):
             request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=params.uri))
             await ask(self.gw, up, lambda c: c.session.send_request(request, types.EmptyResult))
-        subscribers[session_key(ctx)] = ctx.session
+        if connection not in subscribers:
+            self._per_key[identity.name] += 1
+        self.subscriptions.setdefault((up.name, params.uri), {})[connection] = (ctx.session, identity.name)
         return types.EmptyResult()
 
     async def unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
         up = await self.owner_of(self.gw.identity, params.uri)
-        subscribers = self.subscriptions.get((up.name, params.uri), {})
-        subscribers.pop(session_key(ctx), None)
-        if not subscribers:
-            self.subscriptions.pop((up.name, params.uri), None)
-            if handshake_era(up) and serves(up, "subscribe"):
-                request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=params.uri))
-                await ask(self.gw, up, lambda c: c.session.send_request(request, types.EmptyResult))
+        if self._drop(up.name, params.uri, session_key(ctx)) and handshake_era(up) and serves(up, "subscribe"):
+            request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=params.uri))
+            await ask(self.gw, up, lambda c: c.session.send_request(request, types.EmptyResult))
         return types.EmptyResult()
+
+    def forget_connection(self, connection: str) -> None:
+        """The client connection ended: its subscriptions go (upstreams stay subscribed until a client unsubscribes
+        or the upstream reconnects, which is harmless: their updates then reach no one)."""
+        for server, uri in list(self.subscriptions):
+            self._drop(server, uri, connection)
+
+    def _drop(self, server: str, uri: str, connection: str) -> bool:
+        """Remove one subscriber; True when the URI has no subscriber left."""
+        subscribers = self.subscriptions.get((server, uri), {})
+        found = subscribers.pop(connection, None)
+        if found is not None:
+            self._per_key[found[1]] -= 1
+        if subscribers:
+            return False
+        self.subscriptions.pop((server, uri), None)
+        return True
 
     async def updated(self, server: str, uri: str) -> None:
         """An upstream's resource changed: tell the clients subscribed to it."""
-        for key, session in list(self.subscriptions.get((server, uri), {}).items()):
+        for connection, (session, _) in list(self.subscriptions.get((server, uri), {}).items()):
             try:
                 await session.send_resource_updated(uri)
             except Exception:  # that client is gone: forget its subscription
-                self.subscriptions.get((server, uri), {}).pop(key, None)
+                self._drop(server, uri, connection)
 
 
 def _matches(template: str, uri: str) -> bool:

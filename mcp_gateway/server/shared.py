@@ -35,6 +35,12 @@ class Shared:
     resources: Resources
     prompts: Prompts
 
+    def forget(self, connection: str) -> None:
+        """A client connection ended: drop what was kept for it."""
+        self.changes.forget(connection)
+        self.relay.forget(connection)
+        self.resources.forget_connection(connection)
+
 
 _STATE: weakref.WeakKeyDictionary[Gateway, Shared] = weakref.WeakKeyDictionary()
 

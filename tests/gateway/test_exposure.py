@@ -79,3 +79,22 @@ async def test_a_revoked_keys_running_script_makes_no_more_calls() -> None:
     refused = [r for r in rows if r.outcome == "KeyRevoked"]
     assert made and refused and len(made) + len(refused) == 40
     assert max(r.ts for r in made) < min(r.ts for r in refused)
+
+
+async def test_one_key_cannot_take_every_session() -> None:
+    gw = Gateway(make_config({"math": stdio("math_server")}, groups={"math": {"tools": ["math.*"]}},
+                             keys={"ann": {"key": ANN, "groups": ["math"]}, "bob": {"key": BOB, "groups": ["math"]}},
+                             gateway={"max_sessions_per_key": 3}))
+    async with serve_gateway(gw) as url, httpx.AsyncClient() as http:
+        async def opened(key: str) -> httpx.Response:
+            return await http.post(url, json=INIT, headers={**ACCEPT, "Authorization": f"Bearer {key}"})
+
+        ann = [await opened(ANN) for _ in range(4)]
+        bob = await opened(BOB)
+        first = ann[0].headers["mcp-session-id"]
+        closed = await http.delete(url, headers={"Authorization": f"Bearer {ANN}", "Mcp-Session-Id": first,
+                                                 "MCP-Protocol-Version": "2025-11-25"})
+        again = await opened(ANN)
+    assert [r.status_code for r in ann] == [200, 200, 200, 503] and "Too many open sessions" in ann[3].text
+    assert bob.status_code == 200
+    assert closed.status_code in (200, 204) and again.status_code == 200

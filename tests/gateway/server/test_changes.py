@@ -12,8 +12,8 @@ import pytest
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
 
 from mcp_gateway.governance.identity import NOBODY, Identity, current_identity
-from mcp_gateway.server import changes
 from mcp_gateway.server.changes import ListChanges
+from mcp_gateway.server.sessions import PER_KEY, PerKey
 
 GITHUB = Identity("gh", allow=("github.*",))
 DB = Identity("db", allow=("db.*",))
@@ -168,10 +168,10 @@ async def test_a_session_whose_send_fails_is_forgotten() -> None:
 
 
 @pytest.mark.anyio
-async def test_at_most_max_sessions_are_remembered_most_recent_first() -> None:
+async def test_at_most_per_key_sessions_of_one_key_are_remembered_most_recent_first() -> None:
     catalog = Catalog("db.query")
     lc = make(catalog)
-    sessions = [Session() for _ in range(changes.MAX_SESSIONS + 1)]
+    sessions = [Session() for _ in range(PER_KEY + 1)]
     for i, s in enumerate(sessions[:-1]):
         lc.listed(f"s{i}", s, DB)
     lc.listed("s0", sessions[0], DB)  # listing again makes it the most recent
@@ -179,8 +179,8 @@ async def test_at_most_max_sessions_are_remembered_most_recent_first() -> None:
     catalog.set("db.query", "db.insert")
     await lc.notify()
     told = [i for i, s in enumerate(sessions) if s.sent == ["tools"]]
-    assert len(told) == changes.MAX_SESSIONS
-    assert 1 not in told and 0 in told and changes.MAX_SESSIONS in told
+    assert len(told) == PER_KEY
+    assert 1 not in told and 0 in told and PER_KEY in told
     assert len(catalog.views) == 2  # one identity, two versions: the view ran twice
 
 
@@ -296,11 +296,43 @@ async def test_a_watcher_whose_send_fails_is_forgotten() -> None:
 
 
 @pytest.mark.anyio
-async def test_at_most_max_list_watchers_are_remembered() -> None:
+async def test_at_most_per_key_list_watchers_of_one_key_are_remembered() -> None:
     lc = make(Catalog())
-    sessions = [Session() for _ in range(changes.MAX_LIST_WATCHERS + 1)]
+    sessions = [Session() for _ in range(PER_KEY + 1)]
     for i, s in enumerate(sessions):
         lc.watch(ctx(s, f"s{i}"), DB)
     await lc.upstream_list_changed(PromptsListChanged(), lambda who: True)
     assert sessions[0].sent == []
     assert all(s.sent == ["prompts"] for s in sessions[1:])
+
+
+@pytest.mark.anyio
+async def test_one_key_cannot_push_another_keys_connections_out() -> None:
+    lc = make(Catalog())
+    other = Session()
+    lc.watch(ctx(other, "theirs"), Identity("other", allow=("*",)))
+    for i in range(PER_KEY * 5):
+        lc.watch(ctx(Session(), f"mine{i}"), DB)
+    await lc.upstream_list_changed(PromptsListChanged(), lambda who: True)
+    assert other.sent == ["prompts"]
+
+
+@pytest.mark.anyio
+async def test_a_connection_that_ended_is_forgotten() -> None:
+    lc = make(Catalog())
+    gone = Session()
+    lc.watch(ctx(gone, "abc"), DB)
+    lc.forget("http:abc")
+    await lc.upstream_list_changed(PromptsListChanged(), lambda who: True)
+    assert gone.sent == []
+
+
+def test_per_key_keeps_each_keys_newest_and_a_total() -> None:
+    table: PerKey[int] = PerKey(per_key=2, total=5)
+    for i in range(4):
+        table.put(f"a{i}", "a", i)
+    table.put("b0", "b", 10)
+    assert table.items() == [("a2", 2), ("a3", 3), ("b0", 10)]
+    for i in range(4):
+        table.put(f"c{i}", f"c{i}", 20 + i)
+    assert len(table) == 5 and table.get("a2") is None and table.get("c3") == 23
