@@ -1,6 +1,7 @@
 """The conversation with one worker during one run: send the script, answer its tool calls, read its result.
 
-The gateway's side of the frames in `protocol`, enforced whatever the worker sends: every
+The gateway's side of the frames in `protocol`, enforced whatever the worker sends (and
+beside it the watch over the worker's resident memory, `Worker.guard_memory`): every
 frame read back is bounded in size, a frame the worker may not send mid-run ends the run,
 and the tool-call limit and the tool-result limit are checked again here. A `parallel`
 batch runs its calls concurrently, at most `MAX_PARALLEL` at a time.
@@ -15,6 +16,7 @@ from typing import Any
 import anyio
 
 from .limits import Limits
+from .memory import EXIT_MEMORY, limit_message
 from .process import Worker
 from .protocol import ProtocolError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError, failed
@@ -63,9 +65,13 @@ class Conversation:
         )
 
     async def run_timed(self, code: str, servers: list[str]) -> tuple[ExecutionResult | None, bool]:
-        """`run` under the wall-clock limit (tool calls included)."""
+        """`run` under the wall-clock limit (tool calls included) and the memory limit."""
         with anyio.move_on_after(self.limits.timeout_s):
-            return await self.run(code, servers)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.worker.guard_memory, self.limits.memory_mb)
+                result, reusable = await self.run(code, servers)
+                tg.cancel_scope.cancel()
+            return result, reusable and not self.worker.over_memory
         message = f"script exceeded the time limit of {self.limits.timeout_s:g} s (limits.timeout_s)"
         return failed("limit", message, self.tool_calls), False
 
@@ -83,7 +89,7 @@ class Conversation:
             if message is None:
                 return await self._died(), False
             if message["op"] == "done":
-                return self._done(message), True
+                return self._done(message), message.get("retire") is not True
             answer = self._answer if message["op"] == "call" else self._answer_batch
             if not await answer(message):
                 return await self._died(), False
@@ -214,19 +220,34 @@ class Conversation:
     async def _died(self) -> ExecutionResult:
         """The error for a worker that stopped mid-run; almost always the memory limit.
 
-        RLIMIT_DATA also bounds the Go stack, so runaway recursion ends the same way. Only
-        a crash the Go runtime names as something else (e.g. SIGSEGV) is reported as a crash.
+        Certainly so when either memory watch stopped it (`memory`) or the Go runtime said it
+        ran out of memory (RLIMIT_DATA); Go stacks are resident memory too, so runaway
+        recursion ends the same way. Only a crash the Go runtime names as something else
+        (e.g. SIGSEGV) is reported as a crash.
         """
         code = await self.worker.exit_code()
         why = self.worker.stderr_summary()
         log.warning("sandbox worker %d died (exit code %s): %s", self.worker.pid, code, why or "no output")
-        if why.startswith("SIG") and "memory" not in why:
+        if self.worker.over_memory or code == EXIT_MEMORY or any(s in why for s in _OUT_OF_MEMORY):
+            return failed("limit", limit_message(self.limits.memory_mb), self.tool_calls)
+        if why.startswith("SIG"):
             return failed("runtime", f"script worker crashed (exit code {code}): {why}", self.tool_calls)
         message = (
             f"script worker died (exit code {code}): likely exceeded the memory limit of "
             f"{self.limits.memory_mb} MiB (limits.memory_mb)"
         )
         return failed("limit", message, self.tool_calls)
+
+
+_OUT_OF_MEMORY = (
+    "out of memory",
+    "cannot allocate memory",
+    "malloc failed",
+    "pthread_create failed",  # a thread's stack is data too: RLIMIT_DATA refuses it
+    "failed to create new OS thread",
+    "MemoryError",
+)
+"""What the Go runtime (or Python) says on stderr as it aborts for want of memory."""
 
 
 class _Batch:

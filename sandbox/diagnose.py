@@ -22,6 +22,10 @@ _UNDEFINED = re.compile(r"^undefined: (\w+)$")
 _NOT_UTF8 = "Python exception while converting from Starlark"
 _MAX_LISTED = 20
 _MAX_MESSAGE = 2000
+_NOTE_ROOM = 48
+"""Room for the note `shorten` adds, so a message it shortened is not cut again."""
+_BAD_ERROR_TEXT = "EvalError.__init__()"
+"""In the TypeError starlark-go's binding raises when an error's message is not valid UTF-8."""
 _MAX_SOURCE_LINE = 240
 
 
@@ -39,8 +43,7 @@ class Located:
         Long messages (a script can `fail()` with any string) and long lines are cut, so the
         frame stays small whatever the script does.
         """
-        if len(message) > _MAX_MESSAGE:
-            message = f"{message[:_MAX_MESSAGE]}... ({len(message) - _MAX_MESSAGE} more characters)"
+        message = shorten(message)
         if line is None or not 1 <= line <= len(self.lines):
             return {"kind": kind, "message": message, "line": None, "column": None, "source_line": None}
         if column is not None:
@@ -55,6 +58,18 @@ class Located:
         return self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
 
 
+def shorten(message: str, more: int = 0) -> str:
+    """`message` cut to `_MAX_MESSAGE` characters, noting how many more there were.
+
+    `more` counts characters already cut off before. A message that fits, or that was
+    shortened here before (its note fits in `_NOTE_ROOM`), is left as it is.
+    """
+    if more <= 0 and len(message) <= _MAX_MESSAGE + _NOTE_ROOM:
+        return message
+    more = max(more, 0) + max(0, len(message) - _MAX_MESSAGE)
+    return f"{message[:_MAX_MESSAGE]}... ({more} more characters)"
+
+
 def describe(exc: Exception, where: Located, failure: tuple[str, str] | None) -> dict[str, Any]:
     """The error dict for `exc`; `failure` is (kind, message) recorded by a builtin that raised it."""
     if isinstance(exc, sg.SyntaxError):
@@ -65,8 +80,17 @@ def describe(exc: Exception, where: Located, failure: tuple[str, str] | None) ->
         kind, message = failure or ("runtime", _explain(str(exc.args[0]) if exc.args else exc.error))
         line, column = _eval_position(exc)
         return where.error(kind, message, line, column)
+    if failure is None and isinstance(exc, TypeError) and _BAD_ERROR_TEXT in str(exc):
+        return where.error("runtime", _BAD_ERROR, None, None)
     kind, message = failure or ("runtime", _explain(str(exc)))
     return where.error(kind, message, None, None)
+
+
+_BAD_ERROR = (
+    "the script stopped with an error whose message is not valid UTF-8, so neither it nor its line "
+    "can be shown (usually a string cut inside a multi-byte character, e.g. by a slice, used as a "
+    "name or in an error; to slice by character use list(s.codepoints()))"
+)
 
 
 def _explain(message: str) -> str:

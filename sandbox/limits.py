@@ -14,8 +14,9 @@ class Limits:
     """Hard limits for one script run.
 
     `timeout_s` is wall-clock time enforced by the parent (tool calls count too);
-    `memory_mb` is the worker's RLIMIT_DATA, which covers the Go heap, the Go runtime's
-    thread stacks and the worker's own Python (about 85 MiB before a script starts).
+    `memory_mb` bounds the worker's resident memory, whatever allocates it (watched from
+    both sides, see `memory`), and is also its RLIMIT_DATA, which counts address space the
+    Go runtime reserves too (about 85 MiB before a script starts).
     `max_result_bytes` bounds what leaves a script: `result`, and the arguments of one tool
     call (or of one `parallel` batch together); `max_tool_result_bytes` bounds what enters
     it: one tool result (or the results of one `parallel` batch together), as the JSON

@@ -4,6 +4,7 @@ Workers are fresh interpreters started with `subprocess` (never a fork of the ga
 each in its own session so terminal signals reach only the gateway. Their stderr goes to
 an unnamed temporary file rather than a pipe: the Go runtime writes long traces when it
 aborts, and an undrained pipe could block a dying worker; the file's tail is logged instead.
+A worker gets a minimal environment (`worker_env`), never the gateway's secrets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +23,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from .memory import MIB, PARENT_INTERVAL_S, Resident, kernel_peak, reported_peak
 from .protocol import HEADER, MAX_FRAME, ProtocolError, pack, pack_encoded, unpack
 
 log = logging.getLogger("sandbox")
@@ -28,24 +31,40 @@ log = logging.getLogger("sandbox")
 READY_TIMEOUT_S = 20.0
 _JOIN_BELOW = 1 << 16
 EXIT_WAIT_S = 2.0
-_TELLING = ("fatal error:", "runtime:", "panic:", "SIG", "Traceback", "MemoryError")
+_TELLING = ("sandbox worker:", "fatal error:", "runtime:", "panic:", "SIG", "Traceback", "MemoryError")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_ENV_KEPT = frozenset({
+    "PATH", "HOME", "TMPDIR", "TMP", "TEMP", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH",
+    "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONUTF8", "PYTHONIOENCODING",
+    "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+    "GOMAXPROCS", "GOGC", "GODEBUG", "GOTRACEBACK",
+})
+"""What a worker needs from the gateway's environment to start: where Python and its packages
+are, the locale, and the Go runtime's settings. Anything else (API keys, tokens) stays behind."""
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself cannot work (a worker will not start); not the script's fault."""
 
 
-def _worker_env() -> dict[str, str]:
-    """The gateway's environment, with this package importable wherever the gateway runs from."""
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
+def worker_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A worker's environment: the part of the gateway's it needs (`_ENV_KEPT`, `LC_*`), and this
+    package importable wherever the gateway runs from."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items() if k in _ENV_KEPT or k.startswith("LC_")}
+    path = environ.get("PYTHONPATH")
     env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
     return env
 
 
 class Worker:
-    """A running worker process and its frame streams."""
+    """A running worker process and its frame streams.
+
+    Its memory is watched from here during a run (`guard_memory`, see `memory`): `peak_rss`
+    is the most resident memory known of it, in bytes (what this side read, or what the
+    worker's own watchdog reported as it stopped it), and `over_memory` is set when this
+    side killed it over the limit.
+    """
 
     def __init__(self, process: Process, stderr: IO[bytes]) -> None:
         self.process = process
@@ -53,6 +72,9 @@ class Worker:
         assert process.stdout is not None and process.stdin is not None
         self._reader = BufferedByteReceiveStream(process.stdout)
         self._writer = process.stdin
+        self._resident = Resident.open(process.pid)
+        self.peak_rss = 0
+        self.over_memory = False
 
     @classmethod
     async def spawn(cls, memory_mb: int) -> Worker:
@@ -65,7 +87,7 @@ class Worker:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                env=_worker_env(),
+                env=worker_env(),
                 start_new_session=True,
             )
         except BaseException:
@@ -94,6 +116,40 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self.process.returncode is None
+
+    def resident_bytes(self) -> int | None:
+        """The worker's resident memory now; None once it is gone (or without /proc)."""
+        size = self._resident.bytes() if self._resident is not None else None
+        if size is not None:
+            self.peak_rss = max(self.peak_rss, size)
+        return size
+
+    def memory_peak(self) -> int:
+        """The most resident memory the worker has held: the kernel's mark while it lives, else `peak_rss`."""
+        peak = kernel_peak(self.pid) if self.alive else None
+        self.peak_rss = max(self.peak_rss, peak or 0, reported_peak(self.stderr_summary()) or 0)
+        return self.peak_rss
+
+    async def guard_memory(self, memory_mb: int, interval_s: float = PARENT_INTERVAL_S) -> None:
+        """Kill the worker once its resident memory is over `memory_mb`; returns then (or once it is gone).
+
+        Meant to run beside a conversation, which then sees the worker die.
+        """
+        if self._resident is None:
+            return
+        limit = memory_mb * MIB
+        while True:
+            size = self.resident_bytes()
+            if size is None:
+                return
+            if size > limit:
+                self.over_memory = True
+                self.memory_peak()
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                log.warning("sandbox worker %d killed: %d MiB resident, over %d MiB", self.pid, size // MIB, memory_mb)
+                return
+            await anyio.sleep(interval_s)
 
     async def send(self, message: dict[str, Any]) -> bool:
         """Write one frame; False if the worker is gone. May raise `BoundaryError` from encoding."""
@@ -149,6 +205,10 @@ class Worker:
                 await self.process.aclose()
             if self.process.returncode is None:
                 log.error("sandbox worker %d did not exit after SIGKILL", self.pid)
+        if not self.stderr.closed:
+            self.peak_rss = max(self.peak_rss, reported_peak(self.stderr_summary()) or 0)
+        if self._resident is not None:
+            self._resident.close()
         self.stderr.close()
 
     def stderr_summary(self, limit: int = 16384) -> str:

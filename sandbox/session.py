@@ -7,23 +7,22 @@ while the gateway calls the upstream tool.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import starlark_go as sg
 
-from .diagnose import SCRIPT, Located, describe
+from .diagnose import SCRIPT, Located, describe, shorten
 from .limits import Limits
+from .memory import limit_message
+from .prelude import FAIL_HEAD_BYTES, PRELUDE, RESERVED, RESULT_CHECK
 from .result import KINDS
 from .rewrite import find_name, rewrite_with_edits
 from .values import BoundaryError, clean_str, encode_json, json_decode, json_encode, plain
 
-RESERVED = "_sb_"
 _NEWLINES = re.compile(r"\r\n?")
-"""Prefix of the names the prelude uses internally; scripts may not use such names at all, so
-they cannot rebind what the builtins rely on (and a script's own helper cannot collide)."""
-
 
 
 def normalize_newlines(code: str) -> str:
@@ -31,105 +30,6 @@ def normalize_newlines(code: str) -> str:
     rewrite use) and Starlark's scanner would otherwise split the text into different lines."""
     return _NEWLINES.sub("\n", code)
 
-
-# Runs before every script in the same interpreter. Values leaving the script are checked
-# here, in Starlark, before starlark-go converts them to Python: its conversion recurses
-# without a depth check (a self-referencing list aborts the process) and copies shared
-# sub-structures once per reference (a list that doubles at every level is exponential).
-# The check goes level by level, so nesting and size are bounded before any conversion;
-# the Python side then copies the value with `plain`, which checks types and keys. `*args`
-# keeps every keyword (even `name`) free for the tool. `print` is replaced because
-# starlark-go's print hook segfaults on a string that is not valid UTF-8, where an ordinary
-# builtin call fails cleanly.
-PRELUDE = """
-_sb_scalars = ("NoneType", "bool", "int", "float", "string")
-
-def _sb_check(value, what, limit, setting):
-    level = [value]
-    items = 1
-    for depth in range(_sb_max_depth + 1):
-        below = []
-        for v in level:
-            t = type(v)
-            if t == "string":
-                if "\\x00" in v:
-                    _sb_fail("%s: a string with a NUL character cannot leave the script" % what)
-                continue
-            if t in _sb_scalars:
-                continue
-            if depth >= _sb_max_depth and t in ("list", "tuple", "set", "dict"):
-                _sb_fail("%s: value nested deeper than %d levels (limits.max_depth)" % (what, _sb_max_depth), "limit")
-            if t == "dict":
-                below.extend(v.keys())
-                below.extend(v.values())
-            elif t in ("list", "tuple", "set"):
-                below.extend(v)
-            else:
-                _sb_fail("%s: a value of type %s cannot leave the script " % (what, t) +
-                         "(only None, bool, int, float, string, list, tuple and dict can)")
-        if not below:
-            return value
-        items += len(below)
-        if items > limit:
-            _sb_fail("%s: value is larger than %d bytes as JSON (%s)" % (what, limit, setting), "limit")
-        level = below
-
-def _sb_args(name, args):
-    return _sb_check(args, "arguments of " + name, _sb_max_out, "limits.max_result_bytes")
-
-def _sb_tool_name(fn, args):
-    if len(args) == 0 or type(args[0]) != "string":
-        _sb_fail('%s needs the tool as its first argument, e.g. %s("server.tool", x=1)' % (fn, fn))
-    if len(args) > 1:
-        _sb_fail("%s takes keyword arguments only, e.g. %s(x=1)" % (args[0], args[0]))
-    return args[0]
-
-def call_tool(*args, **kwargs):
-    name = _sb_tool_name("call_tool", args)
-    return _sb_call(name, _sb_args(name, kwargs))
-
-_sb_call_tool = call_tool
-
-def try_call(*args, **kwargs):
-    name = _sb_tool_name("try_call", args)
-    return _sb_try_call(name, _sb_args(name, kwargs))
-
-def _sb_batch(fn, calls):
-    shape = '("server.tool", {"arg": value}) pairs'
-    if type(calls) not in ("list", "tuple"):
-        _sb_fail("%s takes a list of %s, not a %s" % (fn, shape, type(calls)))
-    if len(calls) > _sb_max_calls:
-        _sb_fail("%s of %d calls is over the limit of %d tool calls (limits.max_tool_calls)" %
-                 (fn, len(calls), _sb_max_calls), "limit")
-    batch = []
-    for i in range(len(calls)):
-        c = calls[i]
-        if type(c) == "string":
-            c = (c,)
-        if type(c) not in ("list", "tuple") or len(c) not in (1, 2) or type(c[0]) != "string":
-            _sb_fail("%s: item %d is not a (\\"server.tool\\", {...}) pair; %s takes a list of %s" %
-                     (fn, i, fn, shape))
-        args = c[1] if len(c) == 2 and c[1] != None else {}
-        if type(args) != "dict":
-            _sb_fail("%s: item %d: the arguments of %s must be a dict, not a %s" % (fn, i, c[0], type(args)))
-        batch.append([c[0], _sb_args(c[0], args)])
-    return batch
-
-def parallel(calls):
-    return _sb_calls("parallel", _sb_batch("parallel", calls), True)
-
-def try_parallel(calls):
-    return _sb_calls("try_parallel", _sb_batch("try_parallel", calls), False)
-
-def json_encode(value):
-    return _sb_json_encode(_sb_check(value, "json_encode value", _sb_max_in, "limits.max_tool_result_bytes"))
-
-def print(*args, sep = " "):
-    _sb_print(sep.join([str(a) for a in args]).replace("\\x00", "\\ufffd"))
-"""
-
-_RESULT_CHECK = '_sb_check(result, "result", _sb_max_out, "limits.max_result_bytes")'
-"""Bounds `result` in Starlark before it is converted; the limit is the prelude's `_sb_max_out`."""
 
 MAX_TOOL_NAME = 256
 
@@ -172,7 +72,8 @@ class Session:
     """Builtins and bookkeeping for one run.
 
     starlark-go does not keep references to the callables it is given, so the session holds
-    them (in `self.globals`) for as long as the interpreter lives.
+    them (in `self.globals`) for as long as the interpreter lives. `out_of_memory` is set when
+    the run hit a MemoryError (RLIMIT_DATA): its worker should be replaced after it.
     """
 
     def __init__(self, channel: Channel, limits: Limits) -> None:
@@ -181,19 +82,25 @@ class Session:
         self.output = Output(limits.max_output_bytes)
         self.tool_calls = 0
         self.failure: tuple[str, str] | None = None
-        self.globals: dict[str, Any] = {
+        self.out_of_memory = False
+        builtins: dict[str, Callable[..., Any]] = {
             "_sb_call": self._call_tool,
             "_sb_try_call": self._try_call,
             "_sb_calls": self._calls,
             "_sb_json_encode": self._json_encode,
             "_sb_fail": self._fail,
+            "_sb_fail_text": self._fail_text,
             "_sb_print": self._print,
-            "_sb_max_depth": limits.max_depth,
-            "_sb_max_out": limits.max_result_bytes,
-            "_sb_max_in": limits.max_tool_result_bytes,
-            "_sb_max_calls": limits.max_tool_calls,
             "json_decode": self._json_decode,
         }
+        self.globals: dict[str, Any] = {name: self._guarded(fn) for name, fn in builtins.items()}
+        self.globals.update(
+            _sb_max_depth=limits.max_depth,
+            _sb_max_out=limits.max_result_bytes,
+            _sb_max_in=limits.max_tool_result_bytes,
+            _sb_max_calls=limits.max_tool_calls,
+            _sb_fail_head=FAIL_HEAD_BYTES,
+        )
 
     def execute(self, code: str, servers: list[str]) -> tuple[Any, dict[str, Any] | None]:
         """Run `code`; returns (value of `result`, None) or (None, error dict)."""
@@ -212,10 +119,29 @@ class Session:
             interp.exec(source, filename=SCRIPT)
             if "result" not in interp.globals():
                 return None, None
-            value = interp.eval(_RESULT_CHECK, filename="<result>")
+            value = interp.eval(RESULT_CHECK, filename="<result>")
             return plain(value, self.limits.max_depth, "result"), None
+        except MemoryError:  # outside a builtin: converting `result`
+            self.out_of_memory = True
+            return None, where.error("limit", limit_message(self.limits.memory_mb), None, None)
         except Exception as exc:  # every failure, whatever raised it, becomes the script's error
             return None, describe(exc, where, self.failure)
+
+    def _guarded(self, builtin: Callable[..., Any]) -> Callable[..., Any]:
+        """`builtin`, with a MemoryError in it made the memory-limit error.
+
+        starlark-go would pass the MemoryError on as an error with an empty message. The
+        failure is raised after the `except` block, so the MemoryError (and what it holds) is gone.
+        """
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return builtin(*args, **kwargs)
+            except MemoryError:
+                self.out_of_memory = True
+            self._fail(limit_message(self.limits.memory_mb), "limit")
+
+        return call
 
     def _print(self, message: str) -> None:
         self.output.write(message + "\n")
@@ -223,6 +149,18 @@ class Session:
     def _fail(self, message: str, kind: str = "runtime") -> NoReturn:
         self.failure = (kind if kind in KINDS else "runtime", message)
         raise ScriptFailure(message)
+
+    def _fail_text(self, head: list[int], size: int) -> NoReturn:
+        """The script's `fail()`: `head` is the first bytes of its message (of `size` bytes in all).
+
+        They come as numbers because the message need not be valid UTF-8 (a slice can cut a
+        character); bytes that are not become U+FFFD, and a character cut at the end of `head`
+        is left out.
+        """
+        data = bytes(head)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text = decoder.decode(data, final=len(data) >= size)
+        self._fail(shorten(f"fail: {clean_str(text)}", size - len(data)))
 
     def _call_tool(self, name: str, args: dict[str, Any]) -> Any:
         ok, value = self._request(name, args)

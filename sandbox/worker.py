@@ -3,13 +3,12 @@
 The gateway keeps a few of these warm and talks to each over its stdin/stdout with the
 frames in `protocol`. A worker runs one script at a time and is disposable: the gateway
 kills it on timeout and replaces it when it dies, so the Go runtime aborting on the memory
-limit costs one worker, never the gateway.
+limit, or the worker's memory watchdog stopping it (`memory`), costs one worker, never the gateway.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import threading
 import time
@@ -18,30 +17,12 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .limits import Limits
+from .memory import MIB, RETIRE_FRACTION, Watchdog, go_memory_limit_mb, limit_message, set_data_limit
 from .protocol import read_frame, write_frame
 from .values import BoundaryError, encode_json
 
 GO_THREADS = "2"
 """GOMAXPROCS: scripts are single-threaded; fewer Go threads means less stack counted by RLIMIT_DATA."""
-
-
-def go_memory_limit_mb(memory_mb: int) -> int:
-    """GOMEMLIMIT for a worker: head-room under RLIMIT_DATA for thread stacks and Python.
-
-    With it the Go GC collects harder near the limit instead of letting garbage push the
-    heap into RLIMIT_DATA (measured: a loop making 100 MB strings dies at 512 MiB without
-    it and completes with it).
-    """
-    return max(memory_mb // 2, memory_mb - 128)
-
-
-def set_memory_limit(memory_mb: int) -> None:
-    """Set the soft RLIMIT_DATA; the hard limit is left alone so a later run may raise it again."""
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    soft = memory_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 class Pipe:
@@ -68,12 +49,37 @@ class Pipe:
         return self.receive()
 
 
-def run(frame: dict[str, Any], pipe: Pipe) -> dict[str, Any]:
-    """Execute one `run` frame and build the `done` frame."""
+def run(frame: dict[str, Any], pipe: Pipe, watchdog: Watchdog) -> dict[str, Any]:
+    """Execute one `run` frame under its memory limit and build the `done` frame.
+
+    `retire` in it asks the gateway to replace this worker: after a MemoryError, or when
+    the worker still holds much of the limit, which the next script would otherwise lack.
+    """
+    limits = Limits.from_dict(frame.get("limits") or {})
+    set_data_limit(limits.memory_mb)
+    watchdog.arm(limits.memory_mb)
+    try:
+        done = _execute(frame, pipe, limits)
+    except MemoryError:  # outside the session: sizing the result, joining the output
+        done = None
+    finally:
+        watchdog.disarm()
+    if done is None:
+        done = memory_done(limits.memory_mb)
+    resident = watchdog.resident() or 0
+    done["retire"] = bool(done.get("retire")) or resident > RETIRE_FRACTION * limits.memory_mb * MIB
+    return done
+
+
+def memory_done(memory_mb: int, tool_calls: int = 0) -> dict[str, Any]:
+    """The `done` frame of a run stopped by a MemoryError."""
+    error = {"kind": "limit", "message": limit_message(memory_mb)}
+    return {"op": "done", "output": "", "value": None, "error": error, "tool_calls": tool_calls, "retire": True}
+
+
+def _execute(frame: dict[str, Any], pipe: Pipe, limits: Limits) -> dict[str, Any]:
     from .session import Session  # imported late: starlark_go must load after the Go settings
 
-    limits = Limits.from_dict(frame.get("limits") or {})
-    set_memory_limit(limits.memory_mb)
     servers = [s for s in frame.get("servers") or [] if isinstance(s, str)]
     session = Session(pipe.request, limits)
     value, error = session.execute(str(frame.get("code", "")), servers)
@@ -86,6 +92,7 @@ def run(frame: dict[str, Any], pipe: Pipe) -> dict[str, Any]:
         "value": value,
         "error": error,
         "tool_calls": session.tool_calls,
+        "retire": session.out_of_memory,
     }
 
 
@@ -140,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     memory_mb = _memory_from_argv(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("GOMAXPROCS", GO_THREADS)
     os.environ["GOMEMLIMIT"] = f"{go_memory_limit_mb(memory_mb)}MiB"
-    set_memory_limit(memory_mb)
+    set_data_limit(memory_mb)
     import starlark_go
 
     starlark_go.configure_starlark(allow_set=True, allow_global_reassign=True, allow_recursion=True)
     _exit_with_parent()
+    watchdog = Watchdog()
+    watchdog.start()
     pipe = Pipe(sys.stdin.buffer, _claim_stdout())
-    return _off_the_main_thread(lambda: _serve(pipe))
+    return _off_the_main_thread(lambda: _serve(pipe, watchdog))
 
 
 def _off_the_main_thread(serve: Callable[[], int]) -> int:
@@ -172,7 +181,7 @@ def _off_the_main_thread(serve: Callable[[], int]) -> int:
     return status[0] if status else 1
 
 
-def _serve(pipe: Pipe) -> int:
+def _serve(pipe: Pipe, watchdog: Watchdog) -> int:
     """The frame loop: `ready`, then per `run` frame a `started`, any `call`s, and a `done`."""
     pipe.send({"op": "ready", "pid": os.getpid()})
     while True:
@@ -183,12 +192,15 @@ def _serve(pipe: Pipe) -> int:
             print(f"sandbox worker: unexpected frame {frame.get('op')!r}", file=sys.stderr)
             return 2
         pipe.send({"op": "started"})  # lets the gateway tell "died before running" from "died running"
-        done = run(frame, pipe)
+        done = run(frame, pipe, watchdog)
         try:
             pipe.send(done)
         except BoundaryError as exc:
             error = {"kind": "runtime", "message": f"the run's outcome could not be sent: {exc}"}
             pipe.send({"op": "done", "output": "", "value": None, "error": error, "tool_calls": 0})
+        except MemoryError:
+            memory_mb = Limits.from_dict(frame.get("limits") or {}).memory_mb
+            pipe.send(memory_done(memory_mb, done.get("tool_calls", 0)))
 
 
 if __name__ == "__main__":

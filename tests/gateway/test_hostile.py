@@ -109,7 +109,7 @@ def _exponential(levels: int) -> str:
 
 TIME_LIMIT = [f"script exceeded the time limit of {TIMEOUT_S} s (limits.timeout_s)"]
 
-MEMORY = [f"likely exceeded the memory limit of {MEMORY_MB} MiB (limits.memory_mb)"]
+MEMORY = [f"exceeded the memory limit of {MEMORY_MB} MiB (limits.memory_mb)"]
 
 
 def _has_image(out: Any, text: str) -> None:

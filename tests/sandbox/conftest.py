@@ -60,6 +60,10 @@ async def _crash(args: dict[str, Any]) -> Any:
     raise KeyError("oops")
 
 
+async def _nested(args: dict[str, Any]) -> Any:
+    return [[] for _ in range(int(args["n"]))]
+
+
 _TOOLS = {
     "weather.forecast": _forecast,
     "weather.broken": _fail,
@@ -69,6 +73,7 @@ _TOOLS = {
     "util.big": _big,
     "util.slow": _slow,
     "util.crash": _crash,
+    "util.nested": _nested,
 }
 SERVERS = ["weather", "calc", "util"]
 

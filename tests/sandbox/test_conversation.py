@@ -23,6 +23,7 @@ class ScriptedWorker:
     """Stands in for `process.Worker`: answers `receive` from a list, records what is sent."""
 
     pid = 0
+    over_memory = False
 
     def __init__(self, frames: list[dict[str, Any]]) -> None:
         self.frames = [{"op": "started"}, *frames]

@@ -230,6 +230,40 @@ async def test_invalid_utf8_strings_fail_cleanly(sandbox: Sandbox, tools: FakeTo
     assert run.value == "é"
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ('fail("é"[0:1])', "fail: \ufffd"),
+        ('fail("ok", "é"[0:1] + "x", 3, sep="|")', "fail: ok|\ufffdx|3"),
+        ('x = 1\nfail("a\\x00b", [1])', "fail: a\ufffdb [1]"),
+        ("fail()", "fail: "),
+    ],
+    ids=["cut-character", "with-sep", "nul", "empty"],
+)
+async def test_fail_with_any_message_is_a_clean_error(
+    sandbox: Sandbox, tools: FakeTools, code: str, message: str
+) -> None:
+    """starlark-go cannot raise an error whose text is not UTF-8; bad bytes become U+FFFD instead."""
+    run = await sandbox.run(code, SERVERS, tools)
+    assert run.error is not None and (run.error.kind, run.error.message) == ("runtime", message)
+    assert run.error.line == code.count("\n") + 1
+
+
+async def test_a_long_fail_message_is_cut_with_its_full_length(sandbox: Sandbox, tools: FakeTools) -> None:
+    run = await sandbox.run('fail("é" * 3000 + "x" * 100000)', SERVERS, tools)
+    assert run.error is not None and run.error.message == "fail: " + "é" * 1994 + "... (101006 more characters)"
+
+
+async def test_an_error_naming_an_invalid_string_is_a_clean_error(sandbox: Sandbox, tools: FakeTools) -> None:
+    """Other errors can quote a string raw too (an attribute name): starlark-go's binding then fails itself."""
+    pids = sorted(sandbox.worker_pids())
+    run = await sandbox.run('x = getattr(1, "é"[0:1])', SERVERS, tools)
+    assert run.error is not None and run.error.kind == "runtime"
+    assert run.error.message.startswith("the script stopped with an error whose message is not valid UTF-8")
+    assert "TypeError" not in run.error.message and "__init__" not in run.error.message
+    assert sorted(sandbox.worker_pids()) == pids
+
+
 async def test_lone_surrogate_in_the_source(sandbox: Sandbox, tools: FakeTools) -> None:
     run = await sandbox.run('result = "a\ud800"', SERVERS, tools)
     assert run.error is None and run.value == "a\ufffd"
