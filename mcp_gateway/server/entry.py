@@ -12,19 +12,22 @@ import json
 import os
 from typing import Any
 
+import anyio
+import mcp_types as types
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.shared.exceptions import NoBackChannelError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..gateway import Gateway
 from ..governance.approvals import Approver, asking
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KeyRing
-from .relay import Relay
+from .relay import CALL_METHODS, Relay
 
 IDENTITY_SCOPE_KEY = "mcp_gateway.identity"
+DISCONNECTED_SCOPE_KEY = "mcp_gateway.disconnected"
 
 
 class KeyAuth:
@@ -62,7 +65,15 @@ class KeyAuth:
         scope[IDENTITY_SCOPE_KEY] = identity
         endpoint = f"/mcp/{group}" if group is not None else "/mcp"
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=identity.name, scopes=[], subject=endpoint))
-        await self.app(scope, receive, send)
+        disconnected = scope[DISCONNECTED_SCOPE_KEY] = anyio.Event()
+
+        async def watched() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected.set()
+            return message
+
+        await self.app(scope, watched, send)
 
 
 def identify(keys: KeyRing, scope: Scope) -> Identity | None:
@@ -88,7 +99,12 @@ def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
 
 
 class Entry:
-    """The MCP server's middleware: decide the caller once, and bind it for the whole request."""
+    """The MCP server's middleware: decide the caller once, and bind it for the whole request.
+
+    A call whose HTTP connection goes away is cancelled (a script stops, its upstream call is
+    cancelled and audited as such): the 2026-07-28 transport does this itself, and for
+    handshake-era sessions `KeyAuth` notices the disconnect.
+    """
 
     def __init__(self, gw: Gateway, relay: Relay) -> None:
         self.gw = gw
@@ -97,7 +113,31 @@ class Entry:
     async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         identity = caller(self.gw, ctx)
         with acting_as(identity), asking(_elicitation_approver(ctx)), self.relay.serving(ctx, identity):
-            return await call_next(ctx)
+            scope = getattr(ctx.request, "scope", None)
+            gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
+            if not isinstance(gone, anyio.Event) or ctx.method not in CALL_METHODS:
+                return await call_next(ctx)
+            return await _unless_gone(gone, call_next, ctx)
+
+
+async def _unless_gone(gone: anyio.Event, call_next: CallNext, ctx: ServerRequestContext[Any]) -> HandlerResult:
+    """`call_next(ctx)`, cancelled if `gone` is set first; the handler's own error is raised as it is."""
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_when_gone() -> None:
+                await gone.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_when_gone)
+            result = await call_next(ctx)
+            tg.cancel_scope.cancel()
+            return result
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    raise MCPError(types.INTERNAL_ERROR, "the client went away: the request was cancelled")
 
 
 def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
