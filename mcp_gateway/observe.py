@@ -66,11 +66,11 @@ class Observer:
         """Observe the block as one call of `name` (a tool, meta-tool, resource URI or prompt) by `identity`."""
         started = time.perf_counter()
         auditor = self.auditor
+        opened = auditor.opened(identity, kind=kind, server=server, tool=name, arguments=arguments)
 
         def row(outcome: str) -> AuditRow:
-            return auditor.row(identity, kind=kind, server=server, tool=name, arguments=arguments, outcome=outcome,
-                               started=started, result_bytes=seen.result_bytes, error=seen.error,
-                               approval=seen.approval)
+            return auditor.completed(opened, outcome=outcome, started=started, result_bytes=seen.result_bytes,
+                                     error=seen.error, approval=seen.approval)
 
         seen = Observation(_begin=lambda: auditor.begin(row("started")))
         try:

@@ -9,6 +9,7 @@ and, in script sources, in string literals assigned to such names; rows older th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -54,19 +55,32 @@ class Auditor:
         self._literal = _literal_pattern(tuple(r.lower() for r in settings.redact))
         self._stored: dict[tuple[str, str], int] = {}
 
-    def row(self, identity: Identity, *, kind: str, server: str | None, tool: str, arguments: Mapping[str, Any],
-            outcome: str, started: float, result_bytes: int = 0, error: str | None = None,
-            approval: str | None = None) -> AuditRow:
+    def opened(self, identity: Identity, *, kind: str, server: str | None, tool: str,
+               arguments: Mapping[str, Any]) -> AuditRow:
+        """The row of a call that starts now (`outcome = "started"`); arguments are sized and redacted once here."""
         args_json = json.dumps(arguments, ensure_ascii=False, default=str)
         return AuditRow(
             key=identity.name, team=identity.team, endpoint=f"/mcp/{identity.group}" if identity.group else "/mcp",
-            kind=kind, server=server, tool=tool, outcome=outcome,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            arg_bytes=len(args_json.encode()), result_bytes=result_bytes,
-            error=None if error is None else error[:MAX_ERROR_CHARS],
+            kind=kind, server=server, tool=tool, outcome="started", latency_ms=0.0,
+            arg_bytes=len(args_json.encode()), result_bytes=0, error=None,
             arguments=self._stored_arguments(identity.name, arguments) if self.settings.audit_arguments else None,
-            execution_id=execution_id.get(), approval=approval, ts=self.now(),
+            execution_id=execution_id.get(), approval=None, ts=self.now(),
         )
+
+    def completed(self, row: AuditRow, *, outcome: str, started: float, result_bytes: int = 0,
+                  error: str | None = None, approval: str | None = None) -> AuditRow:
+        """`row` with the call's outcome, `started` being its `time.perf_counter()` at the start."""
+        return dataclasses.replace(row, outcome=outcome, latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                                   result_bytes=result_bytes, error=None if error is None else error[:MAX_ERROR_CHARS],
+                                   approval=approval)
+
+    def row(self, identity: Identity, *, kind: str, server: str | None, tool: str, arguments: Mapping[str, Any],
+            outcome: str, started: float, result_bytes: int = 0, error: str | None = None,
+            approval: str | None = None) -> AuditRow:
+        """A whole row at once (`opened`, then `completed`)."""
+        row = self.opened(identity, kind=kind, server=server, tool=tool, arguments=arguments)
+        return self.completed(row, outcome=outcome, started=started, result_bytes=result_bytes, error=error,
+                              approval=approval)
 
     async def begin(self, row: AuditRow) -> int:
         """Commit a row before the call runs; raises `AuditUnavailable` when it cannot be written."""
