@@ -13,18 +13,23 @@ first sentences come from our own helpers, so that the comparison measures the f
 naming or the summary rule.
 
 Used by `tokens.py` and by the stub tests (`tests/stubs/`), which import it as `benchmarks.catalogs`.
+`CATALOG_DIR` is where the recorded catalogs live: `benchmarks/data/` (see its README.md).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from stubs import ToolSpec, assign_identifiers, parameters
 from stubs.render import first_sentence
 
-__all__ = ["anchor_stub", "anchor_type", "specs"]
+__all__ = ["CATALOG_DIR", "anchor_stub", "anchor_type", "specs"]
+
+CATALOG_DIR = Path(__file__).resolve().parent / "data"
+"""Recorded `tools/list` results of public MCP servers, and the three catalog manifests."""
 
 
 def specs(tools: Sequence[Mapping[str, Any]]) -> list[ToolSpec]:

@@ -1,6 +1,6 @@
 """Token cost of tool discovery: classic tool definitions vs Code Mode, through the real gateway.
 
-For each catalog manifest in ../shared/bench/catalogs (catalog-small/medium/large.json), every
+For each catalog manifest in benchmarks/catalogs (catalog-small/medium/large.json), every
 server's recorded `tools/list` result is replayed by `tests/fixtures/catalog_server.py` over
 stdio, and `mcp-gateway serve` (its own process) serves them all to an SDK `Client` over
 loopback HTTP: once in Code Mode (server layout, then tool layout) and once in direct mode for
@@ -13,7 +13,7 @@ needing 3 tools on one server, input tokens summed over turns (assumptions print
 
     .venv/bin/python benchmarks/tokens.py [--catalogs small,medium,large]
 
-Skips (exit 0) when ../shared/bench/catalogs is absent. Bounded: each gateway has 120 s to
+Skips (exit 0) when benchmarks/catalogs is absent. Bounded: each gateway has 120 s to
 bring its upstreams up and the whole run stops after 15 minutes.
 """
 
@@ -35,13 +35,13 @@ from mcp_types import TextContent
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalogs import anchor_stub, specs  # noqa: E402
+from catalogs import CATALOG_DIR, anchor_stub, specs  # noqa: E402
 from common import fixture_stdio, gateway, toml_table  # noqa: E402
 
 from mcp_gateway.tokens import count_tokens, tool_definition_tokens  # noqa: E402
 from stubs import render_server_stub  # noqa: E402
 
-CATALOGS = ROOT.parent / "shared" / "bench" / "catalogs"
+CATALOGS = CATALOG_DIR
 PREFIX = "mcp__gw__"
 RUN_LIMIT_S = 900
 START_LIMIT_S = 120

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.catalogs import specs
+from benchmarks.catalogs import CATALOG_DIR, specs
 from stubs import ToolSpec
 
-__all__ = ["DATA", "SHARED_CATALOGS", "data_servers", "data_specs", "load_tools", "spec", "specs"]
+__all__ = ["CATALOG_DIR", "DATA", "data_servers", "data_specs", "load_tools", "spec", "specs"]
 
 DATA = Path(__file__).parent / "data"
-SHARED_CATALOGS = Path(__file__).resolve().parents[2].parent / "shared" / "bench" / "catalogs"
 
 
 def load_tools(path: Path) -> list[dict[str, Any]]:

@@ -1,8 +1,7 @@
-"""Every tool of every shared real-world catalog: stubs parse, are deterministic, agree with param_map,
+"""Every tool of every recorded real-world catalog: stubs parse, are deterministic, agree with param_map,
 and the whole catalogs' stubs weigh no more than the anchor's `dict`-only format.
 
-The catalogs live outside the repository (`../shared/bench/catalogs`); without them these tests
-skip, and the copies in `data/` keep the tricky shapes covered.
+The catalogs are the ones `benchmarks/tokens.py` measures, kept in the repository (`benchmarks/data/`).
 """
 
 from __future__ import annotations
@@ -14,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.catalogs import anchor_stub
+from benchmarks.catalogs import CATALOG_DIR, anchor_stub
 from mcp_gateway.tokens import count_tokens
 from stubs import ServerEntry, ToolFiles, ToolSpec, is_identifier, render_docs, render_server_stub, render_tool_stub
 from stubs.render import MAX_SUMMARY, first_sentence, render_signature
 from stubs.tool import param_map
 from stubs.vfs import MAX_TOOLS_LISTED
-from tests.stubs.support import SHARED_CATALOGS, load_tools, specs
+from tests.stubs.support import load_tools, specs
 
-CATALOGS = sorted(p for p in SHARED_CATALOGS.glob("*.json") if not p.name.startswith("catalog-"))
+CATALOGS = sorted(p for p in CATALOG_DIR.glob("*.json") if not p.name.startswith("catalog-"))
 
 
 def _server(path: Path) -> tuple[str, list[ToolSpec]]:
@@ -30,8 +29,7 @@ def _server(path: Path) -> tuple[str, list[ToolSpec]]:
 
 
 def _catalog(path: Path | None) -> tuple[str, list[ToolSpec]]:
-    if path is None:
-        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+    assert path is not None, f"catalogs not found at {CATALOG_DIR}"
     return _server(path)
 
 
@@ -80,8 +78,7 @@ def test_docs_render_with_a_parseable_example(path: Path | None) -> None:
 
 
 def test_whole_catalog_as_virtual_files_in_both_layouts() -> None:
-    if not CATALOGS:
-        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+    assert CATALOGS, f"catalogs not found at {CATALOG_DIR}"
     entries = [ServerEntry(*_server(p)) for p in CATALOGS]
     for layout in ("server", "tool"):
         files = ToolFiles(entries, layout=layout)
@@ -97,17 +94,17 @@ def test_whole_catalog_as_virtual_files_in_both_layouts() -> None:
             ast.parse(files.read(path))
 
 
-MANIFESTS = sorted(SHARED_CATALOGS.glob("catalog-*.json"))
+MANIFESTS = sorted(CATALOG_DIR.glob("catalog-*.json"))
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS or [None], ids=[p.stem for p in MANIFESTS] or ["absent"])
 def test_whole_catalog_stubs_are_no_larger_than_the_anchor_format(manifest: Path | None) -> None:
     """Our stubs carry nested and return types and still weigh less than `dict`-only stubs."""
     if manifest is None:
-        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
+        pytest.skip(f"catalogs not found at {CATALOG_DIR}")
     ours = anchor = 0
     for server in json.loads(manifest.read_text(encoding="utf-8"))["servers"]:
-        tools = specs(load_tools(SHARED_CATALOGS / server["file"]))
+        tools = specs(load_tools(CATALOG_DIR / server["file"]))
         ours += count_tokens(render_server_stub(server["server"], tools))
         anchor += count_tokens(anchor_stub(server["server"], tools))
     assert ours <= anchor, (ours, anchor)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stubs import ServerEntry, ToolFiles
 from stubs.search import Document, rank, words
-from tests.stubs.support import SHARED_CATALOGS, load_tools, specs
+from tests.stubs.support import CATALOG_DIR, load_tools, specs
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_rank_returns_each_matching_key_once(query: str, raw: list[tuple[str, st
     assert rank(query, list(reversed(docs))) == ranked
 
 
-MANIFEST = SHARED_CATALOGS / "catalog-large.json"
+MANIFEST = CATALOG_DIR / "catalog-large.json"
 PLAIN_REQUESTS = [
     ("take a screenshot of the page", ("playwright", "browser_take_screenshot")),
     ("github list pull requests", ("github", "list_pull_requests")),
@@ -76,8 +76,6 @@ PLAIN_REQUESTS = [
 
 @pytest.mark.parametrize(("query", "best"), PLAIN_REQUESTS)
 def test_real_catalog_finds_the_obvious_tool_first(query: str, best: tuple[str, str]) -> None:
-    if not MANIFEST.exists():
-        pytest.skip(f"shared catalogs not found at {SHARED_CATALOGS}")
     servers = json.loads(MANIFEST.read_text(encoding="utf-8"))["servers"]
-    files = ToolFiles([ServerEntry(s["server"], specs(load_tools(SHARED_CATALOGS / s["file"]))) for s in servers])
+    files = ToolFiles([ServerEntry(s["server"], specs(load_tools(CATALOG_DIR / s["file"]))) for s in servers])
     assert rank(query, files.documents())[0] == best
