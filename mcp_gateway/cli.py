@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -16,10 +17,25 @@ from pathlib import Path
 
 import anyio
 
+from ._version import __version__
+from .clients import (
+    Duplicate,
+    Listing,
+    by_precedence,
+    client_listings,
+    describe,
+    display,
+    duplicates,
+    move,
+    other_projects,
+    read_json_listings,
+    served_in_file,
+)
 from .codemode import META_TOOLS
 from .config import LOOPBACK_HOSTS, ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
 from .gateway import Gateway
 from .governance.keys import KeyRing
+from .listen import ListenError, bind, bound_port
 from .logs import configure_logging
 from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
@@ -31,9 +47,18 @@ from .visible import visible
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     configure_logging(args.log_level)
+    try:
+        code = _run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         return init_command(args)
     try:
@@ -44,21 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check":
+        _warn_duplicates(config, Path(args.config))
         return anyio.run(check, config)
     if args.command == "keys":
         return keys_command(config, args)
     if args.command == "logs":
         return logs_command(config, args)
 
-    return serve(config, host=args.host, port=args.port, stdio=args.stdio, allow_open=args.allow_open)
+    return serve(config, Path(args.config), host=args.host, port=args.port, stdio=args.stdio,
+                 allow_open=args.allow_open)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-gateway", description="An MCP gateway with Code Mode.")
+    parser.add_argument("--version", action="version", version=f"mcp-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="serve the gateway (streamable HTTP at /mcp, or stdio)")
     serve_p.add_argument("--host", help="address to bind (default: gateway.host, 127.0.0.1)")
-    serve_p.add_argument("--port", type=int, help="port (default: gateway.port, 8080)")
+    serve_p.add_argument("--port", type=_port, help="port (default: gateway.port, 8080; 0: any free port)")
     serve_p.add_argument("--stdio", action="store_true", help="serve over stdin/stdout instead of HTTP")
     serve_p.add_argument("--allow-open", action="store_true",
                          help="serve a non-loopback address even though no API keys exist (not recommended)")
@@ -82,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     init_p = sub.add_parser("init", help="write a starter gateway.toml, importing the MCP servers you already use")
     init_p.add_argument("--output", "-o", default="gateway.toml")
     init_p.add_argument("--import", dest="sources", action="append", type=Path,
-                        help="a .mcp.json or ~/.claude.json to import (default: ./.mcp.json and ~/.claude.json)")
+                        help="a .mcp.json or ~/.claude.json to import (default: ./.mcp.json, and from "
+                             "~/.claude.json the user scope and this folder's project)")
+    init_p.add_argument("--all-projects", action="store_true",
+                        help="also import the servers of every other project in ~/.claude.json")
     init_p.add_argument("--no-import", action="store_true", help="write a config with no servers")
     init_p.add_argument("--force", action="store_true", help="overwrite an existing file")
     connect_p = sub.add_parser("connect", help="print (or run) what connects a client to this gateway")
@@ -90,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     connect_p.add_argument("--url", help="gateway URL (default: from the config's host and port)")
     connect_p.add_argument("--key", help="API key to send (default: none)")
     connect_p.add_argument("--run", action="store_true", help="run the `claude mcp add` command instead of printing it")
+    connect_p.add_argument("--move", action="store_true",
+                           help="remove the servers the gateway serves from the client's config (backup first)")
     for p in (serve_p, check_p, logs_p, connect_p, *keys_sub.choices.values()):
         p.add_argument("--config", "-c", required=p is not connect_p, default="gateway.toml",
                        help="gateway.toml, or a .mcp.json file")
@@ -103,21 +136,52 @@ def init_command(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    sources = [] if args.no_import else (args.sources or [Path(".mcp.json"), Path.home() / ".claude.json"])
+    user = Path.home() / ".claude.json"
+    sources = [] if args.no_import else (args.sources or [p for p in (user, Path(".mcp.json")) if p.is_file()])
+    listings: list[Listing] = []
     try:
-        servers = find_mcp_servers(sources)
+        for path in sources:
+            if not path.is_file():
+                raise OSError(f"{path}: no such file")
+            listings += read_json_listings(path, cwd=Path.cwd(), all_projects=args.all_projects)
     except (OSError, ValueError) as exc:
         print(f"error: cannot read MCP servers: {exc}", file=sys.stderr)
         return 2
-    out.write_text(render_config(servers), encoding="utf-8")
-    names = ", ".join(servers) or "none (add [servers.<name>] tables)"
-    print(f"wrote {out}; servers: {names}\nnext: mcp-gateway check --config {out}", file=sys.stderr)
+    if not args.sources:
+        listings = by_precedence(listings)
+    settings = GatewaySettings()
+    found = find_mcp_servers(listings, gateway_name=settings.name, port=settings.port)
+    out.write_text(render_config(found.servers, name=settings.name, port=settings.port), encoding="utf-8")
+    for note in found.notes:
+        print(note, file=sys.stderr)
+    projects, count = other_projects(user, cwd=Path.cwd()) if user in sources and not args.all_projects else (0, 0)
+    if projects:
+        print(f"not imported: {count} server(s) of {projects} other project(s) in {display(user)} "
+              "(--all-projects imports them)", file=sys.stderr)
+    names = ", ".join(found.servers) or "none (add [servers.<name>] tables)"
+    print(f"wrote {out}; servers: {names}\nnext: mcp-gateway check --config {out}, then serve it and "
+          "`mcp-gateway connect claude --move`", file=sys.stderr)
     return 0
 
 
 def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
     url = args.url or f"http://{_url_host(settings.host)}:{settings.port}/mcp"
     text = connect_instructions(args.client, url, settings.name, args.key)
+    config = Path(args.config)
+    dups = duplicates(client_listings(args.client, Path.cwd(), Path.home()), served_in_file(config), config=config)
+    if dups and args.move:
+        try:
+            done = move(dups)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("moved behind the gateway:\n" + "\n".join(f"  {line}" for line in done), file=sys.stderr)
+    elif dups:
+        print(f"these servers are also served by the gateway ({display(config)}), so the model would see their "
+              "tools twice:\n" + "\n".join(f"  {line}" for line in describe(dups))
+              + "\n--move removes them from these files (each backed up first as <file>.bak)", file=sys.stderr)
+    elif args.move:
+        print(f"nothing to move: no {args.client} config lists a server {display(config)} serves", file=sys.stderr)
     if not args.run:
         print(text)
         return 0
@@ -127,7 +191,8 @@ def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
     return subprocess.run(shlex.split(text), check=False).returncode
 
 
-def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: bool, allow_open: bool) -> int:
+def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: int | None, stdio: bool,
+          allow_open: bool) -> int:
     gw = Gateway(config)
     gc.freeze()  # what is loaded by now lives for good: keep it out of every garbage collection's scan
     if stdio:
@@ -135,23 +200,38 @@ def serve(config: GatewayConfig, *, host: str | None, port: int | None, stdio: b
         return 0
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
+    if gw.keys.is_open() and host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
+        print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
+              "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
+        return 2
+    try:
+        sockets = bind(host, port)  # before anything is announced or started
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if gw.keys.is_open():
-        if host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
-            print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
-                  "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
-            return 2
         print("note: no API keys exist, so every tool is open to any local client", file=sys.stderr)
-    url = f"http://{_url_host(host)}:{port}/mcp"
-    print(
-        f"mcp-gateway serving {url}\n"
-        f"connect Claude Code: claude mcp add --transport http {config.gateway.name} {url}",
-        file=sys.stderr,
-        flush=True,
-    )
+    url = f"http://{_url_host(host)}:{bound_port(sockets)}/mcp"
+    key = None if gw.keys.is_open() else "<your key>"
+    line = connect_instructions("claude", url, config.gateway.name, key)
+    print(f"mcp-gateway serving {url}\nconnect Claude Code: {line}", file=sys.stderr, flush=True)
     if host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
-    anyio.run(serve_http, gw, host, port)
+    _warn_duplicates(config, config_path)
+    anyio.run(serve_http, gw, host, port, sockets)
     return 0
+
+
+def _warn_duplicates(config: GatewayConfig, path: Path) -> None:
+    """Warn about client configs that still list servers this gateway serves."""
+    served = {n: s.model_dump() for n, s in config.servers.items() if s.enabled}
+    for client in ("claude", "codex"):
+        dups: list[Duplicate] = duplicates(client_listings(client, Path.cwd(), Path.home()), served, config=path)
+        if dups:
+            print("warning: the model sees these servers' tools twice, from the gateway and from the client:\n"
+                  + "\n".join(f"  {line}" for line in describe(dups))
+                  + f"\n  `mcp-gateway connect {client} --move --config {display(path)}` removes them from the "
+                  "client", file=sys.stderr)
 
 
 def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
@@ -177,6 +257,8 @@ def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
         elif not storage.revoke_key(args.name):
             print(f"error: no active key named {args.name!r} in {config.gateway.state_dir}", file=sys.stderr)
             return 2
+        elif args.keys_command == "revoke":
+            print(f"key {args.name!r} revoked: requests with it are refused from now on", file=sys.stderr)
         return 0
     finally:
         storage.close()
@@ -208,6 +290,12 @@ def _duration(text: str) -> float:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else "-"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, not {text!r}")
+    return int(text)
 
 
 def _url_host(host: str) -> str:
@@ -248,6 +336,8 @@ def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
             f"(Code Mode's four meta-tools plus the direct-mode tools)")
     if classic and sent < classic:
         return f"{text}, {100 * (classic - sent) / classic:.0f}% less"
+    if not any(up.state == "ready" for up in upstreams):
+        return f"{text} (no upstream is ready, so there is nothing to compare)"
     if uses_code:
         return f"{text}; Code Mode costs more than it saves here: consider mode = \"direct\" for small servers"
     return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _LIMITS = Limits()  # the sandbox's defaults are the `[limits]` table's defaults
 _POOL = PoolLimits()
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Default of `[servers.<name>] max_message_bytes`: one JSON-RPC message an upstream may send."""
+MIN_MESSAGE_BYTES = 64 * 1024
 
 
 class ConfigError(Exception):
@@ -114,6 +118,7 @@ class ServerConfig(_Strict):
     mode: Mode | None = None
     enabled: bool = True
     timeout_s: float | None = Field(default=None, gt=0)
+    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=MIN_MESSAGE_BYTES)
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
@@ -123,6 +128,9 @@ class ServerConfig(_Strict):
             raise ValueError("`transport` and `headers` apply only to `url` servers")
         if self.url is not None and (self.args or self.env or self.cwd):
             raise ValueError("`args`, `env` and `cwd` apply only to `command` servers")
+        if self.enabled and self.url is not None and not re.match(r"https?://", self.url, re.I):
+            hint = f'; did you mean "http://{self.url}"?' if "://" not in self.url else ""
+            raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}{hint}")
         return self
 
     @property
@@ -248,11 +256,17 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 
 def _state_beside(config: GatewayConfig, path: Path) -> GatewayConfig:
-    """A relative `state_dir` is relative to the config file's folder, wherever the command runs."""
+    """A relative `state_dir`, and a server's relative `cwd`, are relative to the config file's folder,
+    wherever the command runs."""
+    folder = path.resolve().parent
+    servers = {name: server.model_copy(update={"cwd": str(folder / Path(server.cwd).expanduser())})
+               if server.cwd is not None and not Path(server.cwd).expanduser().is_absolute() else server
+               for name, server in config.servers.items()}
+    config = config.model_copy(update={"servers": servers})
     state = Path(config.gateway.state_dir).expanduser()
     if state.is_absolute():
         return config
-    settings = config.gateway.model_copy(update={"state_dir": str(path.resolve().parent / state)})
+    settings = config.gateway.model_copy(update={"state_dir": str(folder / state)})
     return config.model_copy(update={"gateway": settings})
 
 
@@ -269,9 +283,19 @@ def load_gateway_settings(path: str | Path) -> GatewaySettings:
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>", text: str = "") -> GatewayConfig:
-    """Validate already-parsed config data; `text` lets errors point at lines."""
-    problems: list[str] = []
-    expanded = _expand(data, (), os.environ, problems)
+    """Validate already-parsed config data; `text` lets errors point at lines.
+
+    A variable that is not set is a problem only where it is used: not in a server with `enabled = false`.
+    `${MCP_GATEWAY_PYTHON}` is the Python running the gateway unless the environment sets it.
+    """
+    missing: list[tuple[tuple[str, ...], str]] = []
+    expanded = _expand(data, (), {"MCP_GATEWAY_PYTHON": sys.executable, **os.environ}, missing)
+    servers = data.get("servers")
+    off = {n for n, s in servers.items() if isinstance(s, Mapping) and s.get("enabled") is False} \
+        if isinstance(servers, Mapping) else set()
+    problems = [f"{'.'.join(loc)}: environment variable {var} is not set" + (f" (line {n})" if n else "")
+                for loc, var in missing if not (loc[:1] == ("servers",) and len(loc) > 1 and loc[1] in off)
+                for n in [_line_of(text, loc)]]
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -280,21 +304,22 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>", text: str
         raise ConfigError(source, [_describe(err, text) for err in exc.errors()]) from None
 
 
-def _expand(value: Any, loc: tuple[str, ...], env: Mapping[str, str], problems: list[str]) -> Any:
-    """Replace `${VAR}` in every string; collect a problem per missing variable."""
+def _expand(value: Any, loc: tuple[str, ...], env: Mapping[str, str], missing: list[tuple[tuple[str, ...], str]]
+            ) -> Any:
+    """Replace `${VAR}` in every string; collect the key and name of each variable not set."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
-                problems.append(f"{'.'.join(loc)}: environment variable {m.group(1)} is not set")
+                missing.append((loc, m.group(1)))
                 return ""
             return env[m.group(1)]
 
         return _VAR.sub(sub, value)
     if isinstance(value, Mapping):
-        return {k: _expand(v, (*loc, str(k)), env, problems) for k, v in value.items()}
+        return {k: _expand(v, (*loc, str(k)), env, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, (*loc, str(i)), env, problems) for i, v in enumerate(value)]
+        return [_expand(v, (*loc, str(i)), env, missing) for i, v in enumerate(value)]
     return value
 
 

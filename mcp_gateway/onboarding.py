@@ -5,27 +5,47 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from stubs import to_identifier
 
+from .clients import Listing, gateway_reason, signature
 from .config import mcp_json_server
 
 
-def find_mcp_servers(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """MCP servers from `.mcp.json` files and `~/.claude.json` (its top level and every project in it)."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        if not path.is_file():
-            continue
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        tables = [doc.get("mcpServers", {})]
-        tables += [p.get("mcpServers", {}) for p in doc.get("projects", {}).values() if isinstance(p, dict)]
-        for table in tables:
-            for name, spec in table.items():
-                if isinstance(spec, dict):
-                    found.setdefault(to_identifier(name), spec)
+@dataclass
+class Found:
+    """The servers `init` imports, and one line per server imported or skipped."""
+
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def find_mcp_servers(listings: list[Listing], *, gateway_name: str = "gw", port: int = 8080) -> Found:
+    """The servers of `listings` (earlier ones win a name), never the gateway itself."""
+    found = Found()
+    origin: dict[str, str] = {}
+    for listing in listings:
+        imported = []
+        for name, spec in listing.servers.items():
+            ident = to_identifier(name)
+            reason = gateway_reason(name, spec, gateway_name, port)
+            if reason is None and signature(spec) is None:
+                reason = "it has neither `command` nor `url`"
+            twin = next((n for n, s in found.servers.items() if signature(s) == signature(spec)), None)
+            if reason is None and twin is not None:
+                reason = f"the same server (command and args, or url) is imported as {twin} from {origin[twin]}"
+            if reason is None and ident in found.servers:
+                reason = f"the name {ident!r} is taken: kept the one from {origin[ident]}"
+            if reason is not None:
+                found.notes.append(f"skipped {name} from {listing.label}: {reason}")
+                continue
+            found.servers[ident] = dict(spec)
+            origin[ident] = listing.label
+            imported.append(name if name == ident else f"{name} (as {ident})")
+        if imported:
+            found.notes.append(f"imported from {listing.label}: {', '.join(imported)}")
     return found
 
 
@@ -45,13 +65,15 @@ def render_config(servers: Mapping[str, Mapping[str, Any]], *, name: str = "gw",
     for server, spec in servers.items():
         lines += ["", f"[servers.{server}]"]
         for key, value in mcp_json_server(spec).items():
-            if key != "mode":
+            if key != "mode" and value not in ({}, []):
                 lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, Mapping):
+        if not value:
+            return "{}"
         return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -86,8 +86,10 @@ async def serve_stdio(gw: Gateway) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-async def serve_http(gw: Gateway, host: str, port: int) -> None:
+async def serve_http(gw: Gateway, host: str, port: int, sockets: list[socket.socket] | None = None) -> None:
     """Serve `build_app(gw)` with uvicorn until SIGINT or SIGTERM, then shut down gracefully.
+
+    `sockets`, already bound (`mcp_gateway.listen.bind`), are served instead of binding `host` and `port`.
 
     Shutdown stops accepting connections, lets the tool calls in flight finish (at most
     `gateway.shutdown_grace_s`), ends the remaining event streams, then closes the upstreams.
@@ -99,7 +101,7 @@ async def serve_http(gw: Gateway, host: str, port: int) -> None:
                             log_level="warning", log_config=None,  # our handlers, with their rate limit
                             timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
                             http=protocol(settings.header_timeout_s), limit_concurrency=settings.max_connections)
-    await _DrainingServer(config, gw).serve()
+    await _DrainingServer(config, gw).serve(sockets=sockets)
 
 
 class _DrainingServer(uvicorn.Server):

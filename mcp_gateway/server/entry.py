@@ -51,7 +51,9 @@ class KeyAuth:
             return
         identity = identify(self.keys, scope)
         if identity is None:
-            await _reject(send, 401, "missing, unknown or revoked API key: send `Authorization: Bearer <key>`")
+            await _reject(send, 401, "missing, unknown or revoked API key: this gateway needs a key, sent as the "
+                          "header `Authorization: Bearer <key>` (`mcp-gateway connect claude --key <key>` prints the "
+                          "command that adds it); an admin creates a key with `mcp-gateway keys create <name>`")
             return
         if self.admin_only and not identity.admin:
             await _reject(send, 403, f"key {identity.name} is not an admin key (admin = true)")
