@@ -10,6 +10,7 @@ from typing import Any
 import mcp_types as types
 
 _JSON_START = tuple('{["-0123456789tfn')
+_MIB = 1024 * 1024
 
 
 Keep = Callable[[types.ContentBlock], str]
@@ -94,6 +95,13 @@ def _decoded_size(data: str) -> int:
         return len(base64.b64decode(data, validate=False))
     except ValueError:
         return len(data)
+
+
+def mib(size: int) -> str:
+    """A size as error messages give it: `16 MiB` for whole MiB, else `17.3 MiB`, or bytes below one MiB."""
+    if size and size % _MIB == 0:
+        return f"{size // _MIB} MiB"
+    return f"{size / _MIB:.1f} MiB" if size >= _MIB else f"{size} bytes"
 
 
 def result_bytes(result: types.CallToolResult | types.ReadResourceResult | types.GetPromptResult) -> int:

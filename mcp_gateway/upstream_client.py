@@ -1,10 +1,14 @@
-"""The SDK `Client` to one upstream: opening it over stdio, streamable HTTP or SSE, and reading its listings."""
+"""The SDK `Client` to one upstream: opening it over stdio, streamable HTTP or SSE, and reading its listings.
+
+Every message an upstream sends is held to its `max_message_bytes` before any of it is parsed:
+stdio lines are read by the gateway (`upstream_stdio.py`), HTTP bodies through a response hook
+(`upstream_http.py`); the request a refused message answered gets an error naming the limit.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypedDict, TypeVar
 
@@ -13,12 +17,13 @@ import mcp_types as types
 from mcp.client import Client, Transport
 from mcp.client.session import ElicitationFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from ._version import __version__
 from .config import ServerConfig
+from .upstream_http import Bodies, restored
+from .upstream_stdio import stdio_transport
 
 MAX_PAGES = 1000
 """Pages of any listing read from one upstream (tools, resources, prompts): a bound on a cursor that never ends."""
@@ -41,22 +46,20 @@ async def open_client(config: ServerConfig, options: ClientOptions) -> AsyncIter
     async with contextlib.AsyncExitStack() as stack:
         transport: Transport
         if config.kind == "stdio":
-            assert config.command is not None
-            params = StdioServerParameters(
-                command=config.command, args=config.args, env=config.env or None, cwd=config.cwd
-            )
-            transport = stdio_client(params, errlog=sys.stderr)
+            transport = stdio_transport(config)
         elif config.kind == "sse":
             assert config.url is not None
             transport = sse_client(config.url, headers=config.headers or None)
         else:
             assert config.url is not None
+            bodies = Bodies(config.max_message_bytes)
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
-                    headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False
+                    headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False,
+                    event_hooks={"response": [bodies.bound]},
                 )
             )
-            transport = streamable_http_client(config.url, http_client=http)
+            transport = restored(streamable_http_client(config.url, http_client=http), bodies)
         client = await stack.enter_async_context(
             Client(transport, cache=None, client_info=types.Implementation(name="mcp-gateway", version=__version__),
                    **options)

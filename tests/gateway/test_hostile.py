@@ -5,8 +5,8 @@ upstreams are copies of `tests/fixtures/hostile_server.py`:
 
 - `hostile` (stdio): the well-behaved tools every case ends with (`ping`), and the slow ones;
 - `doomed` (stdio, 1 s call timeout): its `lone_surrogate` tool kills the server process;
-- `clog` (stdio): a 50 MB result, which the SDK's stdio client reads very slowly;
-- `wide` (streamable HTTP): the same 50 MB result, delivered quickly.
+- `clog` (stdio): a 50 MB result, refused as it is read (over `max_message_bytes`);
+- `wide` (streamable HTTP): the same 50 MB result over HTTP.
 
 After every case `result = hostile.ping()` must answer within 1 s, and the peak memory of
 this process (gateway included; workers and upstreams are other processes) must stay
@@ -176,10 +176,10 @@ CASES: dict[str, Case] = {
     "tool-never-answers": Case("hostile.never()\n", TIME_LIMIT, within_s=TIMEOUT_S + 2),
     "tool-returns-50MB-over-http": Case(
         "x = wide.flood(mb=50)\n",
-        ["the result of wide.flood is at least 52428802 bytes as JSON", "(limits.max_tool_result_bytes)"],
+        ["wide.flood failed: its answer is 50.0 MiB, more than the server's max_message_bytes (16 MiB)"],
     ),
     "try-call-on-20MB": Case(
-        'r = try_call("wide.flood", mb=20)\nresult = [r["ok"], "max_tool_result_bytes" in r["error"]]\n',
+        'r = try_call("wide.flood", mb=20)\nresult = [r["ok"], "max_message_bytes" in r["error"]]\n',
         ["result = [false, true]"],
         error=False,
     ),
@@ -248,8 +248,9 @@ CASES: dict[str, Case] = {
         ["result = [[false, true, true], 1]"],
         error=False,
     ),
-    # last: the SDK's stdio client keeps reading this line for a while after the script is gone
-    "tool-returns-50MB-over-stdio": Case("x = clog.flood(mb=50)\n", TIME_LIMIT, within_s=TIMEOUT_S + 2),
+    "tool-returns-50MB-over-stdio": Case(
+        "x = clog.flood(mb=50)\n",
+        ["clog.flood failed: its answer is 50.0 MiB, more than the server's max_message_bytes (16 MiB)"], within_s=2),
 }
 
 
