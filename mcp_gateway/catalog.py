@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import mcp_types as types
 
+from sandbox import direct_tool
 from stubs import ServerEntry, ToolFiles, ToolSpec, accepts_null, assign_identifiers, parameters
 
 from .config import GatewayConfig
@@ -42,6 +43,11 @@ class ToolEntry:
     @property
     def ref(self) -> str:
         return f"{self.server}.{self.spec.identifier}"
+
+    @property
+    def direct_hint(self) -> str:
+        """A direct-mode tool as the sandbox is told of it, so a script calling it hears the name to use."""
+        return direct_tool(self.ref, self.direct_name or self.ref)
 
     def upstream_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Map script keyword names (identifiers) back to the schema's property names.

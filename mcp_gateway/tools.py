@@ -8,7 +8,8 @@ from typing import Any
 import mcp_types as types
 
 from .calls import NotFound, call_tool
-from .codemode import HANDLERS, META_NAMES, META_TOOLS, Progress
+from .codemode import HANDLERS, META_NAMES, Progress
+from .codemode.metatools import meta_tools
 from .errors import GatewayError
 from .gateway import Gateway
 from .governance.audit import in_execution
@@ -16,10 +17,14 @@ from .results import text_result
 
 
 def visible_tools(gw: Gateway) -> list[types.Tool]:
-    """The four meta-tools (when any server is in code mode), then direct-mode tools under their names."""
+    """The four meta-tools (when any server is in code mode), then direct-mode tools under their names.
+
+    executeToolCode's annotations are the caller's: derived from the code-mode tools its scripts can
+    reach (`meta_tools`); direct-mode tools keep their upstream's annotations.
+    """
     tools: list[types.Tool] = []
     if any(gw.config.mode_of(s) == "code" for s in gw.config.servers.values()):
-        tools.extend(META_TOOLS)
+        tools.extend(meta_tools(gw.catalog))
     for name, entry in gw.catalog.by_direct_name.items():
         if name not in META_NAMES:
             tools.append(entry.tool.model_copy(update={"name": name}))

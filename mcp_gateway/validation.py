@@ -3,26 +3,60 @@
 Validation runs in a worker thread, never on the event loop, and stays linear in the size of the
 arguments: `uniqueItems` (which jsonschema checks pairwise for objects and mixed items) compares
 canonical forms in a set instead. Messages are cut, since jsonschema's quote the offending value.
+
+An argument the tool does not take is refused the way Python refuses an unexpected keyword
+argument, naming the closest parameter, unless the schema explicitly allows other properties
+(`additionalProperties` true or a schema, `patternProperties`, `unevaluatedProperties`): JSON
+Schema allows them by default, but a misspelt name silently left out (`max_cont=1`) changes
+what the call means.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 import anyio
 import jsonschema
+import referencing
+import referencing.exceptions
 import structlog
 
 from .catalog import ToolEntry
-from .errors import InvalidArguments
+from .errors import GatewayError, InvalidArguments
 
 log = structlog.get_logger("mcp_gateway.validation")
 
+_LOCAL_ONLY: referencing.Registry[Any] = referencing.Registry()
+"""No retrieval: a schema's `$ref` to another document is never fetched (jsonschema would use urllib)."""
 MAX_PROBLEMS = 5
 """Problems named in one `InvalidArguments` message."""
 MAX_PROBLEM_CHARS = 300
 """Characters of one problem's description."""
+MAX_LISTED = 20
+"""Parameters listed when an unexpected argument is like none of them."""
+_MAX_PARTS = 200
+"""Subschemas walked to find the properties a schema names."""
+
+
+class UnexpectedArguments(InvalidArguments):
+    """Arguments the tool does not take, each with the parameter it most likely meant."""
+
+    def __init__(self, ref: str, unexpected: list[str], known: list[str]) -> None:
+        hints = {name: difflib.get_close_matches(name, known, n=1, cutoff=0.6) for name in unexpected}
+        if len(unexpected) == 1:
+            [(name, close)] = hints.items()
+            text = f"unexpected keyword argument {name!r} for {ref}"
+        else:
+            names = ", ".join(f"{n!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for n, c in hints.items())
+            text, close = f"unexpected keyword arguments for {ref}: {names}", []
+        if close:
+            text += f"; did you mean {close[0]!r}?"
+        elif not any(hints.values()):
+            listed = ", ".join(known[:MAX_LISTED]) + (", ..." if len(known) > MAX_LISTED else "")
+            text += f"; it takes {listed}" if known else f"; {ref} takes no arguments"
+        GatewayError.__init__(self, text)
 
 
 class Validators:
@@ -30,9 +64,11 @@ class Validators:
 
     def __init__(self) -> None:
         self._by_tool: dict[tuple[str, str], jsonschema.protocols.Validator | None] = {}
+        self._names: dict[tuple[str, str], frozenset[str] | None] = {}
 
     def clear(self) -> None:
         self._by_tool.clear()
+        self._names.clear()
 
     async def check(self, entry: ToolEntry, args: Mapping[str, Any]) -> None:
         """Raise `InvalidArguments` naming the fields at fault; pass if the tool's own schema is invalid."""
@@ -42,14 +78,89 @@ class Validators:
         """`check`, in the calling thread."""
         key = (entry.server, entry.tool.name)
         if key not in self._by_tool:
+            self._names[key] = argument_names(entry.tool.input_schema)  # first: `_by_tool` says both are there
             self._by_tool[key] = _make_validator(entry.tool.input_schema)
         validator = self._by_tool[key]
         if validator is None:
             return
-        problems = [_describe_error(e) for e in validator.iter_errors(dict(args))]
+        name = entry.ref if entry.direct_name is None else entry.direct_name
+        names = self._names.get(key)
+        unexpected = [k for k in args if k not in names] if names is not None else []
+        if unexpected:
+            raise UnexpectedArguments(name, unexpected[:MAX_PROBLEMS], _known(entry, names or frozenset()))
+        try:
+            problems = [_describe_error(e) for e in validator.iter_errors(dict(args))]
+        except referencing.exceptions.Unresolvable as exc:  # a $ref outside the schema: nothing is fetched
+            log.warning("tool schema refers outside itself; arguments are checked by the upstream only",
+                        server=entry.server, tool=entry.tool.name, ref=str(exc)[:200])
+            return
         if problems:
-            name = entry.ref if entry.direct_name is None else entry.direct_name
             raise InvalidArguments(name, problems[:MAX_PROBLEMS])
+
+
+def _known(entry: ToolEntry, names: frozenset[str]) -> list[str]:
+    """The parameters as the caller names them: identifiers in scripts (the stub's), else the schema's names."""
+    if entry.direct_name is not None:
+        return [*entry.params.values(), *sorted(names - set(entry.params.values()))]
+    return [*entry.params, *sorted(n for n in names - set(entry.params.values()) if n.isidentifier())]
+
+
+def argument_names(schema: Mapping[str, Any]) -> frozenset[str] | None:
+    """Every property name the schema gives an argument object, or None if it allows others.
+
+    Follows local `$ref`s and the members of `allOf`, `anyOf`, `oneOf`, `if`/`then`/`else` and
+    `dependentSchemas` (a name any of them gives is known). A schema that explicitly allows
+    other properties, has a `$ref` that cannot be followed, or is too big to walk gives None.
+    """
+    names: set[str] = set()
+    todo: list[Any] = [schema]
+    seen: set[str] = set()
+    for _ in range(_MAX_PARTS):
+        if not todo:
+            return frozenset(names)
+        part = todo.pop()
+        if not isinstance(part, Mapping):
+            continue
+        if _allows_others(part):
+            return None
+        props, required = part.get("properties"), part.get("required")
+        names.update(k for k in (props if isinstance(props, Mapping) else ()) if isinstance(k, str))
+        names.update(k for k in (required if isinstance(required, list) else ()) if isinstance(k, str))
+        for word in ("allOf", "anyOf", "oneOf"):
+            members = part.get(word)
+            todo.extend(members if isinstance(members, list) else [])
+        todo.extend(part.get(word) for word in ("if", "then", "else"))
+        dependent = part.get("dependentSchemas")
+        todo.extend(dependent.values() if isinstance(dependent, Mapping) else [])
+        ref = part.get("$ref")
+        if isinstance(ref, str) and ref not in seen:
+            seen.add(ref)
+            target = _local_ref(schema, ref)
+            if target is None:
+                return None
+            todo.append(target)
+    return None
+
+
+def _allows_others(part: Mapping[str, Any]) -> bool:
+    return (part.get("additionalProperties", False) is not False or bool(part.get("patternProperties"))
+            or part.get("unevaluatedProperties", False) is not False)
+
+
+def _local_ref(root: Mapping[str, Any], ref: str) -> Any:
+    """What a `#/...` reference names within `root`; None for any other reference or a missing target."""
+    if ref != "#" and not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for step in ref.split("/")[1:]:
+        step = step.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+        else:
+            return None
+    return node
 
 
 def _make_validator(tool_schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:
@@ -63,7 +174,7 @@ def _make_validator(tool_schema: Mapping[str, Any]) -> jsonschema.protocols.Vali
         return None
     linear: type[jsonschema.protocols.Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         cls, {"uniqueItems": _unique_items})
-    return linear(schema)
+    return linear(schema, registry=_LOCAL_ONLY)
 
 
 def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:

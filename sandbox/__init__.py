@@ -8,7 +8,7 @@ from .limits import MIN_MEMORY_MB, Limits, PoolLimits
 from .pool import Sandbox
 from .process import SandboxError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError
-from .rewrite import rewrite
+from .rewrite import direct_tool, rewrite
 
 __all__ = [
     "MIN_MEMORY_MB",
@@ -20,5 +20,6 @@ __all__ = [
     "ScriptError",
     "ToolCaller",
     "ToolError",
+    "direct_tool",
     "rewrite",
 ]

@@ -76,8 +76,24 @@ def try_call(*args, **kwargs):
     name = _sb_tool_name("try_call", args)
     return _sb_try_call(name, _sb_args(name, kwargs))
 
+def _sb_not_a_pair(*args, **kwargs):
+    # a server.tool(...) call written as an item of parallel([...]): see rewrite.NOT_A_PAIR
+    fn, name = args[0], args[1]
+    _sb_fail('%s takes ("server.tool", {arguments}) pairs, not the results of calls: write %s([(%r, %r)])' %
+             (fn, fn, name, kwargs))
+
+def _sb_head(text, n):
+    # the first n characters of text (a byte slice could cut one, and the message must be valid UTF-8)
+    head = []
+    for ch in text.codepoints():
+        if len(head) == n:
+            return "".join(head) + "..."
+        head.append(ch)
+    return text
+
 def _sb_batch(fn, calls):
     shape = '("server.tool", {"arg": value}) pairs'
+    results = 'not the results of calls: write %s([("server.tool", {"arg": value})])' % fn
     if type(calls) not in ("list", "tuple"):
         _sb_fail("%s takes a list of %s, not a %s" % (fn, shape, type(calls)))
     if len(calls) > _sb_max_calls:
@@ -86,11 +102,14 @@ def _sb_batch(fn, calls):
     batch = []
     for i in range(len(calls)):
         c = calls[i]
+        if type(c) == "string" and (" " in c or "\\n" in c or "." not in c):
+            _sb_fail("%s: item %d is not a tool name but the text %r; %s takes %s, %s" %
+                     (fn, i, _sb_head(c, 40), fn, shape, results))
         if type(c) == "string":
             c = (c,)
         if type(c) not in ("list", "tuple") or len(c) not in (1, 2) or type(c[0]) != "string":
-            _sb_fail("%s: item %d is not a (\\"server.tool\\", {...}) pair; %s takes a list of %s" %
-                     (fn, i, fn, shape))
+            _sb_fail("%s: item %d is not a (\\"server.tool\\", {...}) pair but a %s; %s takes %s, %s" %
+                     (fn, i, type(c), fn, shape, results))
         args = c[1] if len(c) == 2 and c[1] != None else {}
         if type(args) != "dict":
             _sb_fail("%s: item %d: the arguments of %s must be a dict, not a %s" % (fn, i, c[0], type(args)))

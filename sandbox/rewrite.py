@@ -7,6 +7,10 @@ the standard `tokenize` module (Starlark's lexical syntax is close enough to Pyt
 string literals and comments are never touched, and it splices by position on the same line,
 so line numbers never change and column shifts stay on the rewritten line, where
 `original_column` undoes them.
+
+A call written as an item of `parallel([...])` or `try_parallel([...])` would run at once and
+hand its result to the batch, which takes `("server.tool", {args})` pairs: it is routed to
+`NOT_A_PAIR` instead, which runs nothing and says how to write the pair.
 """
 
 from __future__ import annotations
@@ -18,6 +22,32 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 CALL_TOOL = "_sb_call_tool"
+NOT_A_PAIR = "_sb_not_a_pair"
+BATCHES = frozenset({"parallel", "try_parallel"})
+DIRECT = " is called directly as "
+"""Joins `server.tool` and a direct-mode tool's own name in the server list a script runs with."""
+
+
+def direct_tool(ref: str, name: str) -> str:
+    """A direct-mode tool as it is listed among a script's servers, so that errors can say how to call it.
+
+    Not an identifier, so no call is ever routed to it; `split_servers` takes such items apart.
+    """
+    return f"{ref}{DIRECT}{name}"
+
+
+def split_servers(servers: Collection[str]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """(script servers, {direct-mode server: {tool: the name its client calls it by}})."""
+    plain: list[str] = []
+    direct: dict[str, dict[str, str]] = {}
+    for item in servers:
+        ref, found, name = item.partition(DIRECT)
+        if not found:
+            plain.append(item)
+            continue
+        server, _, tool = ref.partition(".")
+        direct.setdefault(server, {})[tool] = name
+    return plain, direct
 
 _LAYOUT = frozenset(
     {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
@@ -54,7 +84,7 @@ def rewrite_with_edits(source: str, servers: Collection[str]) -> tuple[str, list
         tokens = list(_significant(source))
     except (tokenize.TokenError, SyntaxError):
         return source, []
-    found = list(_calls(tokens, set(servers)))
+    found = list(_calls(tokens, set(servers), _batch_items(tokens)))
     if not found:
         return source, []
     return _splice(source, found)
@@ -112,7 +142,57 @@ def _significant(source: str) -> Iterator[tokenize.TokenInfo]:
             yield tok
 
 
-def _calls(tokens: list[tokenize.TokenInfo], servers: set[str]) -> Iterator[tuple[int, int, int, str]]:
+def _batch_items(tokens: list[tokenize.TokenInfo]) -> dict[int, str]:
+    """{index of a `x.y(...)` call that is a whole item of a `parallel(...)` list: the batch's name}.
+
+    Items are those of the list (or tuple) written as the batch's argument, or the argument
+    itself; found in one pass with a stack of open brackets. Only a call that is the whole item
+    (followed by `,`, the closing bracket or a comprehension's `for`) counts. A script that
+    binds the name itself (`def parallel`, `parallel = ...`) keeps its own meaning.
+    """
+    bound = {t.string for i, t in enumerate(tokens) if t.string in BATCHES and (
+        (i > 0 and tokens[i - 1].string == "def") or (i + 1 < len(tokens) and tokens[i + 1].string == "="))}
+    batches = BATCHES - bound
+    items: dict[int, str] = {}
+    closing: dict[int, int] = {}
+    opened_at: list[int] = []
+    stack: list[tuple[str, bool] | None] = []  # per open bracket: (batch, is its call's paren) if it holds items
+    for i, tok in enumerate(tokens):
+        if tok.type != tokenize.OP:
+            continue
+        if tok.string in ("(", "[", "{"):
+            before = tokens[i - 1] if i > 0 else None
+            top = stack[-1] if stack else None
+            if (tok.string == "(" and before is not None and before.type == tokenize.NAME
+                    and before.string in batches and (i < 2 or tokens[i - 2].string != ".")):
+                stack.append((before.string, True))
+            elif tok.string != "{" and top is not None and top[1] and before is not None and before.string == "(":
+                stack.append((top[0], False))
+            else:
+                stack.append(None)
+            opened_at.append(i)
+            opened = stack[-1]
+            if opened is not None:
+                items[i + 1] = opened[0]
+        elif tok.string in (")", "]", "}"):
+            if stack:
+                stack.pop()
+                closing[opened_at.pop()] = i
+        elif tok.string == "," and stack and (top := stack[-1]) is not None:
+            items[i + 1] = top[0]
+    return {i: batch for i, batch in items.items() if _whole_call(tokens, i, closing)}
+
+
+def _whole_call(tokens: list[tokenize.TokenInfo], i: int, closing: dict[int, int]) -> bool:
+    """True if tokens[i:] start `name . name ( ... )` followed by `,`, a closing bracket or `for`."""
+    if i + 3 >= len(tokens) or [t.string for t in tokens[i + 1 : i + 4 : 2]] != [".", "("]:
+        return False
+    end = closing.get(i + 3)
+    return end is not None and end + 1 < len(tokens) and tokens[end + 1].string in (",", ")", "]", "for")
+
+
+def _calls(tokens: list[tokenize.TokenInfo], servers: set[str],
+           batch_items: dict[int, str]) -> Iterator[tuple[int, int, int, str]]:  # fmt: skip
     """(row, start col, end col, replacement) for each `server . tool (` on one line."""
     for i in range(len(tokens) - 3):
         name, dot, tool, paren = tokens[i : i + 4]
@@ -125,7 +205,9 @@ def _calls(tokens: list[tokenize.TokenInfo], servers: set[str]) -> Iterator[tupl
         if name.start[0] != paren.end[0]:
             continue
         no_args = i + 4 < len(tokens) and tokens[i + 4].string == ")"
-        head = f'{CALL_TOOL}("{name.string}.{tool.string}"'
+        batch = batch_items.get(i)
+        head = f'{NOT_A_PAIR}("{batch}", "{name.string}.{tool.string}"' if batch else (
+            f'{CALL_TOOL}("{name.string}.{tool.string}"')
         yield name.start[0], name.start[1], paren.end[1], head if no_args else head + ", "
 
 

@@ -19,7 +19,7 @@ from .limits import Limits
 from .memory import limit_message
 from .prelude import FAIL_HEAD_BYTES, PRELUDE, RESERVED, RESULT_CHECK
 from .result import KINDS
-from .rewrite import find_name, rewrite_with_edits
+from .rewrite import find_name, rewrite_with_edits, split_servers
 from .values import BoundaryError, clean_str, encode_json, json_decode, json_encode, plain
 
 _NEWLINES = re.compile(r"\r\n?")
@@ -103,11 +103,15 @@ class Session:
         )
 
     def execute(self, code: str, servers: list[str]) -> tuple[Any, dict[str, Any] | None]:
-        """Run `code`; returns (value of `result`, None) or (None, error dict)."""
+        """Run `code`; returns (value of `result`, None) or (None, error dict).
+
+        `servers` may also list direct-mode tools (`rewrite.direct_tool`), only for error messages.
+        """
         code = clean_str(code)  # starlark-go cannot take a source with lone surrogates
         code = normalize_newlines(code)  # the checks below must see the lines Starlark sees
+        servers, direct = split_servers(servers)
         source, edits = rewrite_with_edits(code, servers)
-        where = Located(code, edits, servers)
+        where = Located(code, edits, servers, direct)
         reserved = find_name(code, RESERVED)
         if reserved is not None:
             line, column, name = reserved

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import mcp_types as types
 
 from stubs import FileNotFound, UnknownServer, line_range, render_docs
 
+from ..catalog import Catalog
 from ..errors import UnknownTool
 from ..gateway import Gateway
 from ..results import text_result
@@ -23,6 +24,37 @@ MAX_QUERY_CHARS = 1000
 """Characters of a listToolFiles query that are searched."""
 
 
+READ_ONLY = types.ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                  open_world_hint=False)
+"""The three discovery meta-tools: they read the caller's catalog and nothing else."""
+UNKNOWN_EFFECTS = types.ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
+                                        open_world_hint=True)
+"""executeToolCode before a caller's reachable tools are known: the MCP defaults, spelled out."""
+
+
+def script_annotations(tools: Iterable[types.Tool], complete: bool = True) -> types.ToolAnnotations:
+    """executeToolCode's hints for a caller whose scripts can reach `tools` (its code-mode tools).
+
+    An unannotated tool, or a missing hint, counts as the MCP default (not read-only, destructive,
+    open-world). Read-only only when every reachable tool says read-only; destructive when any
+    tool that writes is (a read-only tool's destructiveHint means nothing); open-world when any
+    reachable tool is. `complete=False` (a code-mode server the caller may use is not connected,
+    so its tools are unknown) gives `UNKNOWN_EFFECTS`: a script could reach it once it connects.
+    """
+    if not complete:
+        return UNKNOWN_EFFECTS
+    hints = [t.annotations or types.ToolAnnotations() for t in tools]
+    writes = [h for h in hints if h.read_only_hint is not True]
+    if not writes and all(h.open_world_hint is False for h in hints):
+        return READ_ONLY
+    return types.ToolAnnotations(
+        read_only_hint=not writes,
+        destructive_hint=any(h.destructive_hint is not False for h in writes),
+        idempotent_hint=not writes,  # a script of idempotent writes is not itself idempotent
+        open_world_hint=any(h.open_world_hint is not False for h in hints),
+    )
+
+
 def _string(description: str) -> dict[str, str]:
     return {"type": "string", "description": description}
 
@@ -35,6 +67,7 @@ META_TOOLS: tuple[types.Tool, ...] = (
             "server= lists its tools; query= searches all tools, best first."
         ),
         input_schema={"type": "object", "properties": {"server": {"type": "string"}, "query": {"type": "string"}}},
+        annotations=READ_ONLY,
         _meta=_ALWAYS_LOAD,
     ),
     types.Tool(
@@ -53,6 +86,7 @@ META_TOOLS: tuple[types.Tool, ...] = (
             },
             "required": ["fileName"],
         },
+        annotations=READ_ONLY,
         _meta=_ALWAYS_LOAD,
     ),
     types.Tool(
@@ -66,6 +100,7 @@ META_TOOLS: tuple[types.Tool, ...] = (
             "properties": {"server": {"type": "string"}, "tool": _string("Name as in the stub")},
             "required": ["server", "tool"],
         },
+        annotations=READ_ONLY,
         _meta=_ALWAYS_LOAD,
     ),
     types.Tool(
@@ -90,10 +125,24 @@ META_TOOLS: tuple[types.Tool, ...] = (
             "properties": {"code": _string("Starlark source")},
             "required": ["code"],
         },
+        annotations=UNKNOWN_EFFECTS,
         _meta=_ALWAYS_LOAD,
     ),
 )
 META_NAMES = frozenset(t.name for t in META_TOOLS)
+
+
+def meta_tools(catalog: Catalog) -> list[types.Tool]:
+    """META_TOOLS as `catalog`'s caller is sent them: executeToolCode hinted by what its scripts can reach.
+
+    Derived from the catalog alone, so a caller's tool list (and its list_changed digest) is the
+    same on every listing until the catalog changes.
+    """
+    reachable = [e.tool for e in catalog.entries if e.direct_name is None]
+    complete = all(s.status == "ok" for s in catalog.code_servers)
+    hints = script_annotations(reachable, complete)
+    return [t.model_copy(update={"annotations": hints}) if t.name == "executeToolCode" else t for t in META_TOOLS]
+
 
 Handler = Callable[[Gateway, Mapping[str, Any], Progress | None], Awaitable[types.CallToolResult]]
 
@@ -169,8 +218,8 @@ def _line(value: Any) -> int | None:
 
 async def execute_tool_code(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:
     code = args.get("code")
-    if not isinstance(code, str) or not code.strip():
-        return text_result("executeToolCode needs `code`: a non-empty Starlark script", is_error=True)
+    if not isinstance(code, str):  # a blank script runs: it says, like any other, how to return data
+        return text_result("executeToolCode needs `code`: a Starlark script", is_error=True)
     return await execute(gw, code, progress)
 
 

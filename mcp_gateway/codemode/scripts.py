@@ -13,7 +13,7 @@ from sandbox import ExecutionResult, ToolError
 from ..calls import NotFound, call_tool
 from ..errors import GatewayError
 from ..gateway import Gateway
-from ..results import error_text, result_to_value, text_result
+from ..results import error_text, mib, result_bytes, result_to_value, text_result
 
 MAX_RETURNED_BLOCKS = 64
 """Binary blocks (images, audio, resources) one script result may carry back to the client."""
@@ -54,6 +54,11 @@ class ScriptRun:
         assert entry is not None  # an unknown tool raised above
         if result.is_error:
             raise ToolError(f"{entry.ref} returned an error: {error_text(result)}")
+        limit = self.gw.config.limits.max_tool_result_bytes
+        if result.structured_content is None and (size := result_bytes(result)) > limit:
+            # refused before the text is parsed: JSON of many small values takes ~10x its size in memory
+            raise ToolError(f"{entry.ref} returned {mib(size)} of text, more than limits.max_tool_result_bytes "
+                            f"({mib(limit)}); ask the tool for less (a filter, a smaller page, fewer fields)")
         return result_to_value(result, entry.tool.output_schema, keep=self._keep)
 
     def _keep(self, block: types.ContentBlock) -> str:
@@ -90,7 +95,8 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
     except GatewayError as exc:
         return text_result(str(exc), is_error=True)
     run = ScriptRun(gw, progress)
-    outcome = await gw.sandbox.run(code, gw.catalog.server_names(), run.call, owner=gw.identity.name)
+    direct = [e.direct_hint for e in gw.catalog.entries if e.direct_name]  # named in a script's errors only
+    outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.name)
     gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
     result = text_result(format_execution(outcome), is_error=outcome.error is not None)
     result.content.extend(run.returned_blocks(outcome.value))
@@ -100,7 +106,7 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
 def format_execution(run: ExecutionResult) -> str:
     """What the model sees: printed output, then the result, then the error; never raw tool responses."""
     parts: list[str] = []
-    if run.output:
+    if run.output.strip():  # print("") alone is no output either
         parts.append(run.output.rstrip("\n"))
     if run.output_truncated_bytes:
         parts.append(f"[output cut: {run.output_truncated_bytes} more bytes not shown]")

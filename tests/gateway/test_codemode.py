@@ -160,3 +160,26 @@ def test_none_is_left_out_by_the_schema_the_stub_shows_through_refs_and_all_of()
     sent = entry.upstream_arguments({"id": None, "limit": None, "cursor": None, "sort_by": None})
     assert sent == {"id": None, "cursor": None}
     assert entry.upstream_arguments({"id": 1, "limit": 5, "sort_by": 2}) == {"id": 1, "limit": 5, "sort-by": 2}
+
+
+async def test_first_hour_mistakes_get_errors_that_point_to_the_fix() -> None:
+    """Misspelt arguments (script and direct), a direct-mode server in a script, a call result in a batch, no code."""
+    config = make_config({"math": stdio("math_server"), "text": stdio("text_server", mode="direct")})
+    async with gateway_client(config) as client:
+        async def run(code: str) -> tuple[bool, str]:
+            out = await client.call_tool("executeToolCode", {"code": code})
+            return bool(out.is_error), text_of(out)
+
+        misspelt = await run('result = math.echo(text="x", txt="y")')
+        direct = await client.call_tool("text_count", {"text": "a b", "txt": 1})
+        in_script = await run('result = text.count(text="a b")')
+        batch = await run("result = parallel([math.add(a=1, b=2)])")
+        empty, comments, blank = await run(""), await run("# nothing yet\n"), await run('print("")')
+    assert misspelt[0] and "unexpected keyword argument 'txt' for math.echo; did you mean 'text'?" in misspelt[1]
+    assert direct.is_error
+    assert "unexpected keyword argument 'txt' for text_count; did you mean 'text'?" in text_of(direct)
+    assert in_script[0] and "text is in direct mode: its tools are not in scripts; call them directly (text_count)" \
+        in in_script[1], in_script[1]
+    assert batch[0] and 'write parallel([("math.add", {"a": 1, "b": 2})])' in batch[1], batch[1]
+    hint = "(no output; assign `result = ...` or print() to return data)"
+    assert empty == (False, hint) and comments == (False, hint) and blank == (False, hint)

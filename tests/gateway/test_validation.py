@@ -13,7 +13,7 @@ import pytest
 from mcp_gateway import catalog
 from mcp_gateway.catalog import ToolEntry
 from mcp_gateway.errors import InvalidArguments
-from mcp_gateway.validation import MAX_PROBLEMS, Validators
+from mcp_gateway.validation import MAX_PROBLEMS, Validators, argument_names
 from stubs import assign_identifiers
 
 ADD = {
@@ -37,7 +37,64 @@ def problems(validators: Validators, e: ToolEntry, args: dict[str, Any]) -> str:
 def test_valid_arguments_pass() -> None:
     validators = Validators()
     validators.check_now(entry("math", "add", ADD), {"a": 1, "b": 2})
-    validators.check_now(entry("math", "add", ADD), {"a": 1, "b": 2, "extra": "allowed by this schema"})
+    validators.check_now(entry("math", "add_open", {**ADD, "additionalProperties": True}), {"a": 1, "b": 2, "c": 3})
+
+
+GIT_LOG = {"type": "object", "properties": {"repo_path": {"type": "string"}, "max_count": {"type": "integer"}},
+           "required": ["repo_path"]}
+
+
+def test_an_argument_the_tool_does_not_take_is_refused_with_the_closest_name() -> None:
+    validators = Validators()
+    assert problems(validators, entry("git", "git_log", GIT_LOG), {"repo_path": ".", "max_cont": 1}) == (
+        "unexpected keyword argument 'max_cont' for git.git_log; did you mean 'max_count'?")
+    assert problems(validators, entry("git", "git_log", GIT_LOG, direct_name="git_git_log"), {"zzz": 1}) == (
+        "unexpected keyword argument 'zzz' for git_git_log; it takes repo_path, max_count")
+    echo = entry("e", "echo", {"type": "object", "properties": {"message": {"type": "string"}}})
+    assert problems(validators, echo, {"message": "x", "msg": "y", "zzz": "z"}) == (
+        "unexpected keyword arguments for e.echo: 'msg' (did you mean 'message'?), 'zzz'")
+    assert problems(validators, entry("t", "now", {"type": "object"}), {"tz": "UTC"}) == (
+        "unexpected keyword argument 'tz' for t.now; t.now takes no arguments")
+
+
+def test_the_closest_name_is_the_one_the_caller_writes() -> None:
+    """A script writes the stub's identifier (`sort_by`), a direct call the schema's name (`sort-by`)."""
+    schema = {"type": "object", "properties": {"sort-by": {"type": "string"}, "from": {"type": "integer"}}}
+    validators = Validators()
+    assert problems(validators, entry("s", "t", schema), {"sortby": "x"}).endswith("did you mean 'sort_by'?")
+    assert problems(validators, entry("s", "t", schema, "s_t"), {"sortby": "x"}).endswith("did you mean 'sort-by'?")
+    validators.check_now(entry("s", "t", schema), entry("s", "t", schema).upstream_arguments({"sort_by": "x",
+                                                                                               "from_": 1}))
+
+
+@pytest.mark.parametrize("extra", [
+    {"additionalProperties": True},
+    {"additionalProperties": {"type": "string"}},
+    {"patternProperties": {"^x-": {}}},
+    {"unevaluatedProperties": {}},
+    {"allOf": [{"$ref": "#/$defs/open"}], "$defs": {"open": {"additionalProperties": {}}}},
+])
+def test_a_schema_that_allows_other_properties_takes_them(extra: dict[str, Any]) -> None:
+    Validators().check_now(entry("s", "t", {**GIT_LOG, **extra}), {"repo_path": ".", "x-anything": "ok"})
+
+
+def test_names_from_refs_and_composition_are_known() -> None:
+    schema = {
+        "$defs": {"Page": {"properties": {"cursor": {"type": "string"}}}},
+        "allOf": [{"$ref": "#/$defs/Page"}, {"properties": {"q": {"type": "string"}}}],
+        "oneOf": [{"properties": {"id": {}}, "required": ["id"]}, {"required": ["name"]}],
+    }
+    validators, e = Validators(), entry("s", "t", schema)
+    validators.check_now(e, {"cursor": "c", "q": "x", "id": 1})
+    validators.check_now(e, {"name": "n"})
+    assert problems(validators, e, {"name": "n", "curser": "c"}).endswith("did you mean 'cursor'?")
+    assert argument_names({"$ref": "other.json#/x"}) is None  # a reference not followed: its names are unknown
+
+
+def test_unexpected_names_are_reported_before_schema_problems() -> None:
+    """Like Python's TypeError: a misspelt required argument names the misspelling, not only the missing one."""
+    message = problems(Validators(), entry("math", "add", ADD), {"a": 1, "bb": 2})
+    assert message == "unexpected keyword argument 'bb' for math.add; did you mean 'b'?"
 
 
 def test_a_problem_is_named_with_its_field() -> None:
@@ -168,3 +225,12 @@ async def test_validation_runs_off_the_event_loop() -> None:
     gc.unfreeze()
     assert took > 0.2, "the work is big enough to show a blocked loop"
     assert max(gaps) < 0.1, f"the loop stalled {max(gaps):.3f} s while validation took {took:.3f} s"
+
+
+def test_a_ref_to_another_document_is_never_fetched() -> None:
+    """jsonschema would fetch `other.json` (or a URL) with urllib: an upstream's schema could make us call out."""
+    schema = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/other.json#/x"}}}
+    e = entry("s", "r", schema)
+    started = time.perf_counter()
+    Validators().check_now(e, {"a": 1})  # not checked here (the upstream checks it), and no request made
+    assert time.perf_counter() - started < 1

@@ -74,3 +74,13 @@ def test_string_contents_never_change(text: str) -> None:
     source = f'x = "gh.a() {text}"\ny = gh.b()\n'
     out = rewrite(source, SERVERS)
     assert out.splitlines()[0] == source.splitlines()[0]
+
+
+def test_a_call_that_is_a_whole_item_of_a_batch_is_routed_to_the_hint() -> None:
+    assert rewrite("r = parallel([gh.a(x=1), fs.b()])", SERVERS) == (
+        'r = parallel([_sb_not_a_pair("parallel", "gh.a", x=1), _sb_not_a_pair("parallel", "fs.b")])')
+    assert rewrite("r = try_parallel(gh.a(id=i) for i in ids)", SERVERS).startswith(
+        'r = try_parallel(_sb_not_a_pair("try_parallel", "gh.a", ')
+    for kept in ['parallel([("gh.a", {"q": gh.b()})])', "parallel(gh.n() * [p])", 'parallel([gh.a()["k"]])',
+                 "x.parallel([gh.a()])", "def parallel(xs):\n    return xs\nparallel([gh.a()])"]:
+        assert "_sb_not_a_pair" not in rewrite(kept, SERVERS), kept
