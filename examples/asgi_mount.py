@@ -27,7 +27,7 @@ DEMO = Path(__file__).parent / "demo"
 
 def make_app() -> Starlette:
     config = parse_config({
-        "gateway": {"state_dir": str(DEMO / ".state")},
+        "gateway": {"state_dir": str(DEMO / ".state"), "anonymous": True},  # no keys: local callers only
         "servers": {"inventory": {"command": sys.executable, "args": [str(DEMO / "inventory.py")]}},
     })
     gateway_app = build_app(Gateway(config))

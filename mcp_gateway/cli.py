@@ -200,7 +200,8 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
         return 0
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
-    if gw.keys.is_open() and host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
+    anonymous = gw.keys.is_open() and config.gateway.anonymous
+    if anonymous and host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
         print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
               "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
         return 2
@@ -209,10 +210,15 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if gw.keys.is_open():
-        print("note: no API keys exist, so every tool is open to any local client", file=sys.stderr)
+    if anonymous:
+        print("note: no API keys exist and gateway.anonymous is on, so every tool is open to any local client",
+              file=sys.stderr)
+    elif gw.keys.is_open():
+        print("warning: no API keys exist, so every HTTP request gets 401: create one with "
+              "`mcp-gateway keys create <name> --groups <group>`, or set `anonymous = true` under [gateway] "
+              "for a gateway only you use on this machine", file=sys.stderr)
     url = f"http://{_url_host(host)}:{bound_port(sockets)}/mcp"
-    key = None if gw.keys.is_open() else "<your key>"
+    key = None if anonymous else "<your key>"
     line = connect_instructions("claude", url, config.gateway.name, key)
     print(f"mcp-gateway serving {url}\nconnect Claude Code: {line}", file=sys.stderr, flush=True)
     if host not in LOOPBACK_HOSTS:

@@ -67,6 +67,7 @@ class GatewaySettings(_Strict):
     max_sessions_per_key: int = Field(default=64, gt=0)
     state_dir: str = ".mcp-gateway"
     allow_open: bool = False
+    anonymous: bool = False
     audit_arguments: bool = False
     audit_row_argument_bytes: int = Field(default=16 * 1024, gt=0)
     audit_key_argument_bytes_per_day: int = Field(default=64 * 1024 * 1024, gt=0)

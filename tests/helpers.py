@@ -32,7 +32,8 @@ def stdio(fixture: str, *args: str, **extra: Any) -> dict[str, Any]:
 
 def make_config(servers: Mapping[str, Any], **sections: Any) -> GatewayConfig:
     """A config whose state (keys, audit) lives in a fresh temporary directory unless one is given."""
-    gateway = {"state_dir": tempfile.mkdtemp(prefix="mcp-gateway-test-"), **sections.pop("gateway", {})}
+    gateway = {"state_dir": tempfile.mkdtemp(prefix="mcp-gateway-test-"), "anonymous": True,
+               **sections.pop("gateway", {})}
     return parse_config({"servers": dict(servers), "gateway": gateway, **sections})
 
 

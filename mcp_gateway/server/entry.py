@@ -50,6 +50,11 @@ class KeyAuth:
             await self.app(scope, receive, send)
             return
         identity = identify(self.keys, scope)
+        if identity is None and self.keys.is_open():
+            await _reject(send, 401, "this gateway has no API keys yet and does not let callers in without one: "
+                          "create a key with `mcp-gateway keys create <name> --groups <group>`, or, for a gateway "
+                          "only you use on this machine, set `anonymous = true` under [gateway]")
+            return
         if identity is None:
             await _reject(send, 401, "missing, unknown or revoked API key: this gateway needs a key, sent as the "
                           "header `Authorization: Bearer <key>` (`mcp-gateway connect claude --key <key>` prints the "
@@ -79,9 +84,14 @@ class KeyAuth:
 
 
 def identify(keys: KeyRing, scope: Scope) -> Identity | None:
-    """The identity of an HTTP request's key (`OPEN` while no key exists), or None."""
+    """The identity of an HTTP request's key, or None.
+
+    While no key exists, an HTTP caller without one is the local admin (`OPEN`) only where the
+    config says so (`gateway.anonymous`): behind a reverse proxy every request comes from
+    loopback, so "no keys" alone must never mean "everyone".
+    """
     if keys.is_open():
-        return OPEN
+        return OPEN if keys.config.gateway.anonymous else None
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()

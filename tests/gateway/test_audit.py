@@ -23,7 +23,7 @@ async def test_rows_for_every_answered_call_survive_kill_9(tmp_path: Path) -> No
     config = tmp_path / "gw.toml"
     server = stdio("math_server", mode="direct")
     config.write_text(
-        f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n[servers.math]\n'
+        f'[gateway]\nanonymous = true\nstate_dir = "{tmp_path / "state"}"\n[servers.math]\n'
         + "".join(f"{k} = {json.dumps(v)}\n" for k, v in server.items())
     )
     proc = subprocess.Popen(

@@ -35,7 +35,7 @@ async def test_a_call_cut_short_by_kill_9_is_on_record_as_started(tmp_path: Path
     port = free_port()
     config = tmp_path / "gw.toml"
     server = stdio("math_server", mode="direct")
-    config.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n[servers.math]\n'
+    config.write_text(f'[gateway]\nanonymous = true\nstate_dir = "{tmp_path / "state"}"\n[servers.math]\n'
                       + "".join(f"{k} = {json.dumps(v)}\n" for k, v in server.items()))
     proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config),
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

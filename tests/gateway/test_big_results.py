@@ -77,7 +77,7 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gw]:
     async with http_fixture("hostile_server") as url:
         config = tmp / "gw.toml"
         config.write_text(
-            f'[gateway]\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
+            f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
             "[limits]\nmax_tool_result_bytes = 4194304\n"
             f'[servers.s]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\n'
             f'[servers.ds]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\nmode = "direct"\n'

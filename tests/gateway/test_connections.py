@@ -23,7 +23,7 @@ def gateway() -> Iterator[tuple[int, Path]]:
     tmp = Path(tempfile.mkdtemp(prefix="gw-connections-"))
     port = free_port()
     cfg = tmp / "gw.toml"
-    cfg.write_text(f'[gateway]\nport = {port}\nstate_dir = "{tmp / "state"}"\nheader_timeout_s = 1\n'
+    cfg.write_text(f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp / "state"}"\nheader_timeout_s = 1\n'
                    "max_connections = 50\n")
     log = tmp / "stderr.log"
     with log.open("wb") as err:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_gateway import Gateway, parse_config
+from mcp_gateway import Gateway, list_tools, parse_config
 from mcp_gateway.governance.keys import KeyRing
 from mcp_gateway.storage import open_storage
 from tests.helpers import make_config, serve_gateway, stdio
@@ -116,3 +116,22 @@ def test_state_dir_is_beside_the_config_file_wherever_the_command_runs(tmp_path:
     assert "ann" in listed.stdout, listed.stderr
     assert not (elsewhere / ".mcp-gateway").exists()
     assert (project / ".mcp-gateway" / "gateway.db").exists()
+
+
+@pytest.mark.anyio
+async def test_no_keys_lets_http_callers_in_only_where_the_config_says_anonymous() -> None:
+    """Behind a reverse proxy every request comes from loopback: "no keys" alone must not mean "everyone"."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    closed = Gateway(make_config({"math": stdio("math_server")}, gateway={"anonymous": False}))
+    async with serve_gateway(closed) as url, httpx.AsyncClient() as http:
+        refused = await http.post(url, json=ping, headers=accept)
+    assert refused.status_code == 401
+    assert "no API keys yet" in refused.json()["error"]["message"]
+    assert "anonymous = true" in refused.json()["error"]["message"]
+    async with closed:  # in-process (the embedding API, stdio): the host's own code, no network caller
+        listed = [t.name for t in list_tools(closed)]
+    assert "executeToolCode" in listed
+    opened = Gateway(make_config({"math": stdio("math_server")}, gateway={"anonymous": True}))
+    async with serve_gateway(opened) as url, httpx.AsyncClient() as http:
+        assert (await http.post(url, json=ping, headers=accept)).status_code != 401

@@ -26,7 +26,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     tmp = tmp_path_factory.mktemp("http-input")
     port = free_port()
     cfg = tmp / "gw.toml"
-    cfg.write_text(f'[gateway]\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
+    cfg.write_text(f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
                    f'[servers.math]\ncommand = "{sys.executable}"\nargs = ["{FIXTURES / "math_server.py"}"]\n')
     proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -71,7 +71,7 @@ async def test_sigterm_finishes_the_call_in_flight_and_leaves_no_children(tmp_pa
     port = free_port()
     cfg = tmp_path / "gw.toml"
     cfg.write_text(
-        f'[gateway]\nport = {port}\nstate_dir = "{tmp_path / "state"}"\nshutdown_grace_s = 10\n'
+        f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp_path / "state"}"\nshutdown_grace_s = 10\n'
         f'[servers.math]\ncommand = "{sys.executable}"\nargs = ["{FIXTURES / "math_server.py"}"]\n'
     )
     gateway = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(cfg)],
