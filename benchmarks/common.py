@@ -90,7 +90,8 @@ async def gateway(servers: str, **settings: Any) -> AsyncIterator[tuple[str, int
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "gw.toml"
-        config.write_text(toml_table("gateway", {"state_dir": f"{tmp}/state", "port": port, "anonymous": True, **settings}) + servers)
+        gateway = {"state_dir": f"{tmp}/state", "port": port, "anonymous": True, **settings}
+        config.write_text(toml_table("gateway", gateway) + servers)
         command = [sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config), "--log-level", "warning"]
         with process(command) as proc:
             await wait_for_port(port, 60)

@@ -11,7 +11,8 @@ Embedding, in short (see docs/embedding.md):
 """
 
 from ._version import __version__
-from .config import ConfigError, GatewayConfig, load_config, parse_config
+from .config import ConfigError, GatewayConfig
+from .config_files import load_config, parse_config
 from .gateway import Gateway
 from .governance.identity import Identity, acting_as
 from .server import build_app, build_server, serve_stdio

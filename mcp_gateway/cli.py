@@ -32,7 +32,8 @@ from .clients import (
     served_in_file,
 )
 from .codemode import META_TOOLS
-from .config import LOOPBACK_HOSTS, ConfigError, GatewayConfig, GatewaySettings, load_config, load_gateway_settings
+from .config import LOOPBACK_HOSTS, ConfigError, GatewayConfig, GatewaySettings
+from .config_files import load_config, load_gateway_settings
 from .gateway import Gateway
 from .governance.keys import KeyRing
 from .listen import ListenError, bind, bound_port
@@ -43,6 +44,7 @@ from .server import serve_http, serve_stdio
 from .storage import open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
+from .upstream_client import NobodyToAsk
 from .visible import visible
 
 
@@ -309,9 +311,12 @@ def _url_host(host: str) -> str:
 
 
 async def check(config: GatewayConfig) -> int:
-    """Connect to every upstream at once, then print one row per server."""
+    """Connect to every upstream at once, then print one row per server.
+
+    Each session declares what `serve`'s do (sampling, elicitation), so it is listed the same tools."""
     once = Resilience.of(config.gateway, once=True)
-    upstreams = [Upstream(name, cfg, once) for name, cfg in config.servers.items()]
+    hooks = NobodyToAsk("mcp-gateway check")
+    upstreams = [Upstream(name, cfg, once, hooks) for name, cfg in config.servers.items()]
     async with anyio.create_task_group() as tg:
         for up in upstreams:
             tg.start_soon(up.run)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import LOOPBACK_HOSTS, mcp_json_server
+from .config import LOOPBACK_HOSTS
+from .config_files import mcp_json_server
 
 Spec = Mapping[str, Any]
 _LOCAL = (*LOOPBACK_HOSTS, "0.0.0.0")

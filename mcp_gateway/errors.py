@@ -55,15 +55,17 @@ class UpstreamError(GatewayError):
 
 
 def describe_exception(exc: BaseException) -> str:
-    """A one-line description, unwrapping the exception groups the SDK raises."""
+    """A one-line description, unwrapping the exception groups the SDK raises; a cause that only
+    repeats the text already given (httpx wraps one error three times) is left out."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPError):
         return exc.message
     if isinstance(exc, TimeoutError):
         return "timed out"
-    text = str(exc).strip() or type(exc).__name__
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, OSError) or cause is None:
-        return text.splitlines()[0]
-    return f"{text.splitlines()[0]} ({describe_exception(cause)})"
+        return text
+    why = describe_exception(cause)
+    return text if why in text else why if text in why else f"{text} ({why})"

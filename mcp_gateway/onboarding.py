@@ -11,7 +11,7 @@ from typing import Any
 from stubs import to_identifier
 
 from .clients import Listing, gateway_reason, signature
-from .config import mcp_json_server
+from .config_files import mcp_json_server
 
 
 @dataclass
@@ -59,7 +59,7 @@ def render_config(servers: Mapping[str, Mapping[str, Any]], *, name: str = "gw",
         'host = "127.0.0.1"',
         f"port = {port}",
         'default_mode = "code"   # "direct" passes an upstream\'s tools through unchanged',
-        "anonymous = true         # no key needed while none exists (only you, on this machine); see docs/governance.md",
+        "anonymous = true         # no key needed while none exists: only you, on this machine (docs/governance.md)",
     ]
     if not servers:
         lines += ["", "# [servers.time]", '# command = "mcp-server-time"', '# args = ["--local-timezone", "UTC"]']

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 
@@ -15,6 +15,15 @@ _MIB = 1024 * 1024
 
 Keep = Callable[[types.ContentBlock], str]
 """Stores a binary block and returns the `ref` its descriptor carries."""
+_R = TypeVar("_R", bound=types.Result)
+
+
+def own_meta(result: _R) -> _R:
+    """Drop the upstream connection's protocol keys (its `serverInfo` stamp); keep the upstream's own `_meta`."""
+    if not result.meta:
+        return result
+    meta = {k: v for k, v in result.meta.items() if not k.startswith("io.modelcontextprotocol/")}
+    return result.model_copy(update={"meta": meta or None})
 
 
 def result_to_value(

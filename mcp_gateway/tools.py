@@ -13,7 +13,8 @@ from .codemode.metatools import meta_tools
 from .errors import GatewayError
 from .gateway import Gateway
 from .governance.audit import in_execution
-from .results import text_result
+from .naming import clean_name
+from .results import own_meta, text_result
 
 
 def visible_tools(gw: Gateway) -> list[types.Tool]:
@@ -41,8 +42,15 @@ async def dispatch_call(
     try:
         handler = HANDLERS.get(name)
         if handler is None:
-            target = gw.catalog.by_direct_name.get(name) or NotFound(name, [t.name for t in visible_tools(gw)])
-            return await call_tool(gw, target, arguments)
+            target = gw.catalog.by_direct_name.get(name)
+            down = [up for up in gw.upstreams if target is None and up.state != "ready"
+                    and gw.config.gateway.prefix_direct_tools and gw.config.mode_of(up.config) == "direct"
+                    and name.startswith(f"{clean_name(up.name)}_") and gw.identity.may_see_server(up.name)]
+            if down:  # a tool of a direct-mode server that is down, named as it was listed
+                comes_back = "its tools come back when it reconnects" if down[0].config.enabled else "it is disabled"
+                return text_result(f"{down[0].name} is unavailable ({down[0].reason}): {comes_back}", is_error=True)
+            result = await call_tool(gw, target or NotFound(name, [t.name for t in visible_tools(gw)]), arguments)
+            return own_meta(result)  # without the upstream connection's protocol _meta keys
         with in_execution(uuid.uuid4().hex[:12] if name == "executeToolCode" else None):
             async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
                 gw.quota.check_rate(gw.identity, "meta_calls")

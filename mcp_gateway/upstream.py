@@ -28,9 +28,10 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from .config import GatewaySettings, ServerConfig
 from .errors import UpstreamUnavailable, describe_exception
-from .upstream_client import ClientOptions, is_stale_session, list_all_tools, open_client
+from .upstream_client import ClientOptions, Seen, explain_failure, is_stale_session, list_all_tools, open_client
 
 log = structlog.get_logger("mcp_gateway.upstream")
+_NOT_JSON_RPC = "its answer is not a JSON-RPC message: "
 
 State = Literal["connecting", "ready", "failed", "disabled", "stopped"]
 
@@ -149,9 +150,10 @@ class Upstream:
         started = time.perf_counter()
         self._broken, self._tools_changed = None, False
         limit = self.resilience.connect_timeout_s
+        seen = Seen()
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + limit) as connecting:
-                async with open_client(self.config, self._client_options()) as client:
+                async with open_client(self.config, self._client_options(seen), seen) as client:
                     tools = await list_all_tools(client)
                     connecting.deadline = math.inf
                     self._client, self.instructions, self.tools = client, client.instructions, tools
@@ -164,9 +166,10 @@ class Upstream:
                         await self._hold(client)
                         tg.cancel_scope.cancel()
             if connecting.cancelled_caught:
-                self._broken = f"no answer to initialize and tools/list within {limit:g} s"
+                silent = f"no answer to initialize and tools/list within {limit:g} s"
+                self._broken = explain_failure(self.config, silent, seen)
         except Exception as exc:
-            self._broken = self._broken or describe_exception(exc)
+            self._broken = self._broken or explain_failure(self.config, exc, seen)
         finally:
             self._client = None
         if self._stop.is_set() and self._broken is None:
@@ -307,11 +310,13 @@ class Upstream:
             log.warning("upstream lost", server=self.name, error=self.error)
         self._wake.set()
 
-    def _client_options(self) -> ClientOptions:
+    def _client_options(self, seen: Seen) -> ClientOptions:
         options: ClientOptions = self.hooks.client_options() if self.hooks else {}
         relay = options.get("message_handler")
 
         async def on_message(message: IncomingMessage) -> None:
+            if isinstance(message, Exception) and seen.stray is None and _NOT_JSON_RPC in str(message):
+                seen.stray = str(message).split(_NOT_JSON_RPC, 1)[1] or "not JSON-RPC"
             if isinstance(message, types.ToolListChangedNotification):
                 self._tools_changed = True
                 self._wake.set()

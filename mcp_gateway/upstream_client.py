@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypedDict, TypeVar
 
 import httpx2
 import mcp_types as types
 from mcp.client import Client, Transport
-from mcp.client.session import ElicitationFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
+from mcp.client.session import ClientRequestContext, ElicitationFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ServerEvent
 
 from ._version import __version__
 from .config import ServerConfig
+from .errors import describe_exception
 from .upstream_http import Bodies, restored
 from .upstream_stdio import stdio_transport
 
@@ -40,9 +46,45 @@ class ClientOptions(TypedDict, total=False):
     log_level: types.LoggingLevel
 
 
+class NobodyToAsk:
+    """`Hooks` for sessions with no client behind them (`check`): sampling and elicitation are declared as
+    `serve` declares them (upstreams list some tools only to clients that do), and refused if asked."""
+
+    def __init__(self, who: str) -> None:
+        self.refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"{who} has no client to ask")
+
+    def client_options(self) -> ClientOptions:
+        return ClientOptions(sampling_callback=self._sampling, elicitation_callback=self._elicitation)
+
+    def progress_callback(self) -> ProgressFnT | None:
+        return None
+
+    async def event(self, event: ServerEvent) -> None:
+        return None
+
+    async def _sampling(self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+                        ) -> types.ErrorData:
+        return self.refusal
+
+    async def _elicitation(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ErrorData:
+        return self.refusal
+
+
+@dataclass
+class Seen:
+    """What a connection saw that explains its failure: the last HTTP error status, stdout that was not MCP."""
+
+    status: int | None = None
+    stray: str | None = None
+
+    async def response(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self.status = response.status_code
+
+
 @contextlib.asynccontextmanager
-async def open_client(config: ServerConfig, options: ClientOptions) -> AsyncIterator[Client]:
-    """Open an SDK `Client` for any of the three transports."""
+async def open_client(config: ServerConfig, options: ClientOptions, seen: Seen | None = None) -> AsyncIterator[Client]:
+    """Open an SDK `Client` for any of the three transports; `seen` records what `explain_failure` may name."""
     async with contextlib.AsyncExitStack() as stack:
         transport: Transport
         if config.kind == "stdio":
@@ -56,7 +98,7 @@ async def open_client(config: ServerConfig, options: ClientOptions) -> AsyncIter
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
                     headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False,
-                    event_hooks={"response": [bodies.bound]},
+                    event_hooks={"response": [(seen or Seen()).response, bodies.bound]},
                 )
             )
             transport = restored(streamable_http_client(config.url, http_client=http), bodies)
@@ -101,3 +143,53 @@ def is_stale_session(exc: MCPError) -> bool:
     "Session not found" (-32600), the TypeScript SDK's "Session not found" (-32001).
     """
     return exc.code in (types.INVALID_REQUEST, -32001) and _STALE.search(exc.message) is not None
+
+
+def where(config: ServerConfig, width: int = 60) -> str:
+    """The URL, or the command line in backticks (its program's name, then its arguments, cut to `width`)."""
+    if config.url is not None:
+        return config.url
+    assert config.command is not None
+    line = "`" + " ".join([Path(config.command).name, *config.args]).replace("\n", "\\n")
+    return line + "`" if len(line) < width else line[: width - 2] + "…`"
+
+
+def explain_failure(config: ServerConfig, exc: BaseException | str, seen: Seen) -> str:
+    """Why a connection failed, naming the URL or command, with what to try for the common causes."""
+    at = where(config)
+    causes = list(_chain(exc)) if isinstance(exc, BaseException) else []
+    status = next((c.response.status_code for c in causes if isinstance(c, httpx2.HTTPStatusError)), seen.status)
+    if seen.stray is not None and config.kind == "stdio":
+        return (f"{at} wrote something that is not MCP on stdout ({seen.stray}): a stdio server must write "
+                f"only JSON-RPC there (its logs belong on stderr)")
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return f"nothing listens at {at}: is the server running?"
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return f"the host of {at} is not found: is the address right?"
+    if status == 404:
+        return f"{at} answered 404: is the path right (often /mcp)?"
+    if status in (401, 403):
+        return f"{at} answered {status}: it needs credentials: set headers (e.g. Authorization) for this server"
+    if config.kind == "stdio" and any(isinstance(c, FileNotFoundError) for c in causes):
+        return f"command not found: {config.command}: is it installed, and on the PATH?"
+    text = describe_exception(exc) if isinstance(exc, BaseException) else exc
+    if status is not None:
+        text = f"HTTP {status}: {text}"
+    if config.kind == "stdio" and text == "Connection closed":
+        text = "the command exited or closed its stdout (its stderr may say why)"
+    return f"{at}: {text}"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, the members of its groups and its causes, each once."""
+    stack, seen = [exc], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        if (cause := item.__cause__ or item.__context__) is not None:
+            stack.append(cause)

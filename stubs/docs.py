@@ -13,6 +13,7 @@ from typing import Any, TypeGuard
 from .refs import MAX_DEPTH, SEEN, follow
 from .schema import MAX_LITERALS, Renderer, py_literal
 from .tool import Param, ToolSpec, parameters, properties_of, required_of
+from .typed import TypedRenderer, TypeTable, result_hint
 
 __all__ = ["constraints", "example_call", "render_docs"]
 
@@ -44,7 +45,11 @@ _COUNTS = (("minLength", "minLength"), ("maxLength", "maxLength"), ("minItems", 
 
 
 def render_docs(server: str, tool: ToolSpec) -> str:
-    """Title, whole description, every parameter with its details, return type, an example call."""
+    """Title, whole description, every parameter with its details, return type, an example call.
+
+    Parameters and the result have the types the tool's stub gives them (its class names); the
+    fields inside them are listed below each, with their own types.
+    """
     root = tool.input_schema
     params = parameters(tool)
     title = f"{server}.{tool.identifier}"
@@ -54,23 +59,26 @@ def render_docs(server: str, tool: ToolSpec) -> str:
     if description := tool.description.strip():
         lines += ["", description]
     lines += ["", "Parameters:" if params else "Parameters: none"]
+    table = TypeTable([tool.identifier])  # class names as the tool's stub gives them, in the same order
+    inputs = TypedRenderer(root, table)
     for param in params:
-        lines += _param_lines(param, root)
+        lines += _param_lines(param, root, inputs)
     if tool.output_schema:
         out = tool.output_schema
-        lines += ["", f"Returns: {Renderer(out).expr(out)}", *_fields(out, out, "  ", 1, [], "")]
+        returns = TypedRenderer(out, table, inputs=False).expr(out, hint=result_hint(tool.identifier, server))
+        lines += ["", f"Returns: {returns}", *_fields(out, out, "  ", 1, [], "")]
     lines += ["", "Example:", "  " + example_call(server, tool.identifier, params, root)]
     return "\n".join(lines) + "\n"
 
 
-def _param_lines(param: Param, root: Mapping[str, Any]) -> list[str]:
+def _param_lines(param: Param, root: Mapping[str, Any], renderer: Renderer) -> list[str]:
     """A parameter as the stub shows it, then its nested fields.
 
     Same type and default as the stub's signature, so the two never disagree: an optional one
     without a default shows `= None` ("may be left out"), and its type gains `| None` only when
     the schema accepts null. Only long defaults differ: the stub cuts them to `...`.
     """
-    head = f"  {param.identifier}: {Renderer(root).expr(param.schema)}"
+    head = f"  {param.identifier}: {renderer.expr(param.schema, hint=param.name, optional=not param.required)}"
     if not param.required:
         head += f" = {_short(py_literal(param.default if param.has_default else None))}"
     notes = [] if param.identifier == param.name else [f"property {py_literal(param.name)}"]

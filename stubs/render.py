@@ -18,7 +18,7 @@ from typing import Any
 from .docs import _bound, _effective, render_docs
 from .schema import Renderer, py_literal
 from .tool import Param, ToolSpec, parameters
-from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in
+from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in, result_hint
 
 __all__ = [
     "first_sentence",
@@ -137,19 +137,12 @@ def render_signature(tool: ToolSpec, table: TypeTable | None = None, server: str
     inputs = _renderer(tool.input_schema, table)
     args = ", ".join(_parameter(p, inputs) for p in params)
     output = tool.output_schema
-    hint = f"{_short_name(tool.identifier, server)}_result"
+    hint = result_hint(tool.identifier, server)
     returns = _renderer(output, table, inputs=False).expr(output, hint=hint) if output else ""
     line = f"def {tool.identifier}({args}){' -> ' + returns if returns else ''}: ..."
     summary = first_sentence(tool.description, MAX_SUMMARY)
     comment = " ".join(x for x in (summary, param_notes(params, tool.input_schema)) if x)
     return f"{line}  # {comment}" if comment else line
-
-
-def _short_name(identifier: str, server: str) -> str:
-    """The tool's name without its server's name in front: `firecrawl_map` returns a `MapResult`."""
-    if server and identifier.lower().startswith(server.lower() + "_") and len(identifier) > len(server) + 1:
-        return identifier[len(server) + 1 :]
-    return identifier
 
 
 def _renderer(root: Mapping[str, Any], table: TypeTable | None, *, inputs: bool = True) -> Renderer:
@@ -259,17 +252,19 @@ def _shared_results(tools: Sequence[ToolSpec], defs: list[str], table: TypeTable
 
     Identical classes are declared once, so the first tool to return a shape names it; for the
     others that name would mislead (`read_file` returning a `CreateDirectoryResult`). The new
-    name comes from the words the tools' names start with in common, else it is `Result`.
+    name comes from the words the tools' names start with in common, else from the server's name
+    (`FilesystemResult`), else it is `Result`.
     """
     owners: dict[str, list[str]] = {}
     for tool, line in zip(tools, defs, strict=True):
         func = ast.parse(line).body[0]
         if isinstance(func, ast.FunctionDef) and isinstance(func.returns, ast.Name):
-            owners.setdefault(func.returns.id, []).append(_short_name(tool.identifier, server))
+            owners.setdefault(func.returns.id, []).append(result_hint(tool.identifier, server))
     renames: dict[str, str] = {}
-    for name, names in owners.items():
-        if len(names) > 1 and name in {class_name(f"{n}_result") for n in names}:
-            renames[name] = table.rename(name, f"{_common_words(names)}_result")
+    for name, hints in owners.items():
+        if len(hints) > 1 and name in {class_name(h) for h in hints}:
+            common = _common_words([h.removesuffix("_result") for h in hints])
+            renames[name] = table.rename(name, f"{common or server}_result")
     return [rename_in(line, renames) for line in defs] if renames else defs
 
 

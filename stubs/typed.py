@@ -28,7 +28,7 @@ from .refs import ref_name, resolve_ref
 from .schema import Renderer, _Union, py_literal
 from .tool import properties_of, required_of
 
-__all__ = ["MAX_CLASS", "MAX_NEST", "MAX_RESULT_CLASS", "TypeTable", "TypedRenderer", "class_name"]
+__all__ = ["MAX_CLASS", "MAX_NEST", "MAX_RESULT_CLASS", "TypeTable", "TypedRenderer", "class_name", "result_hint"]
 
 MAX_NEST = 2
 """Objects inside this many enclosing classes stay `dict` (a parameter's object is at level 0)."""
@@ -41,6 +41,21 @@ MAX_RESULT_CLASS = 120
 TYPING_NAMES = frozenset({"Any", "Literal", "NotRequired", "Required", "TypedDict"})
 _TAKEN = TYPING_NAMES | {"None", "True", "False", "str", "int", "float", "bool", "list", "dict", "object", "type"}
 _WORD = re.compile(r"[A-Za-z0-9]+")
+GENERIC = frozenset({"Result", "Results", "Output", "Response", "Data", "Value", "Obj", "Object", "Root", "Model"})
+"""Class names that say nothing of what a tool returns: the schema's `title` or the tool's name is used instead."""
+
+
+def result_hint(identifier: str, server: str = "") -> str:
+    """What a tool's result class is named after: `list_issues` -> `list_issues_result` (`ListIssuesResult`),
+    without its server's name in front (`firecrawl_map` on server `firecrawl` returns a `MapResult`)."""
+    if server and identifier.lower().startswith(server.lower() + "_") and len(identifier) > len(server) + 1:
+        identifier = identifier[len(server) + 1 :]
+    return f"{identifier}_result"
+
+
+def generic(hint: str) -> bool:
+    """Whether `hint` gives a class name in `GENERIC`, numbered or not (`Result2`)."""
+    return class_name(hint).rstrip("0123456789") in GENERIC
 
 
 def class_name(hint: str) -> str:
@@ -174,14 +189,27 @@ class TypedRenderer(Renderer):
         self._nest = 0
         self._plain = False
         self._pending: dict[str, str | None] = {}
+        self._origin = ""
 
     def expr(self, schema: Mapping[str, Any] | bool, *, hint: str = "", optional: bool = False) -> str:
         """As `Renderer.expr`, except that the object of an `optional` input stays `dict`."""
         saved, self._plain = self._plain, optional and self.inputs
+        origin, self._origin = self._origin, hint  # what the whole value goes by: a parameter, a tool's result
         try:
             return super().expr(schema, hint=hint)
         finally:
             self._plain = saved
+            self._origin = origin
+
+    def _name_hint(self, hint: str, schema: Mapping[str, Any]) -> str:
+        """`hint`, unless it is generic (`Result`, from a `$defs/Result` or a field `result`): then the schema's
+        `title`, else, for the value itself (not an object inside it), what the value goes by (`list_issues_result`)."""
+        if not generic(hint):
+            return hint
+        title = schema.get("title")
+        if isinstance(title, str) and class_name(title) != "Obj" and not generic(title):
+            return title
+        return self._origin if self._nest == 0 and self._origin and not generic(self._origin) else hint
 
     def recursive(self, ref: str) -> str:
         """A ref to an object class still being defined names that class (reserved now)."""
@@ -220,7 +248,7 @@ class TypedRenderer(Renderer):
         if len(_body(fields)[0]) > limit:
             self._undo(mark, outer)
             return super().object_type(schema, depth)
-        return self.table.declare(hint, fields, reserved)
+        return self.table.declare(self._name_hint(hint, schema), fields, reserved)
 
     def _composite(self, schema: Mapping[str, Any], depth: int) -> _Union:
         """`allOf` parts that add up to one object become one class, not an intersection (`dict`).

@@ -41,6 +41,11 @@ class ScriptRun:
         server, _, tool = ref.partition(".")
         catalog = self.gw.catalog
         entry = catalog.resolve_ref(server, tool)
+        status = next((s.status for s in catalog.code_servers if s.name == server), "ok")  # the caller's view
+        if entry is None and status != "ok":
+            self.calls += 1
+            comes_back = "enable it in the config" if status == "disabled" else "its tools come back when it reconnects"
+            raise ToolError(f"{server} is unavailable ({status}): {comes_back}")
         target = entry or NotFound(ref, catalog.code_refs())
         args = entry.upstream_arguments(arguments) if entry else dict(arguments)
         try:

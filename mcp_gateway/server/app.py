@@ -41,14 +41,17 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
     manager = SessionManager(app=server, security_settings=security,
                              max_sessions_per_key=gw.config.gateway.max_sessions_per_key)
     manager.on_closed.append(shared_state(gw).forget)
-    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()})
+    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()},
+                      max_request_bytes=gw.config.gateway.max_request_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
-        """Anyone: whether the gateway serves and how many upstreams are ready. An admin key: each upstream."""
+        """Anyone: whether the gateway serves (`ok`, or `degraded` while an enabled upstream is not ready; HTTP 200
+        either way, so a load balancer keeps the instance) and how many upstreams are ready. An admin key: each."""
         if security is not None and not _allowed_host(request, security):
             return JSONResponse({"error": "unexpected Host header"}, status_code=421)
         ready = sum(u.state == "ready" for u in gw.upstreams)
-        body: dict[str, Any] = {"status": "ok", "upstreams_ready": ready, "upstreams": len(gw.upstreams)}
+        status = "ok" if all(u.state == "ready" for u in gw.upstreams if u.config.enabled) else "degraded"
+        body: dict[str, Any] = {"status": status, "upstreams_ready": ready, "upstreams": len(gw.upstreams)}
         identity = identify(gw.keys, request.scope)
         if identity is not None and identity.admin:
             body["servers"] = {u.name: u.status for u in gw.upstreams}

@@ -39,11 +39,13 @@ class KeyAuth:
     key gets 403.
     """
 
-    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]], *, admin_only: bool = False) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]], *, admin_only: bool = False,
+                 max_request_bytes: int | None = None) -> None:
         self.app = app
         self.keys = keys
         self.groups = groups
         self.admin_only = admin_only
+        self.max_request_bytes = max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,6 +65,12 @@ class KeyAuth:
         if self.admin_only and not identity.admin:
             await _reject(send, 403, f"key {identity.name} is not an admin key (admin = true)")
             return
+        limit = self.max_request_bytes
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(send, 413, f"the request is {int(declared)} bytes, more than this gateway takes "
+                          f"({limit}, gateway.max_request_bytes): send smaller arguments or a shorter script")
+            return
         group = scope.get("path_params", {}).get("group")
         if group is not None:
             if group not in self.groups:
@@ -74,8 +82,15 @@ class KeyAuth:
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=identity.name, scopes=[], subject=endpoint))
         disconnected = scope[DISCONNECTED_SCOPE_KEY] = anyio.Event()
 
+        received = 0
+
         async def watched() -> Message:
+            nonlocal received
             message = await receive()
+            if message["type"] == "http.request" and limit is not None:
+                received += len(message.get("body", b""))
+                if received > limit:  # a body without Content-Length that runs long: end it here
+                    message = {"type": "http.disconnect"}
             if message["type"] == "http.disconnect":
                 disconnected.set()
             return message

@@ -20,12 +20,12 @@ from pydantic import ValidationError
 from ..errors import GatewayError, describe_exception
 from ..gateway import Gateway
 from ..governance.identity import Identity
+from ..results import own_meta as own_meta  # resources and prompts import it from here
 from ..upstream import Upstream
 
 log = structlog.get_logger("mcp_gateway.server")
 
 _T = TypeVar("_T")
-_R = TypeVar("_R", bound=types.Result)
 
 
 def may_access(identity: Identity, up: Upstream) -> bool:
@@ -110,11 +110,3 @@ def serves(up: Upstream, feature: str) -> bool:
 def handshake_era(up: Upstream) -> bool:
     client = up.client
     return client is not None and client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
-
-
-def own_meta(result: _R) -> _R:
-    """Drop the upstream connection's protocol keys (its `serverInfo` stamp); keep the upstream's own `_meta`."""
-    if not result.meta:
-        return result
-    meta = {k: v for k, v in result.meta.items() if not k.startswith("io.modelcontextprotocol/")}
-    return result.model_copy(update={"meta": meta or None})

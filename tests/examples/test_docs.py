@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.config import parse_config
+from mcp_gateway.config_files import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_gateway.config import load_config
+from mcp_gateway.config_files import load_config
 from tests.helpers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]

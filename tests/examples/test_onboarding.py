@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mcp_gateway.clients import gateway_reason
-from mcp_gateway.config import load_config
+from mcp_gateway.config_files import load_config
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

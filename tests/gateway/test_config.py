@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.config import ConfigError, load_config
+from mcp_gateway.config import ConfigError
+from mcp_gateway.config_files import load_config
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

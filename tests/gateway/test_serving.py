@@ -105,6 +105,23 @@ async def test_healthz_and_dns_rebinding_protection() -> None:
     assert evil.status_code in (400, 403, 421)
 
 
+async def test_healthz_is_degraded_while_an_enabled_upstream_is_not_ready_but_stays_200() -> None:
+    from mcp_gateway import Gateway
+    from tests.helpers import serve_gateway
+
+    servers = {"math": stdio("math_server"), "gone": {"command": "/nonexistent/server"},
+               "off": {"command": "/nonexistent/other", "enabled": False}}
+    async with (serve_gateway(Gateway(make_config(servers, gateway={"startup_timeout_s": 5}))) as url,
+                httpx.AsyncClient() as http):
+        response = await http.get(url.replace("/mcp", "/healthz"))
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded" and response.json()["upstreams_ready"] == 1
+    assert response.json()["servers"]["gone"].startswith("failed: command not found: /nonexistent/server")
+    del servers["gone"]  # a disabled upstream is not missed
+    async with (serve_gateway(Gateway(make_config(servers))) as url, httpx.AsyncClient() as http):
+        assert (await http.get(url.replace("/mcp", "/healthz"))).json()["status"] == "ok"
+
+
 assert FIXTURES.exists()
 
 

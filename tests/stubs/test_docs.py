@@ -10,6 +10,7 @@ import pytest
 from stubs import render_docs
 from stubs.docs import constraints
 from stubs.render import render_signature
+from stubs.typed import TypeTable
 from tests.stubs.support import data_servers, data_specs, spec
 from tests.stubs.test_render import ME, SEARCH
 
@@ -28,7 +29,7 @@ def test_docs_of_a_small_tool() -> None:
         '  from_: str = None (optional; property "from"; format date)\n'
         '  sort_by: str | None = None (optional; property "sort-by")\n'
         "\n"
-        "Returns: list[dict]\n"
+        "Returns: list[SearchIssuesResult]\n"  # as the stub says
         "  [].id: int (optional)\n"
         "\n"
         "Example:\n"
@@ -109,15 +110,15 @@ def test_nested_fields_arrays_of_objects_options_and_recursion() -> None:
         "s.create\n"
         "\n"
         "Parameters:\n"
-        "  root: dict (required) - Top node\n"
+        "  root: Node (required) - Top node\n"  # the stub's classes
         "    name: str (required)\n"
         "    children: list[dict] (optional)\n"
-        "  people: list[dict] (required)\n"
+        "  people: list[People] (required)\n"
         "    [].email: str (required; format email)\n"
         "    [].address: dict (optional)\n"
         "      city: str (optional)\n"
         "      geo: dict (optional)\n"
-        "  target: dict | str (required)\n"
+        "  target: Target | Target2 | str (required)\n"
         "    option 1:\n"
         "      page_id: str (required)\n"
         "    option 2:\n"
@@ -167,7 +168,7 @@ def test_deeply_nested_unions_and_arrays_stay_bounded() -> None:
 def test_tricky_docs() -> None:
     event = render_docs("google_docs", data_specs("google_docs")["createEvent"])
     # `end` is a `#/properties/start` pointer with its own description
-    assert "  end: dict (required) - Event end. Provide dateTime or date." in event
+    assert "  end: Start (required) - Event end. Provide dateTime or date." in event  # one class for both
     assert event.count('    date: str (optional) - ISO date "YYYY-MM-DD" for all-day events.') == 2
     assert event.endswith(
         'google_docs.createEvent(summary="<summary>", start={"dateTime": "<dateTime>"}, '
@@ -190,9 +191,10 @@ def test_example_calls_of_copied_tools_parse(server: str) -> None:
 
 @pytest.mark.parametrize("server", data_servers())
 def test_docs_show_each_parameter_as_the_stub_does(server: str) -> None:
-    """Same annotation and default (`= None` for "may be left out"); only a cut `...` default differs."""
+    """Same annotation (its class names too) and default (`= None` for "may be left out"); only a cut `...`
+    default differs. The return type is the stub's too."""
     for tool in [*data_specs(server).values(), SEARCH, NESTED]:
-        line = render_signature(tool)
+        line = render_signature(tool, TypeTable([tool.identifier]), server)
         func = ast.parse(line).body[0]
         assert isinstance(func, ast.FunctionDef)
         docs = render_docs(server, tool)
@@ -207,3 +209,5 @@ def test_docs_show_each_parameter_as_the_stub_does(server: str) -> None:
                 continue
             head += f" = {shown}" if shown is not None else ""
             assert f"\n{head} (" in docs, (tool.name, head)
+        if func.returns is not None:
+            assert f"\nReturns: {ast.get_source_segment(line, func.returns)}\n" in docs, tool.name

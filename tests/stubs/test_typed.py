@@ -164,7 +164,23 @@ def test_a_result_several_tools_return_is_named_for_all_of_them() -> None:
         "def srv_monitor_list() -> MonitorResult: ...",
     ]
     unrelated = render_server_stub("srv", [tool("get_a", None, page), tool("list_b", None, page)])
-    assert body(unrelated)[0].startswith("class Result(TypedDict): ")
+    assert body(unrelated)[0].startswith("class SrvResult(TypedDict): ")  # named for the server, not `Result`
+
+
+def test_a_generic_name_gives_way_to_the_title_or_the_tool() -> None:
+    listed = {"$defs": {"Result": obj(id=STR)}, "type": "array", "items": {"$ref": "#/$defs/Result"}}
+    titled = {"$defs": {"Result": {**obj(sku=STR), "title": "Item"}}, "$ref": "#/$defs/Result"}
+    stub = render_server_stub("gh", [tool("list_issues", None, listed), tool("gh_get_item", None, titled),
+                                     tool("get_data", None, obj(data=obj(x=INT)))])
+    assert body(stub) == [
+        "class Data(TypedDict): x: int",  # a field keeps its own name
+        "class GetDataResult(TypedDict): data: Data",
+        "class Item(TypedDict): sku: str",
+        "class ListIssuesResult(TypedDict): id: str",
+        "def get_data() -> GetDataResult: ...",
+        "def gh_get_item() -> Item: ...",
+        "def list_issues() -> list[ListIssuesResult]: ...",
+    ]
 
 
 def test_a_single_signature_without_a_table_keeps_dict() -> None:
