@@ -45,9 +45,9 @@ async def script(client: Client, code: str) -> str:
     return " ".join(getattr(b, "text", "")[:90] for b in out.content[:1]).replace("\n", " ")
 
 
-@case("unique-objects", "direct call, 150,000 object items under uniqueItems")
+@case("unique-objects", "direct call, 30,000 object items under uniqueItems (a 1 MiB request)")
 async def _unique(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_unique", {"items": [{"id": i, "tag": [i]} for i in range(150_000)]})
+    out = await client.call_tool("hd_unique", {"items": [{"id": i, "tag": [i]} for i in range(30_000)]})
     return "error" if out.is_error else "ok"
 
 
@@ -86,6 +86,23 @@ async def _big_script(client: Client, url: str) -> str:
 @case("big-result-direct", "a 16 MB result of small objects, called directly")
 async def _big_direct(client: Client, url: str) -> str:
     out = await client.call_tool("hd_objects", {"mb": 16, "shape": "structured"})
+    return "error" if out.is_error else "ok"
+
+
+@case("result-under-cap-script", "a 7 MB result of small objects (under the caps), into a script")
+async def _under_script(client: Client, url: str) -> str:
+    return await script(client, 'r = h.objects(mb=7, shape="structured")\nresult = len(r)')
+
+
+@case("result-under-cap-direct", "a 7 MB result of small objects (under the caps), called directly")
+async def _under_direct(client: Client, url: str) -> str:
+    out = await client.call_tool("hd_objects", {"mb": 7, "shape": "structured"})
+    return "error" if out.is_error else "ok"
+
+
+@case("big-request", "a 2 MB request (over max_request_bytes)")
+async def _big_request(client: Client, url: str) -> str:
+    out = await client.call_tool("hd_ping", {"x": "y" * 2_000_000})
     return "error" if out.is_error else "ok"
 
 
