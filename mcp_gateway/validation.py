@@ -30,6 +30,8 @@ log = structlog.get_logger("mcp_gateway.validation")
 
 _LOCAL_ONLY: referencing.Registry[Any] = referencing.Registry()
 """No retrieval: a schema's `$ref` to another document is never fetched (jsonschema would use urllib)."""
+INLINE_NODES = 200
+"""Arguments with at most this many values (and short strings) are validated without a thread hop."""
 MAX_PROBLEMS = 5
 """Problems named in one `InvalidArguments` message."""
 MAX_PROBLEM_CHARS = 300
@@ -71,8 +73,14 @@ class Validators:
         self._names.clear()
 
     async def check(self, entry: ToolEntry, args: Mapping[str, Any]) -> None:
-        """Raise `InvalidArguments` naming the fields at fault; pass if the tool's own schema is invalid."""
-        await anyio.to_thread.run_sync(self.check_now, entry, args)
+        """Raise `InvalidArguments` naming the fields at fault; pass if the tool's own schema is invalid.
+
+        Small arguments (at most `INLINE_NODES` values) are checked at once; others in a worker thread.
+        """
+        if _small(args):
+            self.check_now(entry, args)
+        else:
+            await anyio.to_thread.run_sync(self.check_now, entry, args)
 
     def check_now(self, entry: ToolEntry, args: Mapping[str, Any]) -> None:
         """`check`, in the calling thread."""
@@ -206,3 +214,19 @@ def _describe_error(err: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in err.absolute_path)
     text = f"{where}: {err.message}" if where else err.message
     return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 1] + "…"
+
+
+def _small(args: Mapping[str, Any]) -> bool:
+    """At most `INLINE_NODES` values and no string over 10,000 characters (stops counting at the bound)."""
+    stack: list[Any] = [args]
+    seen = 0
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > INLINE_NODES or (isinstance(value, str) and len(value) > 10_000):
+            return False
+        if isinstance(value, Mapping | list | tuple):
+            if len(value) > INLINE_NODES:
+                return False
+            stack.extend(value.values() if isinstance(value, Mapping) else value)
+    return True
