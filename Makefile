@@ -25,7 +25,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
-.PHONY: bench-tokens bench-sandbox bench-load bench-soak
+.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory
 bench-tokens: install
 	$(BIN)/python benchmarks/tokens.py
 
@@ -38,6 +38,12 @@ bench-load: install
 
 bench-soak: install
 	$(BIN)/python benchmarks/soak.py
+
+bench-hostile: install
+	$(BIN)/python benchmarks/hostile.py
+
+bench-memory: install
+	$(BIN)/python benchmarks/sandbox_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
