@@ -89,14 +89,14 @@ async def _big_direct(client: Client, url: str) -> str:
     return "error" if out.is_error else "ok"
 
 
-@case("result-under-cap-script", "a 7 MB result of small objects (under the caps), into a script")
+@case("result-under-cap-script", "a 3.5 MB result of small objects (under the 4 MiB caps), into a script")
 async def _under_script(client: Client, url: str) -> str:
-    return await script(client, 'r = h.objects(mb=7, shape="structured")\nresult = len(r)')
+    return await script(client, 'r = h.objects(mb=3.5, shape="structured")\nresult = len(r)')
 
 
-@case("result-under-cap-direct", "a 7 MB result of small objects (under the caps), called directly")
+@case("result-under-cap-direct", "a 3.5 MB result of small objects (under the 4 MiB caps), called directly")
 async def _under_direct(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_objects", {"mb": 7, "shape": "structured"})
+    out = await client.call_tool("hd_objects", {"mb": 3.5, "shape": "structured"})
     return "error" if out.is_error else "ok"
 
 

@@ -19,7 +19,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 """Hosts reachable only from this machine: served without keys, and with DNS-rebinding protection."""
 _LIMITS = Limits()  # the sandbox's defaults are the `[limits]` table's defaults
 _POOL = PoolLimits()
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Default of `[servers.<name>] max_message_bytes`: one JSON-RPC message an upstream may send."""
 MIN_MESSAGE_BYTES = 64 * 1024
 

@@ -30,7 +30,7 @@ class Limits:
     max_tool_calls: int = 200
     memory_mb: int = 512
     max_depth: int = 64
-    max_tool_result_bytes: int = 16 * 1024 * 1024
+    max_tool_result_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Refuse limits a worker cannot honour, at configuration time rather than on first run."""

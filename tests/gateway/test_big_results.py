@@ -36,6 +36,7 @@ pytestmark = pytest.mark.anyio
 
 GROWTH_BOUND_MIB = 100
 TOOL_RESULT_LIMIT = "limits.max_tool_result_bytes (4 MiB)"
+CAP = "max_message_bytes = 16777216\n"  # the scenario of the report: a 16 MiB cap (the default is 4 MiB)
 REFUSED = "its answer is 36.4 MiB, more than the server's max_message_bytes (16 MiB); ask the tool for less"
 
 
@@ -79,10 +80,10 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gw]:
         config.write_text(
             f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
             "[limits]\nmax_tool_result_bytes = 4194304\n"
-            f'[servers.s]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\n'
-            f'[servers.ds]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\nmode = "direct"\n'
-            f'[servers.h]\nurl = "{url}"\n'
-            f'[servers.dh]\nurl = "{url}"\nmode = "direct"\n'
+            f'[servers.s]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\n{CAP}'
+            f'[servers.ds]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\nmode = "direct"\n{CAP}'
+            f'[servers.h]\nurl = "{url}"\n{CAP}'
+            f'[servers.dh]\nurl = "{url}"\nmode = "direct"\n{CAP}'
         )
         proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -78,10 +78,11 @@ async def gw() -> AsyncIterator[Gw]:
         servers = {
             "hostile": stdio("hostile_server", timeout_s=60),
             "doomed": stdio("hostile_server", timeout_s=1),
-            "clog": stdio("hostile_server", timeout_s=60),
-            "wide": {"url": wide_url, "timeout_s": 60},
+            "clog": stdio("hostile_server", timeout_s=60, max_message_bytes=16 * 1024 * 1024),
+            "wide": {"url": wide_url, "timeout_s": 60, "max_message_bytes": 16 * 1024 * 1024},
         }
-        config = make_config(servers, limits={"timeout_s": TIMEOUT_S, "memory_mb": MEMORY_MB})
+        config = make_config(servers, limits={"timeout_s": TIMEOUT_S, "memory_mb": MEMORY_MB,
+                                              "max_tool_result_bytes": 16 * 1024 * 1024})
         async with gateway_client(config) as client:
             await _execute(client, "result = hostile.ping()")  # warm: every upstream and worker is up
             tracked = _reset_peak()
