@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import pytest
 
+from benchmarks.sandbox_memory import CASES
 from sandbox import ExecutionResult, Limits, Sandbox
 from sandbox.conversation import Conversation
 from sandbox.memory import EXIT_MEMORY, MIB, kernel_peak, limit_message, reported_peak
@@ -35,31 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LIMIT = Limits(timeout_s=20.0, memory_mb=256)
 SLACK = 1.10
 
-OVER: dict[str, str] = {
-    "repeat-list-1e9": "x = [1] * 1000000000",
-    "repeat-list-1e8": "x = [1] * 100000000",
-    "repeat-string": 'x = "x" * 1000000000',
-    "list-of-range": "x = list(range(100000000))",
-    "dict-comprehension": "d = {i: i for i in range(100000000)}",
-    "dict-in-a-loop": "d = {}\nfor i in range(100000000):\n    d[i] = i",
-    "string-concatenation-loop": 's = ""\nfor i in range(1000):\n    s += "x" * 10000000',
-    "list-doubling": "l = [1]\nfor i in range(40):\n    l = l + l",
-    "nested-doubling-to-string": "l = [1]\nfor i in range(40):\n    l = [l, l]\ns = str(l)",
-    "list-plus-in-a-loop": "l = []\nfor i in range(1000):\n    l = l + [0] * 4000000",
-    "append-loop": 'l = []\nfor i in range(100000000):\n    l.append("x" * 100)',
-    "sorted": "x = sorted(range(100000000))",
-    "reversed": "x = reversed(range(100000000))",
-    "zip": "x = zip(range(50000000), range(50000000))",
-    "json-encode": 'x = json_encode(["x" * 100] * 10000000)',
-    "json-decode": 'x = json_decode("[" + "[]," * 20000000 + "[]]")',
-    "str-of-a-list": "s = str(list(range(50000000)))",
-    "join": 's = ",".join(["abcdefgh"] * 100000000)',
-    "percent-format": 'x = ["abcdefghij"] * 5000000\ns = "%s%s%s%s%s" % (x, x, x, x, x)',
-    "format-method": 'x = ["abcdefghij"] * 5000000\ns = "{}{}{}{}{}".format(x, x, x, x, x)',
-    "split": 's = "a," * 100000000\nx = s.split(",")',
-    "recursion": "def f(n):\n    return f(n + 1)\nf(0)",
-    "tool-arguments": 'util.echo(x=["y" * 1000] * 1000000)',
-}
+OVER: dict[str, str] = {name: code for name, code in CASES.items()
+                        if not name.startswith("fits") and name != "tool-result-decoding"}
+"""Allocation patterns over any limit: the corpus `benchmarks/sandbox_memory.py` measures."""
 
 FITS: dict[str, tuple[str, object]] = {
     "list": ("x = [1] * 5000000\nresult = len(x)", 5000000),
