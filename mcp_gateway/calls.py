@@ -23,10 +23,12 @@ from .governance.identity import Identity
 
 @dataclass(frozen=True)
 class NotFound:
-    """A name that is no tool the caller may call; `known` are the names it might have meant."""
+    """A name that is no tool the caller may call; `known` are the names it might have meant, and
+    `refusal` says why when the caller may see its server but the server is down."""
 
     name: str
     known: Sequence[str] = ()
+    refusal: GatewayError | None = None
 
 
 async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mapping[str, Any], *,
@@ -66,7 +68,7 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
 
 def _allowed(identity: Identity, target: ToolEntry | NotFound) -> ToolEntry:
     if isinstance(target, NotFound):
-        raise UnknownTool(target.name, target.known)
+        raise target.refusal or UnknownTool(target.name, target.known)
     if not identity.allows(target.server, target.tool.name, target.spec.identifier):
         raise UnknownTool(target.direct_name or target.ref, [])
     return target

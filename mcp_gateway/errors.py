@@ -25,8 +25,9 @@ class InvalidArguments(GatewayError):
 
 
 class UpstreamUnavailable(GatewayError):
-    def __init__(self, server: str, status: str) -> None:
-        super().__init__(f"server {server} is unavailable ({status})")
+    def __init__(self, server: str, status: str, hint: str | None = None) -> None:
+        super().__init__(f"{server} is unavailable ({status}): {hint}" if hint else
+                         f"server {server} is unavailable ({status})")
 
 
 class QuotaExceeded(GatewayError):

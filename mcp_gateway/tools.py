@@ -10,7 +10,7 @@ import mcp_types as types
 from .calls import NotFound, call_tool
 from .codemode import HANDLERS, META_NAMES, Progress
 from .codemode.metatools import meta_tools
-from .errors import GatewayError
+from .errors import GatewayError, UpstreamUnavailable
 from .gateway import Gateway
 from .governance.audit import in_execution
 from .naming import clean_name
@@ -46,10 +46,12 @@ async def dispatch_call(
             down = [up for up in gw.upstreams if target is None and up.state != "ready"
                     and gw.config.gateway.prefix_direct_tools and gw.config.mode_of(up.config) == "direct"
                     and name.startswith(f"{clean_name(up.name)}_") and gw.identity.may_see_server(up.name)]
+            refusal = None
             if down:  # a tool of a direct-mode server that is down, named as it was listed
                 comes_back = "its tools come back when it reconnects" if down[0].config.enabled else "it is disabled"
-                return text_result(f"{down[0].name} is unavailable ({down[0].reason}): {comes_back}", is_error=True)
-            result = await call_tool(gw, target or NotFound(name, [t.name for t in visible_tools(gw)]), arguments)
+                refusal = UpstreamUnavailable(down[0].name, down[0].reason, comes_back)
+            known = [t.name for t in visible_tools(gw)]
+            result = await call_tool(gw, target or NotFound(name, known, refusal), arguments)
             return own_meta(result)  # without the upstream connection's protocol _meta keys
         with in_execution(uuid.uuid4().hex[:12] if name == "executeToolCode" else None):
             async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:

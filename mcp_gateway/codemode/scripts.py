@@ -11,7 +11,7 @@ import mcp_types as types
 from sandbox import ExecutionResult, ToolError
 
 from ..calls import NotFound, call_tool
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamUnavailable
 from ..gateway import Gateway
 from ..results import error_text, mib, result_bytes, result_to_value, text_result
 
@@ -42,11 +42,9 @@ class ScriptRun:
         catalog = self.gw.catalog
         entry = catalog.resolve_ref(server, tool)
         status = next((s.status for s in catalog.code_servers if s.name == server), "ok")  # the caller's view
-        if entry is None and status != "ok":
-            self.calls += 1
-            comes_back = "enable it in the config" if status == "disabled" else "its tools come back when it reconnects"
-            raise ToolError(f"{server} is unavailable ({status}): {comes_back}")
-        target = entry or NotFound(ref, catalog.code_refs())
+        comes_back = "enable it in the config" if status == "disabled" else "its tools come back when it reconnects"
+        down = UpstreamUnavailable(server, status, comes_back) if status != "ok" else None
+        target = entry or NotFound(ref, catalog.code_refs(), down)
         args = entry.upstream_arguments(arguments) if entry else dict(arguments)
         try:
             result = await call_tool(self.gw, target, args, via="script")
