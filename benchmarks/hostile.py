@@ -40,6 +40,11 @@ def case(name: str, what: str) -> Callable[[Case], Case]:
     return register
 
 
+async def direct(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    out = await client.call_tool(tool, arguments)
+    return "error" if out.is_error else "ok"
+
+
 async def script(client: Client, code: str) -> str:
     out = await client.call_tool("executeToolCode", {"code": code})
     return " ".join(getattr(b, "text", "")[:90] for b in out.content[:1]).replace("\n", " ")
@@ -47,8 +52,7 @@ async def script(client: Client, code: str) -> str:
 
 @case("unique-objects", "direct call, 30,000 object items under uniqueItems (a 1 MiB request)")
 async def _unique(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_unique", {"items": [{"id": i, "tag": [i]} for i in range(30_000)]})
-    return "error" if out.is_error else "ok"
+    return await direct(client, "hd_unique", {"items": [{"id": i, "tag": [i]} for i in range(30_000)]})
 
 
 @case("read-many-files", "readToolFile naming 200,000 files")
@@ -85,8 +89,7 @@ async def _big_script(client: Client, url: str) -> str:
 
 @case("big-result-direct", "a 16 MB result of small objects, called directly")
 async def _big_direct(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_objects", {"mb": 16, "shape": "structured"})
-    return "error" if out.is_error else "ok"
+    return await direct(client, "hd_objects", {"mb": 16, "shape": "structured"})
 
 
 @case("result-under-cap-script", "a 3.5 MB result of small objects (under the 4 MiB caps), into a script")
@@ -96,14 +99,12 @@ async def _under_script(client: Client, url: str) -> str:
 
 @case("result-under-cap-direct", "a 3.5 MB result of small objects (under the 4 MiB caps), called directly")
 async def _under_direct(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_objects", {"mb": 3.5, "shape": "structured"})
-    return "error" if out.is_error else "ok"
+    return await direct(client, "hd_objects", {"mb": 3.5, "shape": "structured"})
 
 
 @case("big-request", "a 2 MB request (over max_request_bytes)")
 async def _big_request(client: Client, url: str) -> str:
-    out = await client.call_tool("hd_ping", {"x": "y" * 2_000_000})
-    return "error" if out.is_error else "ok"
+    return await direct(client, "hd_ping", {"x": "y" * 2_000_000})
 
 
 @case("deep-arguments", "arguments nested 200 levels deep")
@@ -111,8 +112,7 @@ async def _deep(client: Client, url: str) -> str:
     value: Any = 1
     for _ in range(200):
         value = [value]
-    out = await client.call_tool("hd_ping", {"x": value})
-    return "error" if out.is_error else "ok"
+    return await direct(client, "hd_ping", {"x": value})
 
 
 @case("sessions", "one caller opening 200 HTTP sessions")

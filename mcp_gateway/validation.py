@@ -23,6 +23,8 @@ import referencing
 import referencing.exceptions
 import structlog
 
+from stubs import resolve_ref
+
 from .catalog import ToolEntry
 from .errors import GatewayError, InvalidArguments
 
@@ -143,7 +145,7 @@ def argument_names(schema: Mapping[str, Any]) -> frozenset[str] | None:
         ref = part.get("$ref")
         if isinstance(ref, str) and ref not in seen:
             seen.add(ref)
-            target = _local_ref(schema, ref)
+            target = resolve_ref(ref, schema)
             if target is None:
                 return None
             todo.append(target)
@@ -153,22 +155,6 @@ def argument_names(schema: Mapping[str, Any]) -> frozenset[str] | None:
 def _allows_others(part: Mapping[str, Any]) -> bool:
     return (part.get("additionalProperties", False) is not False or bool(part.get("patternProperties"))
             or part.get("unevaluatedProperties", False) is not False)
-
-
-def _local_ref(root: Mapping[str, Any], ref: str) -> Any:
-    """What a `#/...` reference names within `root`; None for any other reference or a missing target."""
-    if ref != "#" and not ref.startswith("#/"):
-        return None
-    node: Any = root
-    for step in ref.split("/")[1:]:
-        step = step.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and step in node:
-            node = node[step]
-        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
-            node = node[int(step)]
-        else:
-            return None
-    return node
 
 
 def _make_validator(tool_schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:

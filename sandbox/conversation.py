@@ -64,15 +64,25 @@ class Conversation:
             + 65536
         )
 
-    async def run_timed(self, code: str, servers: list[str]) -> tuple[ExecutionResult | None, bool]:
-        """`run` under the wall-clock limit (tool calls included) and the memory limit."""
-        with anyio.move_on_after(self.limits.timeout_s):
+    async def run_timed(
+        self, code: str, servers: list[str], *, deadline: float | None = None, waited: float = 0.0
+    ) -> tuple[ExecutionResult | None, bool]:
+        """`run` under the wall-clock limit (tool calls included) and the memory limit.
+
+        `deadline` (in `anyio.current_time()`) is when `timeout_s` runs out, if the caller set it
+        already; `waited` is the part of it the run spent waiting for a worker, for the message.
+        """
+        if deadline is None:
+            deadline = anyio.current_time() + self.limits.timeout_s - waited
+        with anyio.CancelScope(deadline=deadline):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.worker.guard_memory, self.limits.memory_mb)
                 result, reusable = await self.run(code, servers)
                 tg.cancel_scope.cancel()
             return result, reusable and not self.worker.over_memory
         message = f"script exceeded the time limit of {self.limits.timeout_s:g} s (limits.timeout_s)"
+        if waited:
+            message += f", {waited:.1f} s of it waiting for a sandbox worker"
         return failed("limit", message, self.tool_calls), False
 
     async def run(self, code: str, servers: list[str]) -> tuple[ExecutionResult | None, bool]:

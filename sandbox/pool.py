@@ -11,7 +11,6 @@ retired, so there are never more than `max_workers` processes (and their memory)
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection
 from typing import Self
 
@@ -139,7 +138,7 @@ class Sandbox:
         (An idle worker can die unnoticed, e.g. to the OOM killer; that is not the script's fault.)
         A run that waited for its slot has only what is left of `timeout_s`.
         """
-        deadline = anyio.current_time() + limits.timeout_s - waited if waited else math.inf
+        deadline = anyio.current_time() + limits.timeout_s - waited if waited else None
         for _ in range(self.size + 1):
             result = await self._attempt(await self._checkout(), code, servers, call, limits, deadline, waited)
             if result is not None:
@@ -148,11 +147,12 @@ class Sandbox:
 
     async def _attempt(
         self, worker: Worker, code: str, servers: list[str], call: ToolCaller, limits: Limits,
-        deadline: float, waited: float,
+        deadline: float | None, waited: float,
     ) -> ExecutionResult | None:
         """One run on one worker; None if the worker could not even be sent the script.
 
-        `deadline` is when what is left of `timeout_s` after `waited` s for a slot runs out.
+        `deadline` is when what is left of `timeout_s` after `waited` s for a slot runs out
+        (None: the run did not wait, and has the whole `timeout_s` from when it starts).
         A worker that did not finish cleanly is killed and replaced.
         """
         talk = Conversation(worker, call, limits)
@@ -161,12 +161,7 @@ class Sandbox:
         with anyio.CancelScope() as stop:  # cancelled by aclose()
             self._running.add(stop)
             try:
-                with anyio.CancelScope(deadline=deadline) as timer:
-                    result, healthy = await talk.run_timed(code, servers)
-                if timer.cancelled_caught:
-                    message = (f"script exceeded the time limit of {limits.timeout_s:g} s (limits.timeout_s), "
-                               f"{waited:.1f} s of it waiting for a sandbox worker")
-                    result, healthy = failed("limit", message, talk.tool_calls), False
+                result, healthy = await talk.run_timed(code, servers, deadline=deadline, waited=waited)
             finally:
                 self._running.discard(stop)
                 self._busy.discard(worker)

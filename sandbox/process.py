@@ -205,8 +205,6 @@ class Worker:
                 await self.process.aclose()
             if self.process.returncode is None:
                 log.error("sandbox worker %d did not exit after SIGKILL", self.pid)
-        if not self.stderr.closed:
-            self.peak_rss = max(self.peak_rss, reported_peak(self.stderr_summary()) or 0)
         if self._resident is not None:
             self._resident.close()
         self.stderr.close()

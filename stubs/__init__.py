@@ -13,6 +13,7 @@ package (tests import it from its module).
 
 from .docs import render_docs
 from .names import assign_identifiers, is_identifier, to_identifier
+from .refs import resolve_ref
 from .render import render_server_stub, render_tool_stub
 from .schema import accepts_null
 from .tool import Param, ToolSpec, parameters
@@ -33,5 +34,6 @@ __all__ = [
     "render_docs",
     "render_server_stub",
     "render_tool_stub",
+    "resolve_ref",
     "to_identifier",
 ]

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .docs import _bound, _effective, render_docs
+from .docs import _bound, _effective
 from .schema import Renderer, py_literal
 from .tool import Param, ToolSpec, parameters
 from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in, result_hint
@@ -23,7 +23,6 @@ from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in
 __all__ = [
     "first_sentence",
     "param_notes",
-    "render_docs",
     "render_server_stub",
     "render_signature",
     "render_tool_stub",

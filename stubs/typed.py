@@ -54,7 +54,7 @@ def result_hint(identifier: str, server: str = "") -> str:
 
 
 def generic(hint: str) -> bool:
-    """Whether `hint` gives a class name in `GENERIC`, numbered or not (`Result2`)."""
+    """Whether `hint` gives a class name in `GENERIC`, numbered or not (`Result2`); so does "" (`Obj`)."""
     return class_name(hint).rstrip("0123456789") in GENERIC
 
 
@@ -207,9 +207,9 @@ class TypedRenderer(Renderer):
         if not generic(hint):
             return hint
         title = schema.get("title")
-        if isinstance(title, str) and class_name(title) != "Obj" and not generic(title):
+        if isinstance(title, str) and not generic(title):
             return title
-        return self._origin if self._nest == 0 and self._origin and not generic(self._origin) else hint
+        return self._origin if self._nest == 0 and not generic(self._origin) else hint
 
     def recursive(self, ref: str) -> str:
         """A ref to an object class still being defined names that class (reserved now)."""

@@ -85,17 +85,24 @@ async def http_fixture(fixture: str, transport: str = "http", *args: str) -> Asy
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(gw: Gateway) -> AsyncIterator[str]:
-    """Serve the gateway's Starlette app with uvicorn on a free loopback port; yield the /mcp URL."""
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yield its base URL (`http://127.0.0.1:P`)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(gw), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         await eventually(lambda: server.started, 30, every_s=0.02)
         try:
-            yield f"http://127.0.0.1:{port}/mcp"
+            yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(gw: Gateway) -> AsyncIterator[str]:
+    """Serve the gateway's Starlette app on a free loopback port; yield the /mcp URL."""
+    async with serve_asgi(build_app(gw)) as base:
+        yield f"{base}/mcp"
 
 
 def shared_gateway(servers: Mapping[str, Any], **sections: Any) -> Any:

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 import structlog
@@ -55,6 +55,7 @@ class DownstreamCall:
         return ServerMessageMetadata(related_request_id=self.ctx.request_id)
 
 
+_R = TypeVar("_R", bound=types.Result)
 _current_call: ContextVar[DownstreamCall | None] = ContextVar("mcp_gateway_downstream_call", default=None)
 
 
@@ -112,33 +113,28 @@ class Relay:
     async def sampling(
         self, server: str, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
-        call = self.route(server)
-        refusal = _cannot_ask(call, "sampling", server)
-        if refusal is not None or call is None:
-            return refusal or _error("no client")
         request = types.CreateMessageRequest(params=params.model_copy(update={"meta": None}))
-        try:
-            if params.tools is not None or params.tool_choice is not None:
-                return await call.ctx.session.send_request(request, types.CreateMessageResultWithTools,
-                                                           metadata=call.related)
-            return await call.ctx.session.send_request(request, types.CreateMessageResult, metadata=call.related)
-        except MCPError as exc:
-            return exc.error
-        except ValidationError as exc:
-            return _error(f"the client's sampling answer is invalid: {describe_exception(exc)}")
+        if params.tools is not None or params.tool_choice is not None:
+            return await self._ask_client(server, "sampling", request, types.CreateMessageResultWithTools)
+        return await self._ask_client(server, "sampling", request, types.CreateMessageResult)
 
     async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        request = types.ElicitRequest(params=params.model_copy(update={"meta": None}))
+        return await self._ask_client(server, "elicitation", request, types.ElicitResult)
+
+    async def _ask_client(self, server: str, what: str, request: types.CreateMessageRequest | types.ElicitRequest,
+                          result_type: type[_R]) -> _R | types.ErrorData:
+        """Send an upstream's request on to the client whose call it belongs to; any failure as an error."""
         call = self.route(server)
-        refusal = _cannot_ask(call, "elicitation", server)
+        refusal = _cannot_ask(call, what, server)
         if refusal is not None or call is None:
             return refusal or _error("no client")
-        request = types.ElicitRequest(params=params.model_copy(update={"meta": None}))
         try:
-            return await call.ctx.session.send_request(request, types.ElicitResult, metadata=call.related)
+            return await call.ctx.session.send_request(request, result_type, metadata=call.related)
         except MCPError as exc:
             return exc.error
         except ValidationError as exc:
-            return _error(f"the client's elicitation answer is invalid: {describe_exception(exc)}")
+            return _error(f"the client's {what} answer is invalid: {describe_exception(exc)}")
 
     def forget(self, connection: str) -> None:
         """The client connection ended: it listens no more."""

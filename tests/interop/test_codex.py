@@ -19,13 +19,12 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.helpers import eventually, free_port, shared_gateway, stdio
+from tests.helpers import serve_asgi, shared_gateway, stdio
 from tests.interop.npm import CODEX, npm_bin, unavailable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
@@ -100,15 +99,8 @@ class ScriptedModel:
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[str]:
         """Serve on a free loopback port; yield the base URL (`.../v1`)."""
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning"))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve)
-            await eventually(lambda: server.started, 30, every_s=0.02)
-            try:
-                yield f"http://127.0.0.1:{port}/v1"
-            finally:
-                server.should_exit = True
+        async with serve_asgi(self.app) as base:
+            yield f"{base}/v1"
 
 
 async def run_codex(codex: Path, gateway: str, key: str, model: ScriptedModel, home: Path) -> list[dict[str, Any]]:
