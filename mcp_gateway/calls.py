@@ -15,10 +15,11 @@ from typing import Any
 import mcp_types as types
 
 from .catalog import ToolEntry
-from .errors import GatewayError, KeyRevoked, UnknownTool, UpstreamError, describe_exception
+from .errors import GatewayError, KeyRevoked, StoreUnavailable, UnknownTool, UpstreamError, describe_exception
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
+from .storage import StorageUnavailable
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,18 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
     args = dict(arguments)
     server, name = (target.server, target.tool.name) if isinstance(target, ToolEntry) else (None, target.name)
     async with gw.observer.observed(identity, "tool", server, name, args, via) as seen:
-        if not gw.keys.still_valid(identity):
-            raise KeyRevoked(identity.name)
+        try:
+            if not await gw.keys.still_valid(identity):
+                raise KeyRevoked(identity.name)
+        except StorageUnavailable as exc:
+            raise StoreUnavailable("the caller's key", str(exc)) from None
         entry = _allowed(identity, target)
         ref = f"{entry.server}.{entry.tool.name}"
         await gw.validators.check(entry, args)
-        gw.quota.check_rate(identity, "calls")
+        await gw.quota.check_rate(identity, "calls")
         if needs_approval(gw.config, entry.server, entry.tool, entry.spec.identifier):
             seen.approval = await approve(ref, args)
-        gw.quota.charge(identity, gw.quota.price(entry.server, entry.tool.name))
+        await gw.quota.charge(identity, gw.quota.price(entry.server, entry.tool.name))
         await seen.begin()
         up = gw.upstream(entry.server)
         timeout = gw.config.timeout_of(up.config)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
-import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,17 +32,15 @@ from .codemode import META_TOOLS
 from .config import LOOPBACK_HOSTS, ConfigError, GatewayConfig, GatewaySettings
 from .config_files import load_config, load_gateway_settings
 from .gateway import Gateway
-from .governance.keys import KeyRing
 from .listen import ListenError, bind, bound_port
 from .logs import configure_logging
 from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
 from .server import serve_http, serve_stdio
-from .storage import open_storage
+from .store_commands import keys_command, logs_command, migrate_command, print_table
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
 from .upstream_client import NobodyToAsk
-from .visible import visible
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
         return keys_command(config, args)
     if args.command == "logs":
         return logs_command(config, args)
+    if args.command == "migrate":
+        return migrate_command(config, args)
 
     return serve(config, Path(args.config), host=args.host, port=args.port, stdio=args.stdio,
                  allow_open=args.allow_open)
@@ -93,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--allow-open", action="store_true",
                          help="serve a non-loopback address even though no API keys exist (not recommended)")
     check_p = sub.add_parser("check", help="validate the config, connect to every upstream, print a table")
-    keys_p = sub.add_parser("keys", help="manage API keys stored in the state directory")
+    keys_p = sub.add_parser("keys", help="manage API keys in the store (the state directory, or [storage] url)")
     keys_sub = keys_p.add_subparsers(dest="keys_command", required=True)
     create_p = keys_sub.add_parser("create", help="create a key and print it once")
     create_p.add_argument("name")
@@ -109,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     logs_p.add_argument("--since", help="only calls in this past window: 30s, 15m, 1h, 7d")
     logs_p.add_argument("--limit", type=int, default=100)
     logs_p.add_argument("--json", action="store_true", help="one JSON object per line")
+    migrate_p = sub.add_parser("migrate", help="bring the store's schema up to date (serve also does, at start)")
     init_p = sub.add_parser("init", help="write a starter gateway.toml, importing the MCP servers you already use")
     init_p.add_argument("--output", "-o", default="gateway.toml")
     init_p.add_argument("--import", dest="sources", action="append", type=Path,
@@ -125,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     connect_p.add_argument("--run", action="store_true", help="run the `claude mcp add` command instead of printing it")
     connect_p.add_argument("--move", action="store_true",
                            help="remove the servers the gateway serves from the client's config (backup first)")
-    for p in (serve_p, check_p, logs_p, connect_p, *keys_sub.choices.values()):
+    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, *keys_sub.choices.values()):
         p.add_argument("--config", "-c", required=p is not connect_p, default="gateway.toml",
                        help="gateway.toml, or a .mcp.json file")
-    for p in (serve_p, check_p, logs_p, connect_p, init_p, *keys_sub.choices.values()):
+    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, init_p, *keys_sub.choices.values()):
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -195,14 +193,20 @@ def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
 
 def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: int | None, stdio: bool,
           allow_open: bool) -> int:
-    gw = Gateway(config)
+    host = host or config.gateway.host
+    port = config.gateway.port if port is None else port
+    gw = Gateway(config.model_copy(update={"gateway": config.gateway.model_copy(update={"port": port})}))
     gc.freeze()  # what is loaded by now lives for good: keep it out of every garbage collection's scan
     if stdio:
         anyio.run(serve_stdio, gw)
         return 0
-    host = host or config.gateway.host
-    port = config.gateway.port if port is None else port
-    anonymous = gw.keys.is_open() and config.gateway.anonymous
+    return anyio.run(_serve_http, gw, config_path, host, port, allow_open)
+
+
+async def _serve_http(gw: Gateway, config_path: Path, host: str, port: int, allow_open: bool) -> int:
+    config = gw.config
+    is_open = await gw.keys.refresh()
+    anonymous = is_open and config.gateway.anonymous
     if anonymous and host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
         print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "
               "tool. Add [keys] or `mcp-gateway keys create`, or pass --allow-open.", file=sys.stderr)
@@ -215,7 +219,7 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
     if anonymous:
         print("note: no API keys exist and gateway.anonymous is on, so every tool is open to any local client",
               file=sys.stderr)
-    elif gw.keys.is_open():
+    elif is_open:
         print("warning: no API keys exist, so every HTTP request gets 401: create one with "
               "`mcp-gateway keys create <name> --groups <group>`, or set `anonymous = true` under [gateway] "
               "for a gateway only you use on this machine", file=sys.stderr)
@@ -226,7 +230,7 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
     if host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
     _warn_duplicates(config, config_path)
-    anyio.run(serve_http, gw, host, port, sockets)
+    await serve_http(gw, host, port, sockets)
     return 0
 
 
@@ -240,64 +244,6 @@ def _warn_duplicates(config: GatewayConfig, path: Path) -> None:
                   + "\n".join(f"  {line}" for line in describe(dups))
                   + f"\n  `mcp-gateway connect {client} --move --config {display(path)}` removes them from the "
                   "client", file=sys.stderr)
-
-
-def keys_command(config: GatewayConfig, args: argparse.Namespace) -> int:
-    storage = open_storage(config.gateway.state_dir)
-    try:
-        if args.keys_command == "create":
-            try:
-                secret = KeyRing(config, storage).create(args.name, args.team, args.groups, admin=args.admin)
-            except ValueError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            print(secret)
-            print(f"key {args.name!r} created; this is the only time it is shown", file=sys.stderr)
-            if not args.team and not args.groups:
-                print("warning: this key has no team and no groups, so it may call no tool (deny by default); "
-                      "revoke it and create one with --team or --groups (see docs/governance.md)", file=sys.stderr)
-        elif args.keys_command == "list":
-            rows = [[k.name, k.team or "-", ",".join(k.groups) or "-", "yes" if k.admin else "-", _when(k.created),
-                     f"revoked {_when(k.revoked)}" if k.revoked else "active"] for k in storage.list_keys()]
-            rows += [[n, k.team or "-", ",".join(k.groups) or "-", "yes" if k.admin else "-", "(config)", "active"]
-                     for n, k in config.keys.items()]
-            _print_table(["name", "team", "groups", "admin", "created", "status"], rows)
-        elif not storage.revoke_key(args.name):
-            print(f"error: no active key named {args.name!r} in {config.gateway.state_dir}", file=sys.stderr)
-            return 2
-        elif args.keys_command == "revoke":
-            print(f"key {args.name!r} revoked: requests with it are refused from now on", file=sys.stderr)
-        return 0
-    finally:
-        storage.close()
-
-
-def logs_command(config: GatewayConfig, args: argparse.Namespace) -> int:
-    since = time.time() - _duration(args.since) if args.since else None
-    storage = open_storage(config.gateway.state_dir)
-    try:
-        rows = storage.query_audit(key=args.key, tool=args.tool, since=since, limit=args.limit)
-    finally:
-        storage.close()
-    if args.json:
-        for r in rows:  # ASCII only: a stored value can carry no terminal escape or bidi override to the screen
-            print(json.dumps(dataclasses.asdict(r)))
-        return 0
-    _print_table(["time", "key", "server", "tool", "outcome", "ms", "execution"],
-                 [[_when(r.ts), *(visible(v) for v in (r.key, r.server or "-", r.tool, r.outcome)),
-                   f"{r.latency_ms:.1f}", r.execution_id or "-"] for r in rows])
-    return 0
-
-
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise SystemExit(f"error: --since takes a number and a unit (s, m, h, d), e.g. 1h; got {text!r}")
-    return int(text[:-1]) * units[text[-1]]
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else "-"
 
 
 def _port(text: str) -> int:
@@ -329,7 +275,7 @@ async def check(config: GatewayConfig) -> int:
         for up in upstreams:
             tg.start_soon(up.stop)
         tg.cancel_scope.deadline = anyio.current_time() + 10
-    _print_table(["server", "transport", "mode", "status", "tools", "tokens"], rows)
+    print_table(["server", "transport", "mode", "status", "tools", "tokens"], rows)
     print(f"\n{summary}")
     if failed:
         print(f"not ready: {', '.join(failed)}", file=sys.stderr)
@@ -357,12 +303,6 @@ def _savings(config: GatewayConfig, upstreams: list[Upstream]) -> str:
 def _row(config: GatewayConfig, up: Upstream) -> list[str]:
     tokens = tool_definition_tokens(up.tools, client_prefix(config.gateway.name))
     return [up.name, up.config.kind, config.mode_of(up.config), up.status, str(len(up.tools)), str(tokens)]
-
-
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

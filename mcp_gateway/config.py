@@ -70,6 +70,31 @@ class GatewaySettings(_Strict):
     redact: list[str] = ["password", "token", "secret", "api_key", "apikey", "authorization"]
 
 
+SQLITE_PREFIX = "sqlite:///"
+"""`sqlite:///gateway.db` is relative to the config file's folder, `sqlite:////var/lib/gw.db` absolute."""
+
+
+class StorageSettings(_Strict):
+    """The `[storage]` table: where keys, audit rows, budgets and rate-limit windows live."""
+
+    url: str | None = None
+    """`postgresql://user:password@host/db` (several replicas share it), or `sqlite:///path`; unset:
+    `gateway.db` in `gateway.state_dir`."""
+    pool_size: int = Field(default=10, ge=1, le=200)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    query_timeout_s: float = Field(default=10.0, gt=0)
+    replica: str | None = None
+    """This process's name in audit rows; unset: `<hostname>:<port>` (stdio: `<hostname>:stdio`)."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith((SQLITE_PREFIX, "postgres://", "postgresql://")):
+            got = url.split("://")[0] + "://..." if "://" in url else "no scheme"  # never echo a password
+            raise ValueError(f"`url` must start with postgresql:// or sqlite:/// (got {got})")
+        return url
+
+
 class LimitSettings(_Strict):
     """The `[limits]` table: bounds for one `executeToolCode` script (defaults: `sandbox.Limits`)."""
 
@@ -184,6 +209,7 @@ class GatewayConfig(_Strict):
     """The whole file."""
 
     gateway: GatewaySettings = GatewaySettings()
+    storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
     servers: dict[str, ServerConfig] = {}
     groups: dict[str, GroupConfig] = {}

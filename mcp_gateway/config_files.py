@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from stubs import to_identifier
 
-from .config import ConfigError, GatewayConfig, GatewaySettings
+from .config import SQLITE_PREFIX, ConfigError, GatewayConfig, GatewaySettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -42,13 +42,17 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 
 def _state_beside(config: GatewayConfig, path: Path) -> GatewayConfig:
-    """A relative `state_dir`, and a server's relative `cwd`, are relative to the config file's folder,
+    """A relative `state_dir`, SQLite `[storage] url` and server `cwd` are relative to the config file's folder,
     wherever the command runs."""
     folder = path.resolve().parent
     servers = {name: server.model_copy(update={"cwd": str(folder / Path(server.cwd).expanduser())})
                if server.cwd is not None and not Path(server.cwd).expanduser().is_absolute() else server
                for name, server in config.servers.items()}
     config = config.model_copy(update={"servers": servers})
+    url = config.storage.url
+    if url is not None and url.startswith(SQLITE_PREFIX) and not Path(url[len(SQLITE_PREFIX):]).is_absolute():
+        storage = config.storage.model_copy(update={"url": SQLITE_PREFIX + str(folder / url[len(SQLITE_PREFIX):])})
+        config = config.model_copy(update={"storage": storage})
     state = Path(config.gateway.state_dir).expanduser()
     if state.is_absolute():
         return config

@@ -70,3 +70,11 @@ def describe_exception(exc: BaseException) -> str:
         return text
     why = describe_exception(cause)
     return text if why in text else why if text in why else f"{text} ({why})"
+
+
+class StoreUnavailable(GatewayError):
+    """The gateway's store (keys, audit, limits) cannot answer, so nothing that needs it is done."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"refused: {what} cannot be checked because the gateway's store is unavailable "
+                         f"({reason}); try again shortly")

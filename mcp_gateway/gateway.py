@@ -7,6 +7,7 @@ sandbox's workers. Every tool call goes through `calls.call_tool`.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, Self
@@ -27,7 +28,7 @@ from .logs import configure_logging
 from .metrics import Metrics
 from .naming import client_prefix
 from .observe import Observer
-from .storage import Storage, open_storage
+from .storage import Storage, StorageUnavailable, open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
 from .validation import Validators
@@ -50,11 +51,12 @@ class Gateway:
                           for name, cfg in config.servers.items()]
         self.sandbox = Sandbox(config.limits.sandbox_limits(), workers=config.limits.workers,
                                pool=config.limits.pool_limits())
-        self.storage: Storage = storage if storage is not None else open_storage(config.gateway.state_dir)
+        self.storage: Storage = storage if storage is not None else open_storage(config)
+        self.replica = config.storage.replica or f"{socket.gethostname()}:{config.gateway.port}"
         self.keys = KeyRing(config, self.storage)
         self.metrics = Metrics()
-        self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway))
-        self.quota = Quota(config)
+        self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway, replica=self.replica))
+        self.quota = Quota(config, self.storage)
         self.validators = Validators()
         self.catalog_listeners: list[CatalogListener] = []
         self.calls_in_flight = 0
@@ -87,6 +89,7 @@ class Gateway:
         """Start every upstream concurrently; wait (bounded) for their first attempt to settle."""
         if not structlog.is_configured():
             configure_logging()  # embedded use: our log lines go to stderr, never into a host's stdout
+        await self._open_store()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_upstreams)
         self._tg.start_soon(self._announce_changes, name="catalog changes")
@@ -106,7 +109,18 @@ class Gateway:
         try:
             await self._stack.aclose()
         finally:
-            self.storage.close()
+            await self.storage.close()
+
+    async def _open_store(self) -> None:
+        """Migrate the store and learn whether keys exist; a store that is down is logged, not fatal:
+        until it answers nobody is let in and no call is made (each request tries it again)."""
+        try:
+            applied = await self.storage.migrate()
+            if applied:
+                log.info("store schema migrated", store=self.storage.name, applied=applied)
+        except StorageUnavailable as exc:
+            log.error("store unavailable: refusing every caller until it answers", error=str(exc))
+        await self.keys.refresh()
 
     async def _stop_upstreams(self) -> None:
         """Close sessions in parallel; cancel whatever is still connecting after the grace period."""

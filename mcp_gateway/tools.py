@@ -55,7 +55,7 @@ async def dispatch_call(
             return own_meta(result)  # without the upstream connection's protocol _meta keys
         with in_execution(uuid.uuid4().hex[:12] if name == "executeToolCode" else None):
             async with gw.observer.observed(gw.identity, "meta", None, name, arguments, "client") as seen:
-                gw.quota.check_rate(gw.identity, "meta_calls")
+                await gw.quota.check_rate(gw.identity, "meta_calls")
                 result = await handler(gw, arguments, progress)
                 seen.result(result)
         return result

@@ -94,7 +94,7 @@ class ScriptRun:
 async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> types.CallToolResult:
     """Run a script and build the client's result: text, then any returned binary blocks."""
     try:
-        gw.quota.check_rate(gw.identity, "scripts")
+        await gw.quota.check_rate(gw.identity, "scripts")
     except GatewayError as exc:
         return text_result(str(exc), is_error=True)
     run = ScriptRun(gw, progress)

@@ -32,6 +32,8 @@ log = structlog.get_logger("mcp_gateway.audit")
 MAX_ERROR_CHARS = 2000
 """Characters of an error message kept in a row."""
 REDACTED = "[redacted]"
+COUNTER_RETENTION_S = 40 * 86400
+"""Budgets not charged for this long (past days and months) are deleted by `prune`."""
 
 execution_id: ContextVar[str | None] = ContextVar("mcp_gateway_execution", default=None)
 
@@ -47,10 +49,12 @@ def in_execution(run_id: str | None) -> Iterator[None]:
 
 
 class Auditor:
-    def __init__(self, storage: Storage, settings: GatewaySettings, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, storage: Storage, settings: GatewaySettings, now: Callable[[], float] = time.time,
+                 replica: str | None = None) -> None:
         self.storage = storage
         self.settings = settings
         self.now = now
+        self.replica = replica
         self.redact = tuple(_folded(r) for r in settings.redact)
         self._literal = _literal_pattern(tuple(r.lower() for r in settings.redact))
         self._stored: dict[tuple[str, str], int] = {}
@@ -64,7 +68,7 @@ class Auditor:
             kind=kind, server=server, tool=tool, outcome="started", latency_ms=0.0,
             arg_bytes=len(args_json.encode()), result_bytes=0, error=None,
             arguments=self._stored_arguments(identity.name, arguments) if self.settings.audit_arguments else None,
-            execution_id=execution_id.get(), approval=None, ts=self.now(),
+            execution_id=execution_id.get(), approval=None, ts=self.now(), replica=self.replica,
         )
 
     def completed(self, row: AuditRow, *, outcome: str, started: float, result_bytes: int = 0,
@@ -86,7 +90,7 @@ class Auditor:
         """Commit a row before the call runs; raises `AuditUnavailable` when it cannot be written."""
         with anyio.CancelScope(shield=True):
             try:
-                row_id = await anyio.to_thread.run_sync(self.storage.write_audit, row)
+                row_id = await self.storage.write_audit(row)
             except Exception as exc:
                 log.error("audit write failed: call refused", error=str(exc), tool=row.tool)
                 raise AuditUnavailable(f"{row.server}.{row.tool}", str(exc)) from None
@@ -97,18 +101,17 @@ class Auditor:
         with anyio.CancelScope(shield=True):
             try:
                 if row_id is None:
-                    await anyio.to_thread.run_sync(self.storage.write_audit, row)
+                    await self.storage.write_audit(row)
                 else:
-                    await anyio.to_thread.run_sync(self.storage.finish_audit, row_id, row)
+                    await self.storage.finish_audit(row_id, row)
             except Exception as exc:  # the call has happened: say so loudly, but answer it
                 log.error("audit write failed", error=str(exc), tool=row.tool)
 
     async def prune(self) -> int:
-        """Delete rows older than `audit_retention_days` (none when it is 0)."""
+        """Delete rows older than `audit_retention_days` (none when it is 0), and budgets of past months."""
         days = self.settings.audit_retention_days
-        if days <= 0:
-            return 0
-        return await anyio.to_thread.run_sync(self.storage.prune_audit, self.now() - days * 86400)
+        before = self.now() - days * 86400 if days > 0 else 0.0
+        return await self.storage.prune(before, self.now() - COUNTER_RETENTION_S)
 
     def _stored_arguments(self, key: str, arguments: Mapping[str, Any]) -> str:
         text = json.dumps(self._redacted(arguments), ensure_ascii=False, default=str)

@@ -10,7 +10,7 @@ import time
 import structlog
 
 from ..config import GatewayConfig, KeyConfig
-from ..storage import Storage, StoredKey
+from ..storage import Storage, StorageUnavailable, StoredKey
 from .identity import Identity, identity_for
 
 log = structlog.get_logger("mcp_gateway.keys")
@@ -39,8 +39,9 @@ class KeyRing:
 
     Fails closed: the gateway is open (every caller allowed) only while no key has ever existed, in
     the config or in storage (revoked keys count). Once a key is seen it stays closed for the life
-    of this object, whatever happens to the store; a store that cannot be read opens nothing and
-    authenticates no one.
+    of this object, whatever happens to the store. `refresh` asks the store (each request does,
+    where it enters); `is_open` answers from the last answer, and is false until the first one and
+    whenever the store could not give one. A store that cannot be read authenticates no one.
     """
 
     def __init__(self, config: GatewayConfig, storage: Storage) -> None:
@@ -51,18 +52,25 @@ class KeyRing:
             for n, k in config.keys.items()
         ]
         self._closed = bool(self._config_keys)
+        self._open = False
 
     def is_open(self) -> bool:
-        """No key was ever configured or created: the gateway serves loopback only and allows everything."""
+        """No key was ever configured or created (as of the last `refresh`): loopback callers are let in."""
+        return self._open and not self._closed
+
+    async def refresh(self) -> bool:
+        """Ask the store whether a key exists yet (until one is seen); returns `is_open()`."""
         if not self._closed:
             try:
-                self._closed = self.storage.has_keys()
-            except Exception as exc:
+                self._closed = await self.storage.has_keys()
+                self._open = not self._closed
+            except StorageUnavailable as exc:
                 log.error("key store unreadable: nobody is let in", error=str(exc))
-                return False
-        return not self._closed
+                self._open = False
+        return self.is_open()
 
-    def authenticate(self, secret: str) -> Identity | None:
+    async def authenticate(self, secret: str) -> Identity | None:
+        """The identity of `secret`; raises `StorageUnavailable` when the store cannot say."""
         presented = hash_key(secret)
         found: Identity | None = None
         for stored, identity in self._config_keys:  # every entry is compared: no early exit to time
@@ -70,29 +78,22 @@ class KeyRing:
                 found = identity
         if found is not None:
             return found
-        try:
-            row = self.storage.find_key(presented)
-        except Exception as exc:
-            log.error("key store unreadable: key refused", error=str(exc))
-            return None
+        row = await self.storage.find_key(presented)
         if row is None or not matches(row.hash, presented):
             return None
         self._closed = True
         return identity_for(self.config, row.name, row.team, row.groups, admin=row.admin)
 
-    def still_valid(self, identity: Identity) -> bool:
-        """Whether `identity`'s key was not revoked since the request began (a store that cannot say: no)."""
+    async def still_valid(self, identity: Identity) -> bool:
+        """Whether `identity`'s key was not revoked since the request began (raises `StorageUnavailable`
+        when the store cannot say)."""
         if identity.name in self.config.keys or not self._closed:
             return True  # config keys are revoked by changing the config; open mode has no keys
-        try:
-            return not self.storage.is_revoked(identity.name)
-        except Exception as exc:
-            log.error("key store unreadable: key refused", error=str(exc))
-            return False
+        return not await self.storage.is_revoked(identity.name)
 
-    def create(self, name: str, team: str | None, groups: list[str], admin: bool = False) -> str:
+    async def create(self, name: str, team: str | None, groups: list[str], admin: bool = False) -> str:
         """Store a new key's hash; the secret is returned once and never stored."""
-        if name in self.config.keys or any(k.name == name for k in self.storage.list_keys()):
+        if name in self.config.keys or any(k.name == name for k in await self.storage.list_keys()):
             raise ValueError(f"a key named {name!r} already exists")
         if team is not None and team not in self.config.teams:
             raise ValueError(f"unknown team {team!r}; teams in the config: {', '.join(self.config.teams) or 'none'}")
@@ -101,5 +102,5 @@ class KeyRing:
             raise ValueError(f"unknown groups {', '.join(unknown)}; groups in the config: "
                              f"{', '.join(self.config.groups) or 'none'}")
         secret = new_key()
-        self.storage.add_key(StoredKey(name, hash_key(secret), team, tuple(groups), time.time(), admin=admin))
+        await self.storage.add_key(StoredKey(name, hash_key(secret), team, tuple(groups), time.time(), admin=admin))
         return secret

@@ -1,64 +1,31 @@
 """Rate limits and budgets: what a key or team may still spend, checked before each call.
 
-Counters live behind `Counters` so several nodes can share a store later; `MemoryCounters`
-serves one node (its counts start again at zero when the gateway restarts). The clock is
-injected (`Quota(config, now=...)`) so windows and day or month boundaries can be tested.
+The counts live in the store (`Counters`: SQLite on one node, PostgreSQL across replicas), so
+they survive a restart and a limit of N is N across every replica. Every limit a call falls under
+is checked and booked in one atomic step. A store that cannot answer refuses the call. The clock
+is injected (`Quota(config, counters, now=...)`) so windows and day or month boundaries can be tested.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Protocol
 
 from ..config import GatewayConfig, Quotas
-from ..errors import QuotaExceeded
+from ..errors import QuotaExceeded, StoreUnavailable
+from ..storage import Budget, Counters, StorageUnavailable, Window
 from .identity import Identity
-
-
-class Counters(Protocol):
-    def wait(self, key: str, window_s: float, limit: int, now: float) -> float | None:
-        """None if one more event fits `limit` per `window_s`, else seconds until it would."""
-
-    def count(self, key: str, now: float) -> None:
-        """Record one event at `now`."""
-
-    def spent(self, key: str) -> float: ...
-    def spend(self, key: str, amount: float) -> None: ...
-
-
-class MemoryCounters:
-    def __init__(self) -> None:
-        self._events: dict[str, deque[float]] = {}
-        self._spent: dict[str, float] = {}
-
-    def wait(self, key: str, window_s: float, limit: int, now: float) -> float | None:
-        events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - window_s:
-            events.popleft()
-        return events[0] + window_s - now if len(events) >= limit else None
-
-    def count(self, key: str, now: float) -> None:
-        self._events.setdefault(key, deque()).append(now)
-
-    def spent(self, key: str) -> float:
-        return self._spent.get(key, 0.0)
-
-    def spend(self, key: str, amount: float) -> None:
-        self._spent[key] = self._spent.get(key, 0.0) + amount
 
 
 class Quota:
     """Applies the config's quotas and prices to one call; `now` gives the time in seconds since the epoch."""
 
-    def __init__(self, config: GatewayConfig, counters: Counters | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: GatewayConfig, counters: Counters, now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.counters = counters or MemoryCounters()
+        self.counters = counters
         self.now = now
 
     def _scopes(self, identity: Identity) -> list[tuple[str, str, Quotas]]:
@@ -69,58 +36,57 @@ class Quota:
             scopes.append(("teams", identity.team, self.config.teams[identity.team]))
         return scopes
 
-    def check_rate(self, identity: Identity, kind: str) -> None:
-        """`kind` is "calls" or "scripts"; raises with the limit's key and when to retry.
+    async def check_rate(self, identity: Identity, kind: str) -> None:
+        """`kind` is "calls", "scripts" or "meta_calls"; raises with the limit's key and when to retry.
 
         Every limit the caller falls under is checked before any is counted, so a call refused by
         the team's limit does not use up the key's.
         """
-        now = self.now()
-        keys: list[str] = []
-        for table, name, quotas in self._scopes(identity):
-            limit = getattr(quotas, f"{kind}_per_minute")
-            if limit is None:
-                continue
-            key = f"{table}.{name}.{kind}"
-            wait = self.counters.wait(key, 60.0, limit, now)
-            if wait is not None:
-                raise QuotaExceeded(
-                    f"rate limit: {table[:-1]} {name} allows {limit} {kind} per minute "
-                    f"({table}.{name}.{kind}_per_minute); retry in {math.ceil(wait)} s"
-                )
-            keys.append(key)
-        for key in keys:
-            self.counters.count(key, now)
+        scopes = {Window(f"{table}.{name}.{kind}", limit, 60.0): (table, name)
+                  for table, name, quotas in self._scopes(identity)
+                  if (limit := getattr(quotas, f"{kind}_per_minute")) is not None}
+        if not scopes:
+            return
+        try:
+            full = await self.counters.take(list(scopes), self.now())
+        except StorageUnavailable as exc:
+            raise StoreUnavailable(f"the {kind} rate limit", str(exc)) from None
+        if full is not None:
+            window, wait = full
+            table, name = scopes[window]
+            raise QuotaExceeded(
+                f"rate limit: {table[:-1]} {name} allows {window.limit} {kind} per minute "
+                f"({table}.{name}.{kind}_per_minute); retry in {max(1, math.ceil(wait))} s"
+            )
 
     def price(self, server: str, tool: str) -> float:
         ref = f"{server}.{tool}"
         return max((r.price for p, r in self.config.tools.items() if fnmatchcase(ref, p)), default=0.0)
 
-    def charge(self, identity: Identity, amount: float) -> None:
+    async def charge(self, identity: Identity, amount: float) -> None:
         """Check every budget the call falls under, then book it (before the call: it may cost even if it fails)."""
         if amount <= 0:
             return
         now = datetime.fromtimestamp(self.now(), UTC)
-        periods = {
-            "day": (now.strftime("%Y-%m-%d"), _next_day(now)),
-            "month": (now.strftime("%Y-%m"), _next_month(now)),
-        }
-        booked: list[str] = []
-        for table, name, quotas in self._scopes(identity):
-            for period, (stamp, resets) in periods.items():
-                budget = getattr(quotas, f"budget_per_{period}")
-                key = f"{table}.{name}.{stamp}"
-                if budget is None:
-                    continue
-                if self.counters.spent(key) + amount > budget + 1e-12:
-                    raise QuotaExceeded(
-                        f"budget: {table[:-1]} {name} has spent {self.counters.spent(key):.4g} of its "
-                        f"{_ADJECTIVE[period]} budget {budget:g} ({table}.{name}.budget_per_{period}); "
-                        f"resets at {resets} UTC"
-                    )
-                booked.append(key)
-        for key in booked:
-            self.counters.spend(key, amount)
+        periods = {"day": (now.strftime("%Y-%m-%d"), _next_day(now)),
+                   "month": (now.strftime("%Y-%m"), _next_month(now))}
+        scopes = {Budget(f"{table}.{name}.{stamp}", budget): (table, name, period, resets)
+                  for table, name, quotas in self._scopes(identity)
+                  for period, (stamp, resets) in periods.items()
+                  if (budget := getattr(quotas, f"budget_per_{period}")) is not None}
+        if not scopes:
+            return
+        try:
+            over = await self.counters.charge(list(scopes), amount)
+        except StorageUnavailable as exc:
+            raise StoreUnavailable("the budget", str(exc)) from None
+        if over is not None:
+            budget, spent = over
+            table, name, period, resets = scopes[budget]
+            raise QuotaExceeded(
+                f"budget: {table[:-1]} {name} has spent {spent:.4g} of its {_ADJECTIVE[period]} budget "
+                f"{budget.budget:g} ({table}.{name}.budget_per_{period}); resets at {resets} UTC"
+            )
 
 
 _ADJECTIVE = {"day": "daily", "month": "monthly"}

@@ -19,6 +19,7 @@ from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
 from ..gateway import Gateway
+from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit
 from .entry import KeyAuth, identify
 from .handlers import build_server
@@ -46,13 +47,18 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
 
     async def healthz(request: Request) -> JSONResponse:
         """Anyone: whether the gateway serves (`ok`, or `degraded` while an enabled upstream is not ready; HTTP 200
-        either way, so a load balancer keeps the instance) and how many upstreams are ready. An admin key: each."""
+        either way, so a load balancer keeps the instance) and how many upstreams are ready; HTTP 503 while the
+        store does not answer (nothing can be served: keys cannot be checked). An admin key: each upstream."""
         if security is not None and not _allowed_host(request, security):
             return JSONResponse({"error": "unexpected Host header"}, status_code=421)
         ready = sum(u.state == "ready" for u in gw.upstreams)
         status = "ok" if all(u.state == "ready" for u in gw.upstreams if u.config.enabled) else "degraded"
         body: dict[str, Any] = {"status": status, "upstreams_ready": ready, "upstreams": len(gw.upstreams)}
-        identity = identify(gw.keys, request.scope)
+        try:
+            await gw.storage.has_keys()
+            identity = await identify(gw.keys, request.scope)
+        except StorageUnavailable:
+            return JSONResponse({**body, "status": "store unavailable"}, status_code=503)
         if identity is not None and identity.admin:
             body["servers"] = {u.name: u.status for u in gw.upstreams}
         return JSONResponse(body)

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import structlog
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -24,7 +25,10 @@ from ..gateway import Gateway
 from ..governance.approvals import Approver, asking
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KeyRing
+from ..storage import StorageUnavailable
 from .relay import CALL_METHODS, Relay
+
+log = structlog.get_logger("mcp_gateway.entry")
 
 IDENTITY_SCOPE_KEY = "mcp_gateway.identity"
 DISCONNECTED_SCOPE_KEY = "mcp_gateway.disconnected"
@@ -51,7 +55,13 @@ class KeyAuth:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        identity = identify(self.keys, scope)
+        try:
+            identity = await identify(self.keys, scope)
+        except StorageUnavailable as exc:
+            log.error("key store unavailable: request refused", error=str(exc))
+            await _reject(send, 503, "the gateway cannot check API keys right now (its store is unavailable); "
+                          "try again shortly", retry_after=1)
+            return
         if identity is None and self.keys.is_open():
             await _reject(send, 401, "this gateway has no API keys yet and does not let callers in without one: "
                           "create a key with `mcp-gateway keys create <name> --groups <group>`, or, for a gateway "
@@ -98,31 +108,35 @@ class KeyAuth:
         await self.app(scope, watched, send)
 
 
-def identify(keys: KeyRing, scope: Scope) -> Identity | None:
+async def identify(keys: KeyRing, scope: Scope) -> Identity | None:
     """The identity of an HTTP request's key, or None.
 
     While no key exists, an HTTP caller without one is the local admin (`OPEN`) only where the
     config says so (`gateway.anonymous`): behind a reverse proxy every request comes from
     loopback, so "no keys" alone must never mean "everyone".
     """
-    if keys.is_open():
+    if await keys.refresh():
         return OPEN if keys.config.gateway.anonymous else None
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
-    return keys.authenticate(secret) if secret else None
+    return await keys.authenticate(secret) if secret else None
 
 
-def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
+async def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
     """Who sent an MCP request: over HTTP the identity `KeyAuth` attached, over stdio the local caller."""
     if ctx.request is not None:
         scope = getattr(ctx.request, "scope", None)
         found = scope.get(IDENTITY_SCOPE_KEY) if isinstance(scope, dict) else None
         return found if isinstance(found, Identity) else NOBODY
-    if gw.keys.is_open():
+    if await gw.keys.refresh():
         return OPEN
     secret = os.environ.get("MCP_GATEWAY_KEY", "")  # no headers over stdio
-    return (gw.keys.authenticate(secret) if secret else None) or NOBODY
+    try:
+        return (await gw.keys.authenticate(secret) if secret else None) or NOBODY
+    except StorageUnavailable as exc:
+        log.error("key store unavailable: request refused", error=str(exc))
+        return NOBODY
 
 
 class Entry:
@@ -138,7 +152,7 @@ class Entry:
         self.relay = relay
 
     async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
-        identity = caller(self.gw, ctx)
+        identity = await caller(self.gw, ctx)
         with acting_as(identity), asking(_elicitation_approver(ctx)), self.relay.serving(ctx, identity):
             scope = getattr(ctx.request, "scope", None)
             gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
@@ -183,10 +197,12 @@ def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
     return approve
 
 
-async def _reject(send: Send, status: int, message: str) -> None:
+async def _reject(send: Send, status: int, message: str, retry_after: int | None = None) -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="mcp-gateway"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

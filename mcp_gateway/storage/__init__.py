@@ -1,6 +1,25 @@
 """Durable state behind one interface (`Storage`), with one implementation per backend."""
 
-from .base import AuditRow, Storage, StoredKey
-from .sqlite import SQLiteStorage, open_storage
+from __future__ import annotations
 
-__all__ = ["AuditRow", "SQLiteStorage", "Storage", "StoredKey", "open_storage"]
+from pathlib import Path
+
+from ..config import SQLITE_PREFIX, GatewayConfig
+from .base import AuditRow, Budget, Counters, Storage, StorageUnavailable, StoredKey, Window
+from .postgres import PostgresStorage
+from .sqlite import SQLiteStorage
+
+__all__ = ["AuditRow", "Budget", "Counters", "PostgresStorage", "SQLiteStorage", "Storage", "StorageUnavailable",
+           "StoredKey", "Window", "open_storage"]
+
+
+def open_storage(config: GatewayConfig) -> Storage:
+    """The backend `[storage] url` names (nothing is opened until first use)."""
+    settings = config.storage
+    url = settings.url
+    if url is None:
+        return SQLiteStorage(Path(config.gateway.state_dir) / "gateway.db")
+    if url.startswith(SQLITE_PREFIX):
+        return SQLiteStorage(url[len(SQLITE_PREFIX):])
+    return PostgresStorage(url, pool_size=settings.pool_size, connect_timeout_s=settings.connect_timeout_s,
+                           query_timeout_s=settings.query_timeout_s)

@@ -1,8 +1,14 @@
-"""The interface of durable state (keys, audit rows) and its records; one implementation per backend."""
+"""The interface of durable state (keys, audit rows, budgets, rate-limit windows) and its records.
+
+One implementation per backend (`sqlite.py`, `postgres.py`); every method is async, so no backend
+ever blocks the event loop. A backend that cannot answer raises `StorageUnavailable`, and every
+caller treats that as "no": no key is accepted, no call is made unaudited, no limit is skipped.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,33 +47,80 @@ class AuditRow:
     execution_id: str | None = None
     approval: str | None = None
     ts: float = field(default_factory=time.time)
+    replica: str | None = None
 
 
-class Storage(Protocol):
-    def add_key(self, key: StoredKey) -> None: ...
-    def revoke_key(self, name: str) -> bool: ...
-    def list_keys(self) -> list[StoredKey]: ...
-    def find_key(self, key_hash: str) -> StoredKey | None:
+@dataclass(frozen=True)
+class Window:
+    """A rate limit: at most `limit` events in any `seconds`, counted under `key`."""
+
+    key: str
+    limit: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most `budget` spent under `key` (one key per period, such as `keys.alice.2026-12-05`)."""
+
+    key: str
+    budget: float
+
+
+class StorageUnavailable(Exception):
+    """The store could not be reached or did not answer; `str()` says why, without credentials."""
+
+
+class Counters(Protocol):
+    """Rate-limit windows and budgets, checked and booked in one atomic step (exact across replicas)."""
+
+    async def take(self, windows: Sequence[Window], now: float) -> tuple[Window, float] | None:
+        """Count one event at `now` in every window if each has room and return None; otherwise
+        count nothing and return the first full window with the seconds until it has room."""
+        ...
+
+    async def charge(self, budgets: Sequence[Budget], amount: float) -> tuple[Budget, float] | None:
+        """Add `amount` to every budget if each stays within it and return None; otherwise add
+        nothing and return the first budget it would exceed with what that budget has spent."""
+        ...
+
+
+class Storage(Counters, Protocol):
+    name: str
+    """The backend and where it is, without credentials (for logs and `/healthz`)."""
+
+    async def migrate(self) -> list[str]:
+        """Bring the schema up to date; returns the migrations applied now (none if it already was)."""
+        ...
+
+    async def add_key(self, key: StoredKey) -> None: ...
+    async def revoke_key(self, name: str) -> bool: ...
+    async def list_keys(self) -> list[StoredKey]: ...
+    async def find_key(self, key_hash: str) -> StoredKey | None:
         """The active key with this hash."""
         ...
 
-    def is_revoked(self, name: str) -> bool:
+    async def is_revoked(self, name: str) -> bool:
         """Whether the stored key `name` has been revoked (false for names never stored)."""
         ...
-    def has_keys(self) -> bool:
+
+    async def has_keys(self) -> bool:
         """Whether any key was ever stored, revoked ones included."""
         ...
-    def write_audit(self, row: AuditRow) -> int:
+
+    async def write_audit(self, row: AuditRow) -> int:
         """Commit a new row; returns its id."""
         ...
 
-    def finish_audit(self, row_id: int, row: AuditRow) -> None:
+    async def finish_audit(self, row_id: int, row: AuditRow) -> None:
         """Replace what an earlier `write_audit` stored under `row_id` with `row` (the call's outcome)."""
         ...
 
-    def prune_audit(self, before: float) -> int:
-        """Delete the rows older than `before` (seconds since the epoch); returns how many."""
+    async def prune(self, before: float, counters_before: float) -> int:
+        """Delete audit rows older than `before` and budgets untouched since `counters_before`
+        (seconds since the epoch); returns how many audit rows."""
         ...
-    def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
-                    limit: int = 1000) -> list[AuditRow]: ...
-    def close(self) -> None: ...
+
+    async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
+                          limit: int = 1000) -> list[AuditRow]: ...
+    async def close(self) -> None: ...

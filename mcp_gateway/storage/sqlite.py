@@ -1,136 +1,202 @@
-"""The embedded backend: keys and the audit log in one SQLite file in the state directory.
+"""The embedded backend: keys, the audit log, budgets and rate-limit windows in one SQLite file.
 
 SQLite runs in WAL mode; every audit row is committed before the call it records is answered,
-so killing the process loses nothing that a client already saw.
+so killing the process loses nothing that a client already saw. Every query runs in a worker
+thread (one connection, one lock), so a database held by another process never stalls the
+event loop. One node only: several processes may share the file (the CLI does), several
+replicas need PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .base import AuditRow, StoredKey
+import anyio
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, team TEXT, groups TEXT NOT NULL,
-    created REAL NOT NULL, revoked REAL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, key TEXT NOT NULL, team TEXT, endpoint TEXT NOT NULL,
-    kind TEXT NOT NULL, server TEXT, tool TEXT NOT NULL, outcome TEXT NOT NULL, latency_ms REAL NOT NULL,
-    arg_bytes INTEGER NOT NULL, result_bytes INTEGER NOT NULL, error TEXT, arguments TEXT,
-    execution_id TEXT, approval TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
-"""
+from .base import AuditRow, Budget, StorageUnavailable, StoredKey, Window
+from .migrations import TABLE, pending
+
+T = TypeVar("T")
 _AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
+_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
 
 
 class SQLiteStorage:
-    """One connection shared by threads under a lock; callers run it off the event loop.
-
-    The file is opened on first use, so constructing one has no side effect.
-    """
+    """The file is opened (and migrated) on first use, so constructing one has no side effect."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.name = f"sqlite:{self.path}"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._applied: list[str] = []
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(partial(self._locked, fn))
+
+    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return fn(self._db)
+            except (sqlite3.Error, OSError) as exc:
+                raise StorageUnavailable(f"{self.name}: {exc}") from exc
 
     @property
     def _db(self) -> sqlite3.Connection:
         """The open connection (call with the lock held)."""
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            if "admin" not in {row[1] for row in db.execute("PRAGMA table_info(keys)")}:
-                db.execute("ALTER TABLE keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0")  # before admin keys
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA busy_timeout=5000")
+                self._applied = _migrate(db)
+            except BaseException:
+                db.close()
+                raise
             self._conn = db
         return self._conn
 
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    async def migrate(self) -> list[str]:
+        await self._call(lambda db: None)
+        applied, self._applied = self._applied, []
+        return applied
 
-    def add_key(self, key: StoredKey) -> None:
-        self._run(
-            "INSERT INTO keys (name, hash, team, groups, created, revoked, admin) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key.name, key.hash, key.team, json.dumps(list(key.groups)), key.created, key.revoked, int(key.admin)),
-        )
+    async def add_key(self, key: StoredKey) -> None:
+        row = (key.name, key.hash, key.team, json.dumps(list(key.groups)), key.created, key.revoked, int(key.admin))
+        await self._call(lambda db: db.execute(f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", row))
 
-    def revoke_key(self, name: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("UPDATE keys SET revoked = ? WHERE name = ? AND revoked IS NULL",
-                                   (time.time(), name))
-            return cur.rowcount > 0
+    async def revoke_key(self, name: str) -> bool:
+        sql = "UPDATE keys SET revoked = ? WHERE name = ? AND revoked IS NULL"
+        return await self._call(lambda db: db.execute(sql, (time.time(), name)).rowcount > 0)
 
-    def list_keys(self) -> list[StoredKey]:
-        return [_key(r) for r in self._run(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name")]
+    async def list_keys(self) -> list[StoredKey]:
+        rows = await self._call(lambda db: db.execute(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name").fetchall())
+        return [_key(r) for r in rows]
 
-    def find_key(self, key_hash: str) -> StoredKey | None:
-        rows = self._run(f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = ? AND revoked IS NULL", (key_hash,))
+    async def find_key(self, key_hash: str) -> StoredKey | None:
+        sql = f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = ? AND revoked IS NULL"
+        rows = await self._call(lambda db: db.execute(sql, (key_hash,)).fetchall())
         return _key(rows[0]) if rows else None
 
-    def is_revoked(self, name: str) -> bool:
-        return bool(self._run("SELECT 1 FROM keys WHERE name = ? AND revoked IS NOT NULL", (name,)))
+    async def is_revoked(self, name: str) -> bool:
+        sql = "SELECT 1 FROM keys WHERE name = ? AND revoked IS NOT NULL"
+        return await self._call(lambda db: db.execute(sql, (name,)).fetchone() is not None)
 
-    def has_keys(self) -> bool:
-        return bool(self._run("SELECT 1 FROM keys LIMIT 1"))
+    async def has_keys(self) -> bool:
+        return await self._call(lambda db: db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None)
 
-    def write_audit(self, row: AuditRow) -> int:
+    async def write_audit(self, row: AuditRow) -> int:
         values = asdict(row)
-        marks = ", ".join("?" for _ in _AUDIT_COLUMNS)
-        with self._lock:
-            cur = self._db.execute(f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({marks})",
-                                   [values[c] for c in _AUDIT_COLUMNS])
-            return int(cur.lastrowid or 0)
+        sql = f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in _AUDIT_COLUMNS)})"
+        return await self._call(lambda db: int(db.execute(sql, [values[c] for c in _AUDIT_COLUMNS]).lastrowid or 0))
 
-    def finish_audit(self, row_id: int, row: AuditRow) -> None:
+    async def finish_audit(self, row_id: int, row: AuditRow) -> None:
         values = asdict(row)
-        sets = ", ".join(f"{c} = ?" for c in _AUDIT_COLUMNS)
-        self._run(f"UPDATE audit SET {sets} WHERE id = ?", [*(values[c] for c in _AUDIT_COLUMNS), row_id])
+        sql = f"UPDATE audit SET {', '.join(f'{c} = ?' for c in _AUDIT_COLUMNS)} WHERE id = ?"
+        await self._call(lambda db: db.execute(sql, [*(values[c] for c in _AUDIT_COLUMNS), row_id]))
 
-    def prune_audit(self, before: float) -> int:
-        with self._lock:
-            return int(self._db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
+    async def prune(self, before: float, counters_before: float) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM budgets WHERE updated < ?", (counters_before,))
+            return int(db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
-    def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
-                    limit: int = 1000) -> list[AuditRow]:
+        return await self._call(run)
+
+    async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
+                          limit: int = 1000) -> list[AuditRow]:
         where, params = ["1 = 1"], []
         for clause, value in (("key = ?", key), ("tool = ?", tool), ("ts >= ?", since)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        cols = ", ".join(_AUDIT_COLUMNS)
-        sql = f"SELECT {cols} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
-        rows = self._run(sql, [*params, limit])
+        sql = f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+        rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
         return [AuditRow(**dict(zip(_AUDIT_COLUMNS, r, strict=True))) for r in reversed(rows)]
 
-    def close(self) -> None:
+    async def take(self, windows: Sequence[Window], now: float) -> tuple[Window, float] | None:
+        def run(db: sqlite3.Connection) -> tuple[Window, float] | None:
+            for w in windows:
+                db.execute("DELETE FROM rate_events WHERE key = ? AND ts <= ?", (w.key, now - w.seconds))
+                count, oldest = db.execute("SELECT count(*), min(ts) FROM rate_events WHERE key = ?",
+                                           (w.key,)).fetchone()
+                if count >= w.limit:
+                    return w, oldest + w.seconds - now
+            db.executemany("INSERT INTO rate_events (key, ts) VALUES (?, ?)", [(w.key, now) for w in windows])
+            return None
+
+        return await self._call(partial(_transaction, run)) if windows else None
+
+    async def charge(self, budgets: Sequence[Budget], amount: float) -> tuple[Budget, float] | None:
+        def run(db: sqlite3.Connection) -> tuple[Budget, float] | None:
+            for b in budgets:
+                found = db.execute("SELECT spent FROM budgets WHERE key = ?", (b.key,)).fetchone()
+                spent = found[0] if found else 0.0
+                if spent + amount > b.budget + 1e-12:
+                    return b, spent
+            db.executemany("INSERT INTO budgets (key, spent, updated) VALUES (?, ?, ?) ON CONFLICT (key) "
+                           "DO UPDATE SET spent = spent + excluded.spent, updated = excluded.updated",
+                           [(b.key, amount, time.time()) for b in budgets])
+            return None
+
+        return await self._call(partial(_transaction, run)) if budgets else None
+
+    async def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
 
-_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+def _transaction(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """`fn` in one write transaction, taken before reading (so two processes cannot both see room)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _migrate(db: sqlite3.Connection) -> list[str]:
+    def run(db: sqlite3.Connection) -> list[str]:
+        db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied REAL NOT NULL)")
+        applied = {v for (v,) in db.execute(f"SELECT version FROM {TABLE}")}
+        if not applied and "admin" in {r[1] for r in db.execute("PRAGMA table_info(keys)")}:
+            applied = {1, 2}  # made before versioned migrations, with admin keys: already at version 2
+            db.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?)",
+                           [(1, "keys_and_audit", time.time()), (2, "admin_keys", time.time())])
+        done = []
+        for m in pending("sqlite", applied):
+            for statement in _statements(m.sql):
+                db.execute(statement)
+            db.execute(f"INSERT INTO {TABLE} VALUES (?, ?, ?)", (m.version, m.name, time.time()))
+            done.append(m.label)
+        return done
+
+    return _transaction(run, db)
+
+
+def _statements(sql: str) -> list[str]:
+    """A migration's statements (`;` at a line's end ends one; comments are dropped)."""
+    lines = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*$", lines, flags=re.M) if s.strip()]
 
 
 def _key(row: tuple[Any, ...]) -> StoredKey:
     name, key_hash, team, groups, created, revoked, admin = row
     return StoredKey(name, key_hash, team, tuple(json.loads(groups)), created, revoked, bool(admin))
-
-
-def open_storage(state_dir: str | Path) -> SQLiteStorage:
-    return SQLiteStorage(Path(state_dir) / "gateway.db")

@@ -20,7 +20,9 @@ def test_pip_wheel_builds_with_every_package_and_the_command(tmp_path: Path) -> 
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("mcp_gateway/cli.py", "mcp_gateway/server/app.py", "mcp_gateway/governance/keys.py",
                    "mcp_gateway/storage/sqlite.py", "mcp_gateway/codemode/scripts.py", "stubs/render.py",
-                   "sandbox/worker.py"):
+                   "sandbox/worker.py", "mcp_gateway/storage/postgres.py",
+                   "mcp_gateway/storage/sql/sqlite/0001_keys_and_audit.sql",
+                   "mcp_gateway/storage/sql/postgres/0001_initial.sql"):
         assert module in names, module
     assert not [n for n in names if n.startswith("tests/")]
     stale = [n for n in names if n.endswith(".py") and not (ROOT / n).exists()]

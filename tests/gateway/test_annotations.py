@@ -95,7 +95,7 @@ async def test_each_caller_gets_the_hints_of_what_its_scripts_reach() -> None:
     async with gw:
         seen: dict[str, list[types.Tool]] = {}
         for name, key in KEYS.items():
-            who = gw.keys.authenticate(key)
+            who = await gw.keys.authenticate(key)
             assert who is not None
             identity: Identity = who
             with acting_as(identity):

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from mcp_gateway.storage import open_storage
+from mcp_gateway.storage import SQLiteStorage
 from tests.helpers import free_port, stdio, wait_for_port
 
 pytestmark = pytest.mark.anyio
@@ -48,11 +48,11 @@ async def test_rows_for_every_answered_call_survive_kill_9(tmp_path: Path) -> No
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    storage = open_storage(tmp_path / "state")
+    storage = SQLiteStorage(tmp_path / "state" / "gateway.db")
     try:
-        rows = [r for r in storage.query_audit(limit=10000) if r.kind == "tool"]
+        rows = [r for r in await storage.query_audit(limit=10000) if r.kind == "tool"]
     finally:
-        storage.close()
+        await storage.close()
     assert answered == 60
     assert len(rows) == answered
     assert all(r.tool == "add" and r.outcome == "ok" and r.key == "local" for r in rows)

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 
 from mcp_gateway import Gateway
-from mcp_gateway.storage import AuditRow, open_storage
+from mcp_gateway.storage import AuditRow, SQLiteStorage
 from tests.helpers import eventually, free_port, make_config, serve_gateway, stdio, text_of, wait_for_port
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ async def test_a_refused_direct_call_leaves_a_row() -> None:
     async with serve_gateway(gw) as url, Client(url) as client:
         out = await client.call_tool("math_nosuch", {"x": 1})
     assert out.is_error and "unknown tool math_nosuch" in text_of(out)
-    [row] = [r for r in gw.storage.query_audit() if r.kind == "tool"]
+    [row] = [r for r in await gw.storage.query_audit() if r.kind == "tool"]
     assert (row.server, row.tool, row.outcome) == (None, "math_nosuch", "UnknownTool")
     assert row.error is not None and "unknown tool" in row.error
 
@@ -39,10 +39,10 @@ async def test_a_call_cut_short_by_kill_9_is_on_record_as_started(tmp_path: Path
                       + "".join(f"{k} = {json.dumps(v)}\n" for k, v in server.items()))
     proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config),
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    storage = open_storage(tmp_path / "state")
+    storage = SQLiteStorage(tmp_path / "state" / "gateway.db")
 
-    def rows() -> list[AuditRow]:
-        return [r for r in storage.query_audit() if r.tool == "slow"]
+    async def rows() -> list[AuditRow]:
+        return [r for r in await storage.query_audit() if r.tool == "slow"]
 
     async def call_and_lose_the_gateway() -> None:
         with contextlib.suppress(Exception):
@@ -57,11 +57,11 @@ async def test_a_call_cut_short_by_kill_9_is_on_record_as_started(tmp_path: Path
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
             tg.cancel_scope.cancel()
-        [row] = rows()
+        [row] = await rows()
         assert row.outcome == "started" and row.key == "local"
     finally:
         proc.kill()
-        storage.close()
+        await storage.close()
 
 
 async def test_a_call_the_audit_log_cannot_record_is_not_made(tmp_path: Path) -> None:
@@ -76,22 +76,22 @@ async def test_a_call_the_audit_log_cannot_record_is_not_made(tmp_path: Path) ->
             locker.execute("ROLLBACK")
             locker.close()
     assert out.is_error and "was not called: the audit log cannot be written" in text_of(out)
-    assert [r.tool for r in gw.storage.query_audit() if r.kind == "tool"] == ["add"]
+    assert [r.tool for r in await gw.storage.query_audit() if r.kind == "tool"] == ["add"]
 
 
-def test_logs_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> None:
+async def test_logs_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> None:
     config = tmp_path / "gw.toml"
     config.write_text("[gateway]\n", encoding="utf-8")
-    storage = open_storage(tmp_path / ".mcp-gateway")
+    storage = SQLiteStorage(tmp_path / ".mcp-gateway" / "gateway.db")
     forged = "read\r\n2026-01-01 00:00:00  admin  x  \x1b[32mok\x1b[0m \u202eevil"
-    storage.write_audit(AuditRow(key="k", team=None, endpoint="/mcp", kind="resource", server="s", tool=forged,
-                                 outcome="ok", latency_ms=1.0))
-    storage.close()
+    await storage.write_audit(AuditRow(key="k", team=None, endpoint="/mcp", kind="resource", server="s", tool=forged,
+                                       outcome="ok", latency_ms=1.0))
+    await storage.close()
     for extra in ([], ["--json"]):
         out = subprocess.run([sys.executable, "-m", "mcp_gateway.cli", "logs", "--config", str(config), *extra],
                              capture_output=True, text=True, timeout=60, check=True).stdout
         assert "\x1b" not in out and "\r" not in out and "\u202e" not in out, extra
         assert len(out.strip().splitlines()) == (1 if extra else 3), out
-    stored = open_storage(tmp_path / ".mcp-gateway")
-    assert stored.query_audit()[0].tool == forged, "the raw value is kept"
-    stored.close()
+    stored = SQLiteStorage(tmp_path / ".mcp-gateway" / "gateway.db")
+    assert (await stored.query_audit())[0].tool == forged, "the raw value is kept"
+    await stored.close()

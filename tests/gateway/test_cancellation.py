@@ -23,11 +23,14 @@ async def test_cancelling_a_script_cancels_its_upstream_call_and_frees_the_worke
         with anyio.move_on_after(1.0):
             await client.call_tool("executeToolCode", {"code": "result = math.slow(seconds=30)"})
 
-        def slow_rows() -> list[str]:
-            return [r.outcome for r in gw.storage.query_audit(tool="slow")]
+        async def slow_rows() -> list[str]:
+            return [r.outcome for r in await gw.storage.query_audit(tool="slow")]
 
-        await eventually(lambda: slow_rows() not in ([], ["started"]), 10)
-        assert slow_rows() == ["cancelled"]
+        async def settled() -> bool:
+            return await slow_rows() not in ([], ["started"])
+
+        await eventually(settled, 10)
+        assert await slow_rows() == ["cancelled"]
         assert time.monotonic() - started < 10  # not the 30 s the tool would have slept
         with anyio.fail_after(5):  # the only worker is free again
             out = await client.call_tool("executeToolCode", {"code": "result = math.add(a=1, b=1)"})
@@ -52,6 +55,9 @@ async def test_a_client_that_drops_its_connection_cancels_its_script() -> None:
                 async for _ in response.aiter_bytes():
                     pass
         dropped = time.monotonic()
-        await eventually(lambda: [r.outcome for r in gw.storage.query_audit(tool="slow")] == ["cancelled"], 10)
+        async def cancelled() -> bool:
+            return [r.outcome for r in await gw.storage.query_audit(tool="slow")] == ["cancelled"]
+
+        await eventually(cancelled, 10)
     assert time.monotonic() - dropped < 5
-    assert [r.outcome for r in gw.storage.query_audit(tool="executeToolCode")] == ["cancelled"]
+    assert [r.outcome for r in await gw.storage.query_audit(tool="executeToolCode")] == ["cancelled"]

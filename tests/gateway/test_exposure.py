@@ -61,7 +61,7 @@ async def test_a_revoked_keys_running_script_makes_no_more_calls() -> None:
             "    out.append(r[\"ok\"] or r[\"error\"])\nresult = out")
     results: list[str] = []
     async with gw:
-        identity = gw.keys.authenticate(gw.keys.create("temp", None, ["math"]))
+        identity = await gw.keys.authenticate(await gw.keys.create("temp", None, ["math"]))
         assert identity is not None
 
         async def run() -> None:
@@ -71,10 +71,10 @@ async def test_a_revoked_keys_running_script_makes_no_more_calls() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await anyio.sleep(0.5)
-            assert gw.storage.revoke_key("temp")
+            assert await gw.storage.revoke_key("temp")
     [text] = results
     assert "the key temp was revoked: no more calls are made with it" in text
-    rows = [r for r in gw.storage.query_audit(key="temp") if r.kind == "tool"]
+    rows = [r for r in await gw.storage.query_audit(key="temp") if r.kind == "tool"]
     made = [r for r in rows if r.outcome == "ok"]
     refused = [r for r in rows if r.outcome == "KeyRevoked"]
     assert made and refused and len(made) + len(refused) == 40

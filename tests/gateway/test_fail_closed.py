@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from mcp_gateway import Gateway, list_tools, parse_config
 from mcp_gateway.governance.keys import KeyRing
-from mcp_gateway.storage import open_storage
+from mcp_gateway.storage import SQLiteStorage, StorageUnavailable
 from tests.helpers import make_config, serve_gateway, stdio
 
 Step = tuple[str, int]
@@ -28,9 +29,12 @@ STEPS = st.lists(st.tuples(st.sampled_from(["create", "revoke", "move_dir", "bre
 def test_no_sequence_of_key_and_store_changes_reopens_the_gateway(
     steps: list[Step], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    state = tmp_path_factory.mktemp("state")
+    anyio.run(_replay, steps, tmp_path_factory.mktemp("state"))
+
+
+async def _replay(steps: list[Step], state: Path) -> None:
     config = parse_config({"groups": {"all": {"tools": ["*"]}}})
-    storage = open_storage(state)
+    storage = SQLiteStorage(state / "gateway.db")
     ring = KeyRing(config, storage)
     secrets: dict[int, str] = {}
     revoked: set[str] = set()
@@ -38,31 +42,38 @@ def test_no_sequence_of_key_and_store_changes_reopens_the_gateway(
     for op, n in steps:
         if op == "create" and n not in secrets:
             try:
-                secrets[n] = ring.create(f"k{n}", None, ["all"])
+                secrets[n] = await ring.create(f"k{n}", None, ["all"])
                 ever_keyed = True
-            except Exception:
+            except StorageUnavailable:
                 pass  # the store is broken: nothing was created
         elif op == "revoke" and n in secrets:
             try:
-                if storage.revoke_key(f"k{n}"):
+                if await storage.revoke_key(f"k{n}"):
                     revoked.add(secrets[n])
-            except Exception:
+            except StorageUnavailable:
                 pass
         elif op == "move_dir":  # the state directory is moved away: an empty one appears in its place
-            storage.close()
+            await storage.close()
             if state.exists():
                 shutil.move(state, state.with_name(state.name + f"-moved{len(os.listdir(state.parent))}"))
         elif op == "break_store":  # the database cannot be opened (a directory stands where the file was)
-            storage.close()
+            await storage.close()
             _break(state)
         elif op == "heal_store":
             _heal(state)
         if ever_keyed:
-            assert not ring.is_open(), f"reopened after {steps}"
-        assert ring.authenticate("garbage-key-000000000000") is None
+            assert not await ring.refresh(), f"reopened after {steps}"
+        assert await _refused(ring, "garbage-key-000000000000")
         for secret in revoked:
-            assert ring.authenticate(secret) is None
-    storage.close()
+            assert await _refused(ring, secret)
+    await storage.close()
+
+
+async def _refused(ring: KeyRing, secret: str) -> bool:
+    try:
+        return await ring.authenticate(secret) is None
+    except StorageUnavailable:
+        return True
 
 
 def _break(state: Path) -> None:
@@ -79,11 +90,12 @@ def _heal(state: Path) -> None:
         db.rmdir()
 
 
-def test_an_unreadable_store_lets_nobody_in(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_an_unreadable_store_lets_nobody_in(tmp_path: Path) -> None:
     _break(tmp_path)
-    ring = KeyRing(parse_config({}), open_storage(tmp_path))
-    assert not ring.is_open()
-    assert ring.authenticate("anything-at-all-0000") is None
+    ring = KeyRing(parse_config({}), SQLiteStorage(tmp_path / "gateway.db"))
+    assert not await ring.refresh()
+    assert await _refused(ring, "anything-at-all-0000")
 
 
 @pytest.mark.anyio
@@ -93,8 +105,8 @@ async def test_revoking_the_last_key_of_a_running_gateway_does_not_open_it() -> 
     async with serve_gateway(gw) as url, httpx.AsyncClient() as http:
         accept = {"Accept": "application/json, text/event-stream"}
         assert (await http.post(url, json=ping, headers=accept)).status_code != 401
-        secret = gw.keys.create("only", None, ["all"])
-        assert gw.storage.revoke_key("only")
+        secret = await gw.keys.create("only", None, ["all"])
+        assert await gw.storage.revoke_key("only")
         for headers in ({}, {"Authorization": f"Bearer {secret}"}, {"Authorization": "Bearer garbage-0000000000"}):
             answer = await http.post(url, json=ping, headers=headers)
             assert answer.status_code == 401, headers

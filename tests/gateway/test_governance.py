@@ -131,7 +131,7 @@ async def test_group_endpoints_intersect_with_the_key(gateway: tuple[Gateway, st
 
 async def test_missing_wrong_and_revoked_keys_get_401(gateway: tuple[Gateway, str]) -> None:
     gw, url = gateway
-    secret = gw.keys.create("dave", "alpha", [])
+    secret = await gw.keys.create("dave", "alpha", [])
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     async with httpx.AsyncClient() as http:
         none = await http.post(url, json=body)
@@ -142,7 +142,7 @@ async def test_missing_wrong_and_revoked_keys_get_401(gateway: tuple[Gateway, st
     assert wrong.status_code == 401 and unknown_group.status_code == 404 and well_known.status_code == 404
     async with key_client(url, secret) as dave:
         before = await run(dave, "result = math.add(a=1, b=1)")
-        assert gw.storage.revoke_key("dave")
+        assert await gw.storage.revoke_key("dave")
         with pytest.raises(Exception):  # noqa: B017 - the transport raises for the 401
             await dave.call_tool("executeToolCode", {"code": "result = 1"})
     assert before == "result = 2"
@@ -150,11 +150,11 @@ async def test_missing_wrong_and_revoked_keys_get_401(gateway: tuple[Gateway, st
 
 async def test_every_call_is_audited_with_its_key(gateway: tuple[Gateway, str]) -> None:
     gw, url = gateway
-    before = len(gw.storage.query_audit(limit=100000))
+    before = len(await gw.storage.query_audit(limit=100000))
     async with key_client(url, ALICE) as alice:
         await run(alice, "result = [math.add(a=i, b=1) for i in range(5)]")
         await run(alice, 'result = call_tool("text.count", text="x")')
-    rows = gw.storage.query_audit(limit=100000)[before:]
+    rows = (await gw.storage.query_audit(limit=100000))[before:]
     tool_rows = [r for r in rows if r.kind == "tool"]
     meta_rows = [r for r in rows if r.kind == "meta"]
     assert len(meta_rows) == 2 and all(r.key == "alice" and r.team == "alpha" for r in rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -17,21 +17,21 @@ from mcp_gateway.governance.audit import Auditor
 from mcp_gateway.governance.identity import Identity
 from mcp_gateway.metrics import Metrics
 from mcp_gateway.observe import Observer
-from mcp_gateway.storage import AuditRow, SQLiteStorage, open_storage
+from mcp_gateway.storage import AuditRow, Storage
+from tests.stores import BACKENDS, open_store
 
 pytestmark = pytest.mark.anyio
 ALICE = Identity("alice", team="platform", allow=("*",))
 
 
-@pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
-    store = open_storage(tmp_path)
-    yield store
-    store.close()
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_store(request.param, tmp_path) as store:
+        yield store
 
 
 @pytest.fixture
-def observer(storage: SQLiteStorage) -> Observer:
+def observer(storage: Storage) -> Observer:
     return Observer(Metrics(), Auditor(storage, GatewaySettings(audit_arguments=True, redact=["password"])))
 
 
@@ -53,16 +53,16 @@ def latency_count(observer: Observer, server: str, tool: str) -> float:
     return 0.0
 
 
-def only_row(storage: SQLiteStorage) -> AuditRow:
-    [row] = storage.query_audit()
+async def only_row(storage: Storage) -> AuditRow:
+    [row] = await storage.query_audit()
     return row
 
 
-async def test_an_ok_call(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_an_ok_call(observer: Observer, storage: Storage) -> None:
     result = types.CallToolResult(content=[types.TextContent(text="12345")])
     async with observer.observed(ALICE, "tool", "math", "add", {"a": 1, "password": "hunter2"}, "direct") as seen:
         seen.result(result)
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.key, row.team, row.endpoint, row.kind, row.server, row.tool) == (
         "alice", "platform", "/mcp", "tool", "math", "add")
     assert (row.outcome, row.error, row.result_bytes, row.approval) == ("ok", None, 5, None)
@@ -73,20 +73,20 @@ async def test_an_ok_call(observer: Observer, storage: SQLiteStorage) -> None:
     assert latency_count(observer, "math", "add") == 1.0
 
 
-async def test_the_approval_and_the_endpoint_are_recorded(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_the_approval_and_the_endpoint_are_recorded(observer: Observer, storage: Storage) -> None:
     async with observer.observed(ALICE.at_endpoint("ops", ["*"]), "tool", "fs", "rm", {}, "script") as seen:
         seen.approval = "accept"
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.endpoint, row.approval, row.outcome) == ("/mcp/ops", "accept", "ok")
     assert calls(observer) == {("fs", "rm", "script", "ok"): 1.0}
 
 
-async def test_a_tool_error_result(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_a_tool_error_result(observer: Observer, storage: Storage) -> None:
     result = types.CallToolResult(
         content=[types.TextContent(text=" division "), types.TextContent(text="by zero\n")], is_error=True)
     async with observer.observed(ALICE, "tool", "math", "div", {"a": 1, "b": 0}, "direct") as seen:
         seen.result(result)
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.outcome, row.error) == ("tool_error", "division by zero")
     assert calls(observer) == {("math", "div", "direct", "tool_error"): 1.0}
 
@@ -94,68 +94,68 @@ async def test_a_tool_error_result(observer: Observer, storage: SQLiteStorage) -
 @pytest.mark.parametrize("error", [QuotaExceeded("budget: key alice has spent 1 of 1"),
                                    UpstreamUnavailable("math", "connecting")])
 async def test_a_gateway_error_is_recorded_under_its_class_name(
-    observer: Observer, storage: SQLiteStorage, error: Exception
+    observer: Observer, storage: Storage, error: Exception
 ) -> None:
     with pytest.raises(type(error)):
         async with observer.observed(ALICE, "tool", "math", "add", {}, "direct"):
             raise error
-    row = only_row(storage)
+    row = await only_row(storage)
     name = type(error).__name__
     assert (row.outcome, row.error) == (name, str(error))
     assert calls(observer) == {("math", "add", "direct", name): 1.0}
 
 
-async def test_an_mcp_error(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_an_mcp_error(observer: Observer, storage: Storage) -> None:
     with pytest.raises(MCPError):
         async with observer.observed(ALICE, "prompt", "docs", "review", {"pr": "7"}, "client"):
             raise MCPError(-32603, "docs: no answer within 5 s")
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.kind, row.outcome, row.error) == ("prompt", "error", "docs: no answer within 5 s")
     assert calls(observer) == {("docs", "review", "client", "error"): 1.0}
 
 
-async def test_a_cancelled_call_is_still_recorded(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_a_cancelled_call_is_still_recorded(observer: Observer, storage: Storage) -> None:
     with anyio.CancelScope() as scope:
         async with observer.observed(ALICE, "tool", "slow", "sleep", {"s": 60}, "direct"):
             scope.cancel()
             await anyio.sleep(60)
     assert scope.cancelled_caught
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.outcome, row.error) == ("cancelled", "cancelled before the upstream answered")
     assert calls(observer) == {("slow", "sleep", "direct", "cancelled"): 1.0}
 
 
-async def test_an_unexpected_exception_is_not_recorded_as_ok(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_an_unexpected_exception_is_not_recorded_as_ok(observer: Observer, storage: Storage) -> None:
     with pytest.raises(anyio.BrokenResourceError):
         async with observer.observed(ALICE, "resource", "docs", "file:///a", {}, "client"):
             raise anyio.BrokenResourceError("upstream stream closed")
-    row = only_row(storage)
+    row = await only_row(storage)
     assert row.outcome != "ok"
     assert row.error is not None
 
 
 async def test_a_resource_uri_is_audited_but_is_not_a_metrics_label(
-    observer: Observer, storage: SQLiteStorage
+    observer: Observer, storage: Storage
 ) -> None:
     uri = "file:///home/alice/secret-plans.txt"
     result = types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, text="abc")])
     async with observer.observed(ALICE, "resource", "docs", uri, {}, "client") as seen:
         seen.result(result)
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.kind, row.tool, row.result_bytes) == ("resource", uri, 3)
     assert calls(observer) == {("docs", "resources/read", "client", "ok"): 1.0}
     assert "secret-plans" not in observer.metrics.render().decode()
 
 
-async def test_a_meta_tool_has_no_server(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_a_meta_tool_has_no_server(observer: Observer, storage: Storage) -> None:
     async with observer.observed(ALICE, "meta", None, "listToolFiles", {}, "client"):
         pass
-    row = only_row(storage)
+    row = await only_row(storage)
     assert (row.kind, row.server, row.tool) == ("meta", None, "listToolFiles")
     assert calls(observer) == {("", "listToolFiles", "client", "ok"): 1.0}
 
 
-async def test_calls_are_counted_per_outcome(observer: Observer, storage: SQLiteStorage) -> None:
+async def test_calls_are_counted_per_outcome(observer: Observer, storage: Storage) -> None:
     for _ in range(3):
         async with observer.observed(ALICE, "tool", "math", "add", {}, "script"):
             pass
@@ -165,4 +165,4 @@ async def test_calls_are_counted_per_outcome(observer: Observer, storage: SQLite
     assert calls(observer) == {("math", "add", "script", "ok"): 3.0,
                                ("math", "add", "script", "QuotaExceeded"): 1.0}
     assert latency_count(observer, "math", "add") == 4.0
-    assert [r.outcome for r in storage.query_audit()] == ["ok", "ok", "ok", "QuotaExceeded"]
+    assert [r.outcome for r in await storage.query_audit()] == ["ok", "ok", "ok", "QuotaExceeded"]

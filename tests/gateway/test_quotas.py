@@ -72,7 +72,7 @@ async def test_approval_through_elicitation(action: str) -> None:
     config = keyed({}, tools={"math.add": {"approval": "always"}})
     async with client_for(config, mode="legacy", elicitation_callback=on_elicit) as (gw, client):
         out = await client.call_tool("math_add", {"a": 2, "b": 3})
-        rows = [r for r in gw.storage.query_audit() if r.kind == "tool"]
+        rows = [r for r in await gw.storage.query_audit() if r.kind == "tool"]
     assert asked == ["Allow the tool call math.add?\n  a = 2\n  b = 3"]
     if action == "accept":
         assert out.structured_content == {"result": 5}

@@ -1,0 +1,202 @@
+"""The shared backend: keys, audit rows, budgets and rate-limit windows in PostgreSQL, for replicas.
+
+asyncpg gives a pool of connections on the event loop (no threads) and PostgreSQL's own binary
+protocol; it is the fastest maintained driver for asyncio. The pool is made, and the schema
+migrated, on first use; while the server cannot be reached every method raises
+`StorageUnavailable` (retrying the connection at most once a second), and callers fail closed.
+Rate limits and budgets are checked and booked by one server-side function each, under a lock
+per counter, so N calls a minute means N across every replica.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .base import AuditRow, Budget, StorageUnavailable, StoredKey, Window
+from .migrations import TABLE, pending
+
+T = TypeVar("T")
+RETRY_S = 1.0
+"""After a failed connection, requests fail at once for this long before the next attempt."""
+_MIGRATION_LOCK = 7_407_751_001
+_AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
+_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+
+
+def redacted(url: str) -> str:
+    """`url` without its password (for logs, errors and `/healthz`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStorage:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0,
+                 query_timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self.query_timeout_s = query_timeout_s
+        self.name = redacted(url)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = anyio.Lock()
+        self._failed: tuple[float, str] | None = None
+        self._applied: list[str] = []
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is not None:
+                return self._pool
+            if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_S:
+                raise StorageUnavailable(self._failed[1])
+            try:
+                pool = await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout_s,
+                    command_timeout=self.query_timeout_s,
+                )
+            except Exception as exc:
+                reason = f"{self.name}: cannot connect ({_describe(exc)})"
+                self._failed = (time.monotonic(), reason)
+                raise StorageUnavailable(reason) from None
+            try:
+                async with pool.acquire() as conn:
+                    self._applied = await _migrate(conn)
+            except Exception as exc:
+                await pool.close()
+                raise StorageUnavailable(f"{self.name}: cannot migrate the schema ({_describe(exc)})") from None
+            self._pool, self._failed = pool, None
+        return self._pool
+
+    async def _run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        pool = await self._get_pool()
+        try:
+            with anyio.fail_after(self.connect_timeout_s + self.query_timeout_s):
+                return await fn(pool)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            raise StorageUnavailable(f"{self.name}: {_describe(exc)}") from None
+
+    async def migrate(self) -> list[str]:
+        await self._get_pool()
+        applied, self._applied = self._applied, []
+        return applied
+
+    async def add_key(self, key: StoredKey) -> None:
+        sql = f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        await self._run(lambda p: p.execute(sql, key.name, key.hash, key.team, list(key.groups), key.created,
+                                            key.revoked, key.admin))
+
+    async def revoke_key(self, name: str) -> bool:
+        sql = "UPDATE keys SET revoked = $1 WHERE name = $2 AND revoked IS NULL"
+        status: str = await self._run(lambda p: p.execute(sql, time.time(), name))
+        return status != "UPDATE 0"
+
+    async def list_keys(self) -> list[StoredKey]:
+        rows = await self._run(lambda p: p.fetch(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name"))
+        return [_key(r) for r in rows]
+
+    async def find_key(self, key_hash: str) -> StoredKey | None:
+        sql = f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = $1 AND revoked IS NULL"
+        row = await self._run(lambda p: p.fetchrow(sql, key_hash))
+        return None if row is None else _key(row)
+
+    async def is_revoked(self, name: str) -> bool:
+        sql = "SELECT 1 FROM keys WHERE name = $1 AND revoked IS NOT NULL"
+        return await self._run(lambda p: p.fetchval(sql, name)) is not None
+
+    async def has_keys(self) -> bool:
+        return await self._run(lambda p: p.fetchval("SELECT 1 FROM keys LIMIT 1")) is not None
+
+    async def write_audit(self, row: AuditRow) -> int:
+        values = asdict(row)
+        marks = ", ".join(f"${i}" for i in range(1, len(_AUDIT_COLUMNS) + 1))
+        sql = f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({marks}) RETURNING id"
+        return int(await self._run(lambda p: p.fetchval(sql, *(values[c] for c in _AUDIT_COLUMNS))))
+
+    async def finish_audit(self, row_id: int, row: AuditRow) -> None:
+        values = asdict(row)
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(_AUDIT_COLUMNS, 1))
+        sql = f"UPDATE audit SET {sets} WHERE id = ${len(_AUDIT_COLUMNS) + 1}"
+        await self._run(lambda p: p.execute(sql, *(values[c] for c in _AUDIT_COLUMNS), row_id))
+
+    async def prune(self, before: float, counters_before: float) -> int:
+        async def run(pool: asyncpg.Pool) -> int:
+            await pool.execute("DELETE FROM budgets WHERE updated < $1", counters_before)
+            status: str = await pool.execute("DELETE FROM audit WHERE ts < $1", before)
+            return int(status.split()[-1])
+
+        return await self._run(run)
+
+    async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
+                          limit: int = 1000) -> list[AuditRow]:
+        where, params = ["true"], []
+        for column, op, value in (("key", "=", key), ("tool", "=", tool), ("ts", ">=", since)):
+            if value is not None:
+                params.append(value)
+                where.append(f"{column} {op} ${len(params)}")
+        sql = (f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} "
+               f"ORDER BY id DESC LIMIT ${len(params) + 1}")
+        rows = await self._run(lambda p: p.fetch(sql, *params, limit))
+        return [AuditRow(**dict(r)) for r in reversed(rows)]
+
+    async def take(self, windows: Sequence[Window], now: float) -> tuple[Window, float] | None:
+        if not windows:
+            return None
+        row = await self._run(lambda p: p.fetchrow(
+            "SELECT hit, wait_s FROM gw_take($1::text[], $2::integer[], $3::double precision[], $4)",
+            [w.key for w in windows], [w.limit for w in windows], [w.seconds for w in windows], now))
+        return None if row is None else (windows[row["hit"]], float(row["wait_s"]))
+
+    async def charge(self, budgets: Sequence[Budget], amount: float) -> tuple[Budget, float] | None:
+        if not budgets:
+            return None
+        row = await self._run(lambda p: p.fetchrow(
+            "SELECT hit, have FROM gw_charge($1::text[], $2::double precision[], $3, $4)",
+            [b.key for b in budgets], [b.budget for b in budgets], amount, time.time()))
+        return None if row is None else (budgets[row["hit"]], float(row["have"]))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.move_on_after(5) as scope:
+                await pool.close()
+            if scope.cancelled_caught:
+                pool.terminate()
+
+
+async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> list[str]:
+    done = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (version integer PRIMARY KEY, name text NOT NULL, "
+                           "applied double precision NOT NULL)")
+        applied = {r["version"] for r in await conn.fetch(f"SELECT version FROM {TABLE}")}
+        for m in pending("postgres", applied):
+            await conn.execute(m.sql)
+            await conn.execute(f"INSERT INTO {TABLE} VALUES ($1, $2, $3)", m.version, m.name, time.time())
+            done.append(m.label)
+    return done
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _key(row: Any) -> StoredKey:
+    return StoredKey(row["name"], row["hash"], row["team"], tuple(row["groups"]), row["created"], row["revoked"],
+                     bool(row["admin"]))
