@@ -37,6 +37,7 @@ from .logs import configure_logging
 from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
 from .server import serve_http, serve_stdio
+from .storage import StorageUnavailable
 from .store_commands import keys_command, logs_command, migrate_command, print_table
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
@@ -205,7 +206,12 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
 
 async def _serve_http(gw: Gateway, config_path: Path, host: str, port: int, allow_open: bool) -> int:
     config = gw.config
-    is_open = await gw.keys.refresh()
+    try:
+        is_open = await gw.keys.refresh()
+    except StorageUnavailable as exc:
+        is_open = False
+        print(f"warning: the store is unavailable ({exc}): every request is refused until it answers",
+              file=sys.stderr)
     anonymous = is_open and config.gateway.anonymous
     if anonymous and host not in LOOPBACK_HOSTS and not (allow_open or config.gateway.allow_open):
         print(f"error: refusing to serve {host} without API keys: anyone who can reach it could call every "

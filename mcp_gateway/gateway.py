@@ -118,9 +118,9 @@ class Gateway:
             applied = await self.storage.migrate()
             if applied:
                 log.info("store schema migrated", store=self.storage.name, applied=applied)
+            await self.keys.refresh()
         except StorageUnavailable as exc:
             log.error("store unavailable: refusing every caller until it answers", error=str(exc))
-        await self.keys.refresh()
 
     async def _stop_upstreams(self) -> None:
         """Close sessions in parallel; cancel whatever is still connecting after the grace period."""

@@ -8,12 +8,16 @@ they fail, so CI never skips them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import asyncpg
 import pytest
 
@@ -67,6 +71,53 @@ async def open_store(backend: str, folder: Path) -> AsyncIterator[Storage]:
             await store.close()
 
 
-def storage_url(backend: str, folder: Path) -> str:
-    """A `[storage] url` for a config (PostgreSQL: use inside `postgres_schema`)."""
-    return f"sqlite:///{folder / 'gateway.db'}"
+
+
+class Cuttable:
+    """A TCP forwarder on loopback in front of PostgreSQL that a test can cut and restore: while cut
+    it refuses new connections and has reset the open ones (a network failure, or a server that went away).
+    """
+
+    def __init__(self, target_port: int = 5432) -> None:
+        self.target_port = target_port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port: int = s.getsockname()[1]
+        self._scope: anyio.CancelScope | None = None
+
+    def through(self, url: str) -> str:
+        """`url` (of the server on `target_port`) through this forwarder."""
+        return url.replace(f"127.0.0.1:{self.target_port}/", f"127.0.0.1:{self.port}/", 1)
+
+    async def restore(self, tg: anyio.abc.TaskGroup) -> None:
+        """Accept connections again (from the moment this returns)."""
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
+        scope = self._scope = anyio.CancelScope()
+
+        async def serve() -> None:
+            with scope:
+                async with listener, anyio.create_task_group() as conns:
+                    await listener.serve(self._forward, task_group=conns)
+
+        tg.start_soon(serve)
+
+    async def cut(self) -> None:
+        """Reset every open connection and refuse new ones."""
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+        await anyio.sleep(0.1)
+
+    async def _forward(self, client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.target_port) as server:
+
+            async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    async for chunk in a:
+                        await b.send(chunk)
+                with contextlib.suppress(Exception):
+                    await b.send_eof()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump, client, server)
+                tg.start_soon(pump, server, client)

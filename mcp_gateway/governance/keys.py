@@ -41,7 +41,8 @@ class KeyRing:
     the config or in storage (revoked keys count). Once a key is seen it stays closed for the life
     of this object, whatever happens to the store. `refresh` asks the store (each request does,
     where it enters); `is_open` answers from the last answer, and is false until the first one and
-    whenever the store could not give one. A store that cannot be read authenticates no one.
+    whenever the store could not give one. A store that cannot be read authenticates no one: both
+    raise `StorageUnavailable`, and the caller refuses.
     """
 
     def __init__(self, config: GatewayConfig, storage: Storage) -> None:
@@ -59,14 +60,16 @@ class KeyRing:
         return self._open and not self._closed
 
     async def refresh(self) -> bool:
-        """Ask the store whether a key exists yet (until one is seen); returns `is_open()`."""
+        """Ask the store whether a key exists yet (until one is seen); returns `is_open()`.
+
+        Raises `StorageUnavailable` when the store cannot say (`is_open()` is then false)."""
         if not self._closed:
             try:
                 self._closed = await self.storage.has_keys()
-                self._open = not self._closed
-            except StorageUnavailable as exc:
-                log.error("key store unreadable: nobody is let in", error=str(exc))
+            except StorageUnavailable:
                 self._open = False
+                raise
+            self._open = not self._closed
         return self.is_open()
 
     async def authenticate(self, secret: str) -> Identity | None:

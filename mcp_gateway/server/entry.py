@@ -129,10 +129,10 @@ async def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
         scope = getattr(ctx.request, "scope", None)
         found = scope.get(IDENTITY_SCOPE_KEY) if isinstance(scope, dict) else None
         return found if isinstance(found, Identity) else NOBODY
-    if await gw.keys.refresh():
-        return OPEN
     secret = os.environ.get("MCP_GATEWAY_KEY", "")  # no headers over stdio
     try:
+        if await gw.keys.refresh():
+            return OPEN
         return (await gw.keys.authenticate(secret) if secret else None) or NOBODY
     except StorageUnavailable as exc:
         log.error("key store unavailable: request refused", error=str(exc))
