@@ -3,9 +3,11 @@
 Pure functions of tool definitions: no I/O and no imports from the gateway or the sandbox, so
 the output can be tested (and cached) on its own. `names` maps tool and parameter names to
 script identifiers, `tool` lists a tool's parameters under them, `refs` resolves `$ref`s and
-bounds every walk over a schema, `schema` turns JSON Schemas into type expressions, `typed`
-names objects as TypedDicts, `render` writes stubs, `docs` a tool's full documentation,
-`search` ranks tools for a query, `vfs` serves them as the `servers/` directory.
+bounds every walk over a schema, `nodes` reads one schema node through them, `schema` turns JSON
+Schemas into type expressions, `typed` names objects as TypedDicts, `render` writes stubs, `docs`
+a tool's full documentation (with the stub's class names; nested fields through `fields`,
+validation keywords through `constraints`), `search` ranks tools for a query, `vfs` serves them
+as the `servers/` directory.
 
 The names below are what the rest of the project uses; everything else is internal to the
 package (tests import it from its module).

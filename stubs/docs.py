@@ -3,31 +3,29 @@
 The stub only has room for a signature and a summary; when a call needs more (what a nested
 object looks like, allowed values, ranges, formats), the model asks for the docs. They are read
 once per tool, so they may be complete, but they stay plain text with one line per field.
+
+Every type is the stub's own: a parameter's and the result's are read from the tool's `def`
+line, and the fields inside them are listed as the stub's classes type them (`stubs.fields`,
+which also bounds that listing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeGuard
+import ast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .refs import MAX_DEPTH, SEEN, follow
-from .schema import MAX_LITERALS, Renderer, py_literal
+from .constraints import short
+from .fields import MAX_FIELD_CHARS, MAX_FIELD_LINES, MAX_UNION_NESTING, Budget, Fields, annotate
+from .nodes import effective, is_null, is_number
+from .render import StubTypes, stub_order, stub_types
+from .schema import Renderer, py_literal
 from .tool import Param, ToolSpec, parameters, properties_of, required_of
-from .typed import TypedRenderer, TypeTable, result_hint
 
-__all__ = ["constraints", "example_call", "render_docs"]
+__all__ = ["example_call", "render_docs", "tool_docs"]
 
-MAX_NESTED = 2
-"""Levels of nested fields listed below a parameter (and below the return type)."""
-MAX_WIDTH = 24
-"""Every nested step (field, option, array item) widens indent or prefix, so this bounds the walk."""
 MAX_EXAMPLE_DEPTH = 2
 """Levels of lists and objects an example value builds before it settles for `[]` or `{}`."""
-MAX_UNION_NESTING = 8
-"""Unions inside unions are flattened up to this depth; deeper (or adversarial) nesting is ignored."""
-MAX_SHOWN = 200
-"""Defaults and examples longer than this are cut: docs should explain, not dump data."""
-
 _NOTHING = object()
 _FORMAT_EXAMPLES = {
     "date-time": "2025-01-31T12:00:00Z",
@@ -39,17 +37,27 @@ _FORMAT_EXAMPLES = {
     "uri-reference": "https://example.com",
     "uuid": "00000000-0000-0000-0000-000000000000",
 }
-_COUNTS = (("minLength", "minLength"), ("maxLength", "maxLength"), ("minItems", "minItems"),
-           ("maxItems", "maxItems"), ("minProperties", "minProperties"), ("maxProperties", "maxProperties"),
-           ("multipleOf", "multiple of"))  # fmt: skip
 
 
-def render_docs(server: str, tool: ToolSpec) -> str:
+def render_docs(server: str, tool: ToolSpec, tools: Sequence[ToolSpec] | None = None) -> str:
     """Title, whole description, every parameter with its details, return type, an example call.
 
-    Parameters and the result have the types the tool's stub gives them (its class names); the
-    fields inside them are listed below each, with their own types.
+    Parameters and the result have the types the stub gives them, and the fields inside them are
+    listed below each, with the types the stub's classes give them. The stub is the tool's own
+    (`servers/<server>/<tool>.pyi`), or, given `tools`, the one of those tools that `tool` is among
+    (`servers/<server>.pyi` when they are the server's): class names can differ between the two,
+    since a server's tools share its classes' names.
     """
+    group = stub_order(tools) if tools is not None and tool in tools else [tool]
+    return tool_docs(server, tool, stub_types(server, group))
+
+
+def tool_docs(server: str, tool: ToolSpec, types: StubTypes) -> str:
+    """`render_docs` with the types of the stub `tool` is in (`stub_types`), which may be kept for its other tools."""
+    if types.defs.get(tool.identifier) is None:  # not among them: its own stub's
+        types = stub_types(server, [tool])
+    line = types.defs[tool.identifier]
+    signature = _signature(line)
     root = tool.input_schema
     params = parameters(tool)
     title = f"{server}.{tool.identifier}"
@@ -59,203 +67,47 @@ def render_docs(server: str, tool: ToolSpec) -> str:
     if description := tool.description.strip():
         lines += ["", description]
     lines += ["", "Parameters:" if params else "Parameters: none"]
-    table = TypeTable([tool.identifier])  # class names as the tool's stub gives them, in the same order
-    inputs = TypedRenderer(root, table)
+    budget = Budget(MAX_FIELD_LINES, MAX_FIELD_CHARS)
+    inputs = Fields(root, types.table, budget)
+    annotations = {a.arg: a.annotation for a in signature.args.args} if signature else {}
     for param in params:
-        lines += _param_lines(param, root, inputs)
+        lines += _param_lines(param, inputs, line, annotations.get(param.identifier))
     if tool.output_schema:
         out = tool.output_schema
-        returns = TypedRenderer(out, table, inputs=False).expr(out, hint=result_hint(tool.identifier, server))
-        lines += ["", f"Returns: {returns}", *_fields(out, out, "  ", 1, [], "")]
+        returns = signature.returns if signature else None
+        shown = _segment(line, returns) or Renderer(out).expr(out)
+        outputs = Fields(out, types.table, budget)
+        lines += ["", f"Returns: {shown}", *outputs.fields(out, returns, "  ", 1, [], "")]
     lines += ["", "Example:", "  " + example_call(server, tool.identifier, params, root)]
     return "\n".join(lines) + "\n"
 
 
-def _param_lines(param: Param, root: Mapping[str, Any], renderer: Renderer) -> list[str]:
+def _signature(line: str) -> ast.FunctionDef | None:
+    try:
+        func = ast.parse(line).body[0]
+    except (SyntaxError, IndexError):  # pragma: no cover - stubs always parse
+        return None
+    return func if isinstance(func, ast.FunctionDef) else None
+
+
+def _segment(source: str, node: ast.AST | None) -> str | None:
+    return ast.get_source_segment(source, node) if node is not None else None
+
+
+def _param_lines(param: Param, fields: Fields, line: str, annotation: ast.expr | None) -> list[str]:
     """A parameter as the stub shows it, then its nested fields.
 
     Same type and default as the stub's signature, so the two never disagree: an optional one
     without a default shows `= None` ("may be left out"), and its type gains `| None` only when
     the schema accepts null. Only long defaults differ: the stub cuts them to `...`.
     """
-    head = f"  {param.identifier}: {renderer.expr(param.schema, hint=param.name, optional=not param.required)}"
+    shown = _segment(line, annotation) or Renderer(fields.root).expr(param.schema)
+    head = f"  {param.identifier}: {shown}"
     if not param.required:
-        head += f" = {_short(py_literal(param.default if param.has_default else None))}"
+        head += f" = {short(py_literal(param.default if param.has_default else None))}"
     notes = [] if param.identifier == param.name else [f"property {py_literal(param.name)}"]
-    line = _annotate(head, param.schema, root, param.required, notes)
-    return [line, *_fields(param.schema, root, "    ", 1, [], "")]
-
-
-def _annotate(head: str, schema: Any, root: Mapping[str, Any], required: bool, notes: list[str]) -> str:
-    node = _effective(schema, root, [])[0] or {}
-    parts = ["required" if required else "optional", *notes]
-    if found := constraints(node):
-        parts.append(", ".join(found))
-    line = f"{head} ({'; '.join(parts)})"
-    description = node.get("description")
-    if isinstance(description, str) and description.strip():
-        line += " - " + " ".join(description.split())
-    return line
-
-
-def _fields(schema: Any, root: Mapping[str, Any], indent: str, depth: int, refs: list[str], prefix: str) -> list[str]:
-    """Lines for the fields inside an object (or each array item, or each union option)."""
-    node, refs = _effective(schema, root, refs)
-    if node is None or depth > MAX_NESTED or len(indent) + len(prefix) > MAX_WIDTH:
-        return []
-    props = properties_of(node, root)
-    if props:
-        required = required_of(node, root)
-        lines: list[str] = []
-        for name, sub in props.items():
-            head = f"{indent}{prefix}{name}: {Renderer(root).expr(sub)}"
-            sub_node = _effective(sub, root, refs)[0] or {}
-            if "default" in sub_node:
-                head += f" = {_short(py_literal(sub_node['default']))}"
-            lines.append(_annotate(head, sub, root, name in required, []))
-            lines += _fields(sub, root, indent + "  ", depth + 1, refs, "")
-        return lines
-    items = node.get("items")
-    if isinstance(items, Mapping):
-        return _fields(items, root, indent, depth, refs, prefix + "[].")
-    return _options(node, root, indent, depth, refs, prefix)
-
-
-def _options(node: Mapping[str, Any], root: Mapping[str, Any], indent: str, depth: int, refs: list[str],
-             prefix: str) -> list[str]:  # fmt: skip
-    """Each object alternative of an anyOf/oneOf (nested unions flattened), numbered, with its fields."""
-    lines: list[str] = []
-    number = 0
-    for option, option_refs in _alternatives(node, root, refs, 0):
-        inner = _fields(option, root, indent + "  ", depth, option_refs, "")
-        if inner:
-            number += 1
-            label = f"{prefix[:-1]} option {number}" if prefix else f"option {number}"
-            lines += [f"{indent}{label}:", *inner]
-    return lines
-
-
-def _alternatives(node: Mapping[str, Any], root: Mapping[str, Any], refs: list[str],
-                  depth: int) -> list[tuple[Any, list[str]]]:  # fmt: skip
-    members = node.get("anyOf", node.get("oneOf"))
-    found: list[tuple[Any, list[str]]] = []
-    for member in members if isinstance(members, list) and depth < MAX_UNION_NESTING else []:
-        option, option_refs = _effective(member, root, refs)
-        if option is None:
-            continue
-        if isinstance(option.get("anyOf", option.get("oneOf")), list):
-            found += _alternatives(option, root, option_refs, depth + 1)
-        else:
-            found.append((option, option_refs))
-    return found
-
-
-def _effective(schema: Any, root: Mapping[str, Any], refs: list[str]) -> tuple[Mapping[str, Any] | None, list[str]]:
-    """`schema` with `$ref`s followed and `X | None` unions unwrapped; None on a ref cycle.
-
-    `refs` are the refs on the path down to `schema` (the walk's seen-set, see `stubs.refs`); the
-    list returned adds those followed here. Each step counts against `MAX_DEPTH`. Keywords next
-    to a `$ref` or around a nullable union (usually the description) win over the target's,
-    since they describe this use of the shared definition.
-    """
-    seen = list(refs)
-    node: Any = schema
-    for _ in range(MAX_DEPTH + 1):
-        if not isinstance(node, Mapping):
-            return {}, seen
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            target = follow(ref, root, seen)
-            if target is SEEN:
-                return None, seen
-            seen.append(ref)
-            node = {**(target if isinstance(target, Mapping) else {}), **_without(node, "$ref")}
-            continue
-        single = _single_option(node)
-        if single is None:
-            return node, seen
-        node = {**single, **_without(node, "anyOf", "oneOf")}
-    return {}, seen
-
-
-def _without(node: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k not in keys}
-
-
-def _single_option(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The one non-null member of an anyOf/oneOf (as in `Model | None`), if that is its shape."""
-    members = node.get("anyOf", node.get("oneOf"))
-    if not isinstance(members, list):
-        return None
-    real = [m for m in members if not _is_null(m)]
-    return real[0] if len(real) == 1 and isinstance(real[0], Mapping) else None
-
-
-def _is_null(schema: Any) -> bool:
-    return isinstance(schema, Mapping) and (schema.get("type") == "null" or schema.get("enum") == [None])
-
-
-def constraints(node: Mapping[str, Any]) -> list[str]:
-    """Validation keywords as short phrases: `>= 1`, `maxLength 100`, `format uuid`, values..."""
-    found = _bounds(node)
-    found += [f"{label} {py_literal(node[key])}" for key, label in _COUNTS if _is_number(node.get(key))]
-    if isinstance(node.get("pattern"), str):
-        found.append(f"pattern `{node['pattern']}`")
-    if isinstance(node.get("format"), str):
-        found.append(f"format {node['format']}")
-    if node.get("uniqueItems") is True:
-        found.append("unique items")
-    found += _values("values", node.get("enum"))
-    items = node.get("items")
-    if isinstance(items, Mapping):
-        found += _values("item values", items.get("enum"))
-    examples = node.get("examples")
-    if isinstance(examples, list) and examples:
-        found.append(f"example {_short(py_literal(examples[0]))}")
-    if node.get("deprecated") is True:
-        found.append("deprecated")
-    return found
-
-
-def _bounds(node: Mapping[str, Any]) -> list[str]:
-    found: list[str] = []
-    for key, exclusive, inclusive_op, exclusive_op in (("minimum", "exclusiveMinimum", ">=", ">"),
-                                                       ("maximum", "exclusiveMaximum", "<=", "<")):  # fmt: skip
-        if (side := _bound(node, key, exclusive)) is not None:
-            found.append(f"{exclusive_op if side[1] else inclusive_op} {py_literal(side[0])}")
-    return found
-
-
-def _bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[float, bool] | None:
-    """(value, is_exclusive) for one side of a numeric range, in both JSON Schema drafts' spellings.
-
-    Draft 6+ gives the exclusive bound as a number (`exclusiveMinimum: 0`); draft 4 as a flag on
-    the inclusive one (`minimum: 0, exclusiveMinimum: true`). The stub's notes read it here too.
-    """
-    flag = node.get(exclusive)
-    if _is_number(flag):
-        return flag, True
-    value = node.get(key)
-    if _is_number(value):
-        return value, flag is True
-    return None
-
-
-def _values(label: str, values: Any) -> list[str]:
-    """Enum values the type could not show (too many for a Literal, or not literal-able)."""
-    if not isinstance(values, list) or not values:
-        return []
-    if len(values) <= MAX_LITERALS and all(v is None or isinstance(v, str | int | float) for v in values):
-        return []
-    return [f"{label} " + _short(", ".join(py_literal(v) for v in values), 1000)]
-
-
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _short(text: str, limit: int = MAX_SHOWN) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = annotate(head, param.schema, fields.root, param.required, notes)
+    return [text, *fields.fields(param.schema, annotation, "    ", 1, [], "")]
 
 
 def example_call(server: str, identifier: str, params: list[Param], root: Mapping[str, Any]) -> str:
@@ -269,7 +121,7 @@ def _placeholder(name: str, schema: Any, root: Mapping[str, Any], depth: int, re
 
     Unions are walked iteratively (first non-null option) so nesting them costs no recursion.
     """
-    node, refs = _effective(schema, root, refs)
+    node, refs = effective(schema, root, refs)
     for _ in range(MAX_UNION_NESTING):
         if node is None:
             return {}
@@ -279,7 +131,7 @@ def _placeholder(name: str, schema: Any, root: Mapping[str, Any], depth: int, re
         members = node.get("anyOf", node.get("oneOf", node.get("allOf")))
         if not isinstance(members, list) or not members:
             break
-        node, refs = _effective(next((m for m in members if not _is_null(m)), members[0]), root, refs)
+        node, refs = effective(next((m for m in members if not is_null(m)), members[0]), root, refs)
     return _typed_placeholder(name, node or {}, root, depth, refs)
 
 
@@ -308,10 +160,10 @@ def _typed_placeholder(name: str, node: Mapping[str, Any], root: Mapping[str, An
         kind = "object" if "properties" in node else "array" if "items" in node else "string"
     if kind == "integer":
         low = node.get("minimum")
-        return int(low) if _is_number(low) else 1
+        return int(low) if is_number(low) else 1
     if kind == "number":
         low = node.get("minimum")
-        return low if _is_number(low) else 1.0
+        return low if is_number(low) else 1.0
     if kind == "boolean":
         return True
     if kind == "array":

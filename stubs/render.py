@@ -13,9 +13,10 @@ import ast
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from .docs import _bound, _effective
+from .nodes import bound, effective
 from .schema import Renderer, py_literal
 from .tool import Param, ToolSpec, parameters
 from .typed import TYPING_NAMES, TypedRenderer, TypeTable, class_name, rename_in, result_hint
@@ -27,6 +28,8 @@ __all__ = [
     "render_signature",
     "render_tool_stub",
     "server_path",
+    "stub_order",
+    "stub_types",
     "tool_path",
 ]
 
@@ -167,7 +170,7 @@ def param_notes(params: Sequence[Param], root: Mapping[str, Any]) -> str:
     """
     notes = []
     for param in params:
-        found = _constraint(_effective(param.schema, root, [])[0] or {}, param.required)
+        found = _constraint(effective(param.schema, root, [])[0] or {}, param.required)
         if found:
             notes.append(f"{param.identifier}: {found}")
     return f"[{'; '.join(notes)}]" if notes else ""
@@ -206,7 +209,7 @@ def _note_bound(node: Mapping[str, Any], key: str, exclusive: str) -> tuple[floa
     restate the type and say nothing a call needs, so they count as absent (and so do the
     infinite and NaN ones, which fail the comparison).
     """
-    side = _bound(node, key, exclusive)
+    side = bound(node, key, exclusive)
     return side if side is not None and abs(side[0]) < _HUGE else None
 
 
@@ -219,8 +222,12 @@ def render_server_stub(server: str, tools: Sequence[ToolSpec], *, header: str | 
     """`servers/<server>.pyi`: a header comment, the typing import, the classes, one def per tool."""
     count = f"{len(tools)} tool" + ("" if len(tools) == 1 else "s")
     default = f"# {server_path(server)} — {count}; call as {server}.<tool>(arg=value) {_CALL_HINT}"
-    ordered = sorted(tools, key=lambda t: (t.identifier, t.name))
-    return _module(default if header is None else header, ordered, server)
+    return _module(default if header is None else header, stub_order(tools), server)
+
+
+def stub_order(tools: Sequence[ToolSpec]) -> list[ToolSpec]:
+    """A server's tools in the order its stub declares them (which decides its classes' names)."""
+    return sorted(tools, key=lambda t: (t.identifier, t.name))
 
 
 def render_tool_stub(server: str, tool: ToolSpec) -> str:
@@ -230,11 +237,33 @@ def render_tool_stub(server: str, tool: ToolSpec) -> str:
     return _module(header, [tool], server)
 
 
-def _module(header: str, tools: Sequence[ToolSpec], server: str) -> str:
-    """Header, `from typing import ...`, the TypedDicts the defs use (one line each), the defs."""
+@dataclass(frozen=True)
+class StubTypes:
+    """The types of one stub file: its classes, its `def` lines in order, and the line of each tool (by identifier)."""
+
+    table: TypeTable
+    lines: tuple[str, ...]
+    defs: Mapping[str, str]
+
+
+def stub_types(server: str, tools: Sequence[ToolSpec]) -> StubTypes:
+    """The classes and `def` lines of a stub of `tools`, in its order (`render_server_stub` sorts them).
+
+    The docs read their class names here, so that they name every type as the stub does.
+    """
     table = TypeTable(t.identifier for t in tools)
     defs = _shared_results(tools, [render_signature(t, table, server) for t in tools], table, server)
-    classes = table.lines(defs)
+    by_identifier: dict[str, str] = {}
+    for tool, line in zip(tools, defs, strict=True):
+        by_identifier.setdefault(tool.identifier, line)
+    return StubTypes(table, tuple(defs), by_identifier)
+
+
+def _module(header: str, tools: Sequence[ToolSpec], server: str) -> str:
+    """Header, `from typing import ...`, the TypedDicts the defs use (one line each), the defs."""
+    types = stub_types(server, tools)
+    defs = list(types.lines)
+    classes = types.table.lines(defs)
     lines = [ln if ln.startswith("#") else f"# {ln}" for ln in _clean(header).splitlines() if ln.strip()]
     names = _typing_names("\n".join(classes + defs))
     if names:
@@ -252,7 +281,8 @@ def _shared_results(tools: Sequence[ToolSpec], defs: list[str], table: TypeTable
     Identical classes are declared once, so the first tool to return a shape names it; for the
     others that name would mislead (`read_file` returning a `CreateDirectoryResult`). The new
     name comes from the words the tools' names start with in common, else from the server's name
-    (`FilesystemResult`), else it is `Result`.
+    (`FilesystemResult`), else it is `Result`. A class named by its schema's title (`Product`) is
+    not named after any tool, so it keeps that name.
     """
     owners: dict[str, list[str]] = {}
     for tool, line in zip(tools, defs, strict=True):

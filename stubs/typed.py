@@ -4,7 +4,9 @@
 in a `TypeTable` and the expression is its name: `def get_order(id: str) -> Order: ...` with
 `class Order(TypedDict): id: str; lines: list[Line]` above it. Each class is one line, so a
 stub stays one line per declaration. Identical classes are declared once (so tools sharing a
-shape share a name), and a `$ref` that refers to itself names its own class.
+shape share a name), and a `$ref` that refers to itself names its own class. A result's class is
+named by its output schema's own `title` where it has one (`Product`), else after the tool.
+The table keeps each class's fields, so that the docs can type and list them as the stub does.
 
 Classes cost tokens on every read, so only the objects that help most get one: those a call
 must send (objects of optional parameters and fields stay `dict`; results are always typed),
@@ -24,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .names import is_identifier
-from .refs import ref_name, resolve_ref
+from .nodes import single_option
+from .refs import MAX_DEPTH, ref_name, resolve_ref
 from .schema import Renderer, _Union, py_literal
 from .tool import properties_of, required_of
 
@@ -53,6 +56,26 @@ def result_hint(identifier: str, server: str = "") -> str:
     return f"{identifier}_result"
 
 
+def root_title(root: Mapping[str, Any]) -> tuple[Mapping[str, Any], str] | None:
+    """The object a result is (the output schema, through its `$ref`s and an `X | None`) and the
+    schema's own `title` for its class, if it has one that is not generic (`Product`, not `Result`).
+
+    A title is what the upstream calls the value, so it names the result's class before the tool
+    does: tools returning a `Product` say so, however many of them there are.
+    """
+    title = root.get("title")
+    if not isinstance(title, str) or generic(title):
+        return None
+    node: Any = root
+    for _ in range(MAX_DEPTH):
+        ref = node.get("$ref")
+        inner = resolve_ref(ref, root) if isinstance(ref, str) else single_option(node)
+        if not isinstance(inner, Mapping) or inner is node:
+            break
+        node = inner
+    return node, title
+
+
 def generic(hint: str) -> bool:
     """Whether `hint` gives a class name in `GENERIC`, numbered or not (`Result2`); so does "" (`Obj`)."""
     return class_name(hint).rstrip("0123456789") in GENERIC
@@ -73,7 +96,9 @@ class TypeTable:
         self._taken = set(_TAKEN) | set(taken)
         self._reserved: list[str] = []
         self._by_body: dict[str, str] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
         self._lines: dict[str, str] = {}
+        self._fields: dict[str, tuple[tuple[str, str, bool], ...]] = {}
 
     def reserve(self, hint: str) -> str:
         """A new class name from `hint`, numbered (`Parent2`) when the plain one is taken."""
@@ -86,39 +111,59 @@ class TypeTable:
         self._reserved.append(name)
         return name
 
-    def declare(self, hint: str, fields: Sequence[tuple[str, str, bool]], name: str | None = None) -> str:
+    def declare(self, hint: str, fields: Sequence[tuple[str, str, bool]], name: str | None = None, *,
+                titled: bool = False) -> str:  # fmt: skip
         """The class for `fields` (key, type, required): an identical one if declared, else a new one.
 
         `name` is a name reserved earlier because the class refers to itself; such a class is
         always declared under it (its body mentions the name, so it cannot match another).
+        `titled` says `hint` is a schema's own title, which names the class: an identical class
+        is reused only if it was named after the same words (`Product`, `Product2` for another
+        shape); the same shape under another title gets a class of its own.
         """
         body, total = _body(fields)
+        shape = f"{total}{body}"
+        named = (class_name(hint), shape)
         if name is None:
-            found = self._by_body.get(f"{total}{body}")
+            found = self._by_name.get(named) if titled else self._by_body.get(shape)
             if found is not None:
                 return found
             name = self.reserve(hint)
-            self._by_body[f"{total}{body}"] = name
+            self._by_body.setdefault(shape, name)
+        self._by_name.setdefault(named, name)
         self._lines[name] = _class_line(name, body, total)
+        self._fields[name] = tuple(fields)
         return name
 
-    def mark(self) -> tuple[int, int, int]:
-        return len(self._reserved), len(self._by_body), len(self._lines)
+    def fields(self, name: str) -> tuple[tuple[str, str, bool], ...] | None:
+        """The fields (key, type, required) of class `name` as its line shows them, None if no such class.
 
-    def rollback(self, mark: tuple[int, int, int]) -> None:
+        The type is the field's own, without the `NotRequired[...]` or `Required[...]` around it.
+        """
+        return self._fields.get(name)
+
+    def mark(self) -> tuple[int, int, int, int]:
+        return len(self._reserved), len(self._by_body), len(self._by_name), len(self._lines)
+
+    def rollback(self, mark: tuple[int, int, int, int]) -> None:
         """Forget the names and classes declared since `mark` (an object that ended up `dict`)."""
-        names, bodies, lines = mark
+        names, bodies, named, lines = mark
         for name in self._reserved[names:]:
             self._taken.discard(name)
         del self._reserved[names:]
         self._by_body = dict(list(self._by_body.items())[:bodies])
+        self._by_name = dict(list(self._by_name.items())[:named])
         self._lines = dict(list(self._lines.items())[:lines])
+        self._fields = {name: self._fields[name] for name in self._lines}
 
     def rename(self, old: str, hint: str) -> str:
         """Give class `old` a new name from `hint`, in every class that mentions it; the new name."""
         new = self.reserve(hint)
         self._lines = {new if k == old else k: rename_in(line, {old: new}) for k, line in self._lines.items()}
+        self._fields = {new if k == old else k: tuple((key, rename_in(expr, {old: new}), req) for key, expr, req in f)
+                        for k, f in self._fields.items()}  # fmt: skip
         self._by_body = {k: new if v == old else v for k, v in self._by_body.items()}
+        self._by_name = {k: new if v == old else v for k, v in self._by_name.items()}
         return new
 
     def lines(self, used_in: Iterable[str]) -> list[str]:
@@ -190,6 +235,7 @@ class TypedRenderer(Renderer):
         self._plain = False
         self._pending: dict[str, str | None] = {}
         self._origin = ""
+        self._title = None if inputs else root_title(root)
 
     def expr(self, schema: Mapping[str, Any] | bool, *, hint: str = "", optional: bool = False) -> str:
         """As `Renderer.expr`, except that the object of an `optional` input stays `dict`."""
@@ -248,6 +294,8 @@ class TypedRenderer(Renderer):
         if len(_body(fields)[0]) > limit:
             self._undo(mark, outer)
             return super().object_type(schema, depth)
+        if self._title is not None and self._nest == 0 and schema is self._title[0]:
+            return self.table.declare(self._title[1], fields, reserved, titled=True)
         return self.table.declare(self._name_hint(hint, schema), fields, reserved)
 
     def _composite(self, schema: Mapping[str, Any], depth: int) -> _Union:
@@ -267,7 +315,7 @@ class TypedRenderer(Renderer):
             self._undo(mark, outer)
         return union
 
-    def _undo(self, mark: tuple[int, int, int], outer: Mapping[str, str | None]) -> None:
+    def _undo(self, mark: tuple[int, int, int, int], outer: Mapping[str, str | None]) -> None:
         """Roll the table back to `mark`, unless a class still being defined reserved its name since."""
         if all(self._pending.get(ref) == name for ref, name in outer.items()):
             self.table.rollback(mark)

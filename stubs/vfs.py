@@ -17,7 +17,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from .render import MAX_SUMMARY, first_sentence, render_server_stub, render_tool_stub, server_path, tool_path
+from .docs import render_docs, tool_docs
+from .render import (
+    MAX_SUMMARY,
+    StubTypes,
+    first_sentence,
+    render_server_stub,
+    render_tool_stub,
+    server_path,
+    stub_order,
+    stub_types,
+    tool_path,
+)
 from .search import Document, rank
 from .tool import ToolSpec
 
@@ -115,6 +126,8 @@ class ToolFiles:
         self._keys: dict[str, str] = {}
         self._cache: dict[str, str] = {}
         self._line_cache: dict[str, dict[str, int]] = {}
+        self._types: dict[str, StubTypes] = {}
+        self._docs: dict[tuple[str, str], str] = {}
         self._documents: list[Document] | None = None
         for entry in self.servers:
             if entry.available:
@@ -246,6 +259,23 @@ class ToolFiles:
         if found not in self._cache:
             self._cache[found] = self._render[found]()
         return self._cache[found]
+
+    def docs(self, server: str, tool: ToolSpec) -> str:
+        """`tool`'s full docs (getToolDocs), naming its types as the file the listing names for it does.
+
+        That is the server's stub in the server layout, whose classes the server's tools share (so
+        their names can differ from the tool's own stub: `Target2`, `MonitorResult`), and the
+        tool's own stub in the tool layout. Kept once rendered, like the files.
+        """
+        entry = self._entries.get(server)
+        if entry is None or self.layout == "tool" or self._tools[server].get(tool.identifier) is not tool:
+            return render_docs(server, tool)
+        key = (server, tool.identifier)
+        if key not in self._docs:
+            if server not in self._types:
+                self._types[server] = stub_types(server, stub_order(entry.tools))
+            self._docs[key] = tool_docs(server, tool, self._types[server])
+        return self._docs[key]
 
     def _missing(self, path: str, key: str) -> FileNotFound:
         """The error for `path`, listing the likeliest files first: same server, then closest spelling."""

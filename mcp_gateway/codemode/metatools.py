@@ -7,7 +7,7 @@ from typing import Any
 
 import mcp_types as types
 
-from stubs import FileNotFound, UnknownServer, line_range, render_docs
+from stubs import FileNotFound, UnknownServer, line_range
 
 from ..catalog import Catalog
 from ..errors import UnknownTool
@@ -190,7 +190,7 @@ async def get_tool_docs(gw: Gateway, args: Mapping[str, Any], progress: Progress
     entry = catalog.resolve_ref(server, tool)
     if entry is None:
         return text_result(str(UnknownTool(f"{server}.{tool}", catalog.code_refs())), is_error=True)
-    return text_result(render_docs(server, entry.spec))
+    return text_result(catalog.files.docs(entry.server, entry.spec))
 
 
 def _text(value: Any) -> str | None:

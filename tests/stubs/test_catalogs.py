@@ -16,10 +16,11 @@ import pytest
 from benchmarks.catalogs import CATALOG_DIR, anchor_stub
 from mcp_gateway.tokens import count_tokens
 from stubs import ServerEntry, ToolFiles, ToolSpec, is_identifier, render_docs, render_server_stub, render_tool_stub
-from stubs.render import MAX_SUMMARY, first_sentence, render_signature
+from stubs.render import MAX_SUMMARY, first_sentence, render_signature, stub_order, stub_types
 from stubs.tool import param_map
 from stubs.vfs import MAX_TOOLS_LISTED
 from tests.stubs.support import load_tools, specs
+from tests.stubs.test_docs import assert_docs_match_stub, assert_docs_name
 
 CATALOGS = sorted(p for p in CATALOG_DIR.glob("*.json") if not p.name.startswith("catalog-"))
 
@@ -108,3 +109,14 @@ def test_whole_catalog_stubs_are_no_larger_than_the_anchor_format(manifest: Path
         ours += count_tokens(render_server_stub(server["server"], tools))
         anchor += count_tokens(anchor_stub(server["server"], tools))
     assert ours <= anchor, (ours, anchor)
+
+
+@pytest.mark.parametrize("path", CASES, ids=IDS)
+def test_docs_name_and_describe_the_stubs_classes(path: Path | None) -> None:
+    """As the tool's own stub names them, and as the server's does (the file the server layout lists)."""
+    server, tools = _catalog(path)
+    files = ToolFiles([ServerEntry(server, tools)])
+    types = stub_types(server, stub_order(tools))
+    for tool in tools:
+        assert_docs_match_stub(server, tool)
+        assert_docs_name(files.docs(server, tool), types, tool.identifier)

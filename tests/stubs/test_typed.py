@@ -279,3 +279,76 @@ def test_a_self_reference_inside_a_dropped_part_keeps_its_name_reserved() -> Non
     own = re.search(r"^class (A\d*)\(TypedDict\): a: Any; b: \1$", stub, re.MULTILINE)
     assert own is not None and f"def f() -> {own[1]}: ..." in stub
     assert body(stub)[-1] != f"def g(a: {own[1]}): ..."
+
+
+PRODUCT = {**obj(sku=STR, stock=INT), "title": "Product"}
+
+
+def test_a_result_is_named_after_its_schemas_title_however_many_tools_return_it() -> None:
+    """The demo's inventory: three tools return a `Product` (one a list of them, through `$defs`), none an
+    `InventoryResult`."""
+    listed = {"$defs": {"Product": PRODUCT}, "type": "array", "items": {"$ref": "#/$defs/Product"}}
+    tools = [tool("get_product", obj(sku=STR), PRODUCT), tool("adjust_stock", obj(sku=STR, delta=INT), PRODUCT),
+             tool("list_products", None, listed)]  # fmt: skip
+    stub = render_server_stub("inventory", tools)
+    assert body(stub) == [
+        "class Product(TypedDict): sku: str; stock: int",
+        "def adjust_stock(sku: str, delta: int) -> Product: ...",
+        "def get_product(sku: str) -> Product: ...",
+        "def list_products() -> list[Product]: ...",
+    ]
+    assert body(render_tool_stub("inventory", tools[0]))[-1] == "def get_product(sku: str) -> Product: ..."
+    untitled = {k: v for k, v in PRODUCT.items() if k != "title"}  # without one, still named for the tools
+    assert body(render_server_stub("inventory", [tool("get_product", None, untitled),
+                                                 tool("adjust_stock", None, untitled)]))[0].startswith(
+        "class InventoryResult(TypedDict): ")
+
+
+def test_two_shapes_with_one_title_are_numbered_in_tool_order() -> None:
+    other = {**obj(sku=STR, price=INT), "title": "Product"}
+    tools = [tool("b_get", None, PRODUCT), tool("a_get", None, other), tool("c_get", None, PRODUCT)]
+    stub = render_server_stub("s", tools)
+    assert body(stub) == [
+        "class Product(TypedDict): sku: str; price: int",  # a_get comes first in the stub
+        "class Product2(TypedDict): sku: str; stock: int",
+        "def a_get() -> Product: ...",
+        "def b_get() -> Product2: ...",
+        "def c_get() -> Product2: ...",
+    ]
+    for _ in range(3):
+        random.Random(5).shuffle(tools)
+        assert render_server_stub("s", tools) == stub
+
+
+def test_one_shape_under_two_titles_gets_a_class_for_each() -> None:
+    item = {**PRODUCT, "title": "Item"}
+    stub = render_server_stub("s", [tool("get_item", None, item), tool("get_product", None, PRODUCT),
+                                    tool("add", obj(product=obj(sku=STR, stock=INT)))])  # fmt: skip
+    assert body(stub) == [
+        "class Product(TypedDict): sku: str; stock: int",  # `add`'s parameter comes first, under the same name
+        "class Item(TypedDict): sku: str; stock: int",
+        "def add(product: Product): ...",
+        "def get_item() -> Item: ...",
+        "def get_product() -> Product: ...",
+    ]
+
+
+def test_the_title_names_the_result_through_a_ref_or_a_null_option_but_not_a_generic_one() -> None:
+    defs = {"P": obj(sku=STR)}
+    stub = render_server_stub("s", [
+        tool("by_ref", None, {"$defs": defs, "$ref": "#/$defs/P", "title": "Part"}),
+        tool("maybe", None, {"anyOf": [obj(n=INT), {"type": "null"}], "title": "Count"}),
+        tool("generic", None, {**obj(x=INT), "title": "Output"}),
+        tool("inner", None, {**obj(one=obj(y=INT)), "title": "Outer"}),
+    ])  # fmt: skip
+    assert body(stub) == [
+        "class Part(TypedDict): sku: str",
+        "class GenericResult(TypedDict): x: int",
+        "class One(TypedDict): y: int",  # objects inside the result keep their own names
+        "class Outer(TypedDict): one: One",
+        "class Count(TypedDict): n: int",
+        "def by_ref() -> Part: ...",
+        "def generic() -> GenericResult: ...",
+        "def inner() -> Outer: ...",
+        "def maybe() -> Count | None: ...",
+    ]

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from stubs import FileNotFound, ServerEntry, ToolFiles, UnknownServer, line_range, render_server_stub, render_tool_stub
+from stubs import (
+    FileNotFound,
+    ServerEntry,
+    ToolFiles,
+    UnknownServer,
+    line_range,
+    render_docs,
+    render_server_stub,
+    render_tool_stub,
+)
 from stubs.vfs import MAX_MATCHES, MAX_SERVERS_LISTED, MAX_TOOLS_LISTED
 from tests.stubs.support import spec
 from tests.stubs.test_render import GET, ME, SEARCH
@@ -202,3 +211,22 @@ def test_long_listings_say_how_much_is_not_shown() -> None:
 )
 def test_line_range_keeps_lines_as_they_are(start: int | None, end: int | None, expected: str) -> None:
     assert line_range("a\nb\nc\nd\n", start, end, "f.pyi") == expected
+
+
+def test_docs_name_classes_as_the_file_the_listing_names() -> None:
+    """Server layout: the server's stub, where another tool took `Start` first; tool layout: the tool's own."""
+    first = spec("a", {"type": "object", "properties": {"start": {"type": "object", "properties": {"n": {}}}},
+                       "required": ["start"]})  # fmt: skip
+    second = spec("b", {"type": "object", "properties": {"start": {"type": "object", "properties": {"m": {}}}},
+                        "required": ["start"]})  # fmt: skip
+    servers = [ServerEntry("s", (second, first))]
+    by_server, by_tool = ToolFiles(servers), ToolFiles(servers, layout="tool")
+    assert "def b(start: Start2): ..." in by_server.read("servers/s.pyi")
+    assert "\n  start: Start2 (required)\n    m: Any (optional)\n" in by_server.docs("s", second)
+    assert by_server.docs("s", second) == render_docs("s", second, [first, second])
+    assert "def b(start: Start): ..." in by_tool.read("servers/s/b.pyi")
+    assert by_tool.docs("s", second) == render_docs("s", second)
+    assert "\n  start: Start (required)\n" in by_tool.docs("s", second)
+    stranger = spec("b", {"type": "object", "properties": {}})  # not the server's tool of that name: its own docs
+    assert by_server.docs("s", stranger) == render_docs("s", stranger)
+    assert by_server.docs("x", first) == render_docs("x", first)  # no such server
