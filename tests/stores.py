@@ -44,12 +44,18 @@ async def postgres_schema() -> AsyncIterator[str]:
     """A URL whose connections use a new, empty schema (dropped afterwards)."""
     await require_postgres()
     schema = "t_" + uuid.uuid4().hex[:16]
-    conn = await asyncpg.connect(POSTGRES_URL)
+    await _admin(f"CREATE SCHEMA {schema}")
     try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
         yield f"{POSTGRES_URL}?search_path={schema}"
     finally:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await _admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # a new connection: the server may have restarted
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
         await conn.close()
 
 
