@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import httpx
 
 from benchmarks.common import free_port, toml_table, wait_for_port
 
@@ -80,6 +81,14 @@ backend replicas
 {servers}"""
 
 
+async def _healthy(port: int) -> None:
+    """Until the replica's `/healthz` answers 200 (its store is open and it listens to the others)."""
+    with anyio.fail_after(60):
+        async with httpx.AsyncClient() as http:
+            while (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code != 200:
+                await anyio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def cluster(config: str, replicas: int, *, balancer: bool = True) -> AsyncIterator[Cluster]:
     """`replicas` gateway processes serving `config` (TOML text without `[storage] replica`), and HAProxy
@@ -97,6 +106,7 @@ async def cluster(config: str, replicas: int, *, balancer: bool = True) -> Async
                 r.start()
             for r in members:
                 await wait_for_port(r.port, 60)
+                await _healthy(r.port)
             url = members[0].url
             if balancer:
                 port = free_port()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -39,7 +41,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         )
-    manager = SessionManager(app=server, security_settings=security,
+    manager = SessionManager(app=server, security_settings=security, store=gw.storage,
                              max_sessions_per_key=gw.config.gateway.max_sessions_per_key)
     manager.on_closed.append(shared_state(gw).forget)
     mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()},
@@ -48,7 +50,8 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         """Anyone: whether the gateway serves (`ok`, or `degraded` while an enabled upstream is not ready; HTTP 200
         either way, so a load balancer keeps the instance) and how many upstreams are ready; HTTP 503 while the
-        store does not answer (nothing can be served: keys cannot be checked). An admin key: each upstream."""
+        store does not answer (nothing can be served: keys cannot be checked) or this replica is not yet
+        listening to the others (`starting`). An admin key: each upstream."""
         if security is not None and not _allowed_host(request, security):
             return JSONResponse({"error": "unexpected Host header"}, status_code=421)
         ready = sum(u.state == "ready" for u in gw.upstreams)
@@ -59,6 +62,8 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             identity = await identify(gw.keys, request.scope)
         except StorageUnavailable:
             return JSONResponse({**body, "status": "store unavailable"}, status_code=503)
+        if not gw.storage.listening:  # answers to its server requests could reach another replica and be lost
+            return JSONResponse({**body, "status": "starting"}, status_code=503)
         if identity is not None and identity.admin:
             body["servers"] = {u.name: u.status for u in gw.upstreams}
         return JSONResponse(body)
@@ -77,8 +82,17 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}, admin_only=True), methods=["GET"]),
         ],
-        lifespan=lambda app: manager.run(),
+        lifespan=lambda app: _lifespan(manager, gw),
     )
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(manager: SessionManager, gw: Gateway) -> AsyncIterator[None]:
+    """The session manager, and the answers other replicas publish for its sessions."""
+    async with manager.run(), anyio.create_task_group() as tg:
+        tg.start_soon(gw.storage.listen, manager.deliver)
+        yield
+        tg.cancel_scope.cancel()
 
 
 def _allowed_host(request: Request, security: TransportSecuritySettings) -> bool:

@@ -27,6 +27,7 @@ from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KeyRing
 from ..storage import StorageUnavailable
 from .relay import CALL_METHODS, Relay
+from .sessions import remember_session
 
 log = structlog.get_logger("mcp_gateway.entry")
 
@@ -156,6 +157,10 @@ class Entry:
         with acting_as(identity), asking(_elicitation_approver(ctx)), self.relay.serving(ctx, identity):
             scope = getattr(ctx.request, "scope", None)
             gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
+            if ctx.method == "initialize":
+                result = await call_next(ctx)
+                await remember_session(self.gw.storage, ctx, result)
+                return result
             if not isinstance(gone, anyio.Event) or ctx.method not in CALL_METHODS:
                 return await call_next(ctx)
             return await _unless_gone(gone, call_next, ctx)
@@ -189,7 +194,9 @@ def _elicitation_approver(ctx: ServerRequestContext[Any]) -> Approver:
         if caps is None or caps.elicitation is None:
             return "unsupported"
         try:
-            answer = await ctx.session.elicit_form(message, {"type": "object", "properties": {}})
+            # on the call's own response stream: the replica serving the call holds it, whichever holds the GET stream
+            answer = await ctx.session.elicit_form(message, {"type": "object", "properties": {}},
+                                                   related_request_id=ctx.request_id)
         except NoBackChannelError:
             return "unsupported"
         return answer.action

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import SQLITE_PREFIX, GatewayConfig
-from .base import AuditRow, Budget, Counters, Storage, StorageUnavailable, StoredKey, Window
+from .base import AuditRow, Budget, Counters, SharedSession, Storage, StorageUnavailable, StoredKey, Window
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
-__all__ = ["AuditRow", "Budget", "Counters", "PostgresStorage", "SQLiteStorage", "Storage", "StorageUnavailable",
-           "StoredKey", "Window", "open_storage"]
+__all__ = ["AuditRow", "Budget", "Counters", "PostgresStorage", "SQLiteStorage", "SharedSession", "Storage",
+           "StorageUnavailable", "StoredKey", "Window", "open_storage"]
 
 
 def open_storage(config: GatewayConfig) -> Storage:

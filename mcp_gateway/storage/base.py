@@ -8,7 +8,7 @@ caller treats that as "no": no key is accepted, no call is made unaudited, no li
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,6 +48,19 @@ class AuditRow:
     approval: str | None = None
     ts: float = field(default_factory=time.time)
     replica: str | None = None
+
+
+@dataclass(frozen=True)
+class SharedSession:
+    """A 2025-11-25 HTTP session as any replica needs it to continue: whose it is (the caller and
+    endpoint that opened it, as JSON), the protocol version negotiated, and the client's
+    `initialize` params (JSON)."""
+
+    id: str
+    owner: str
+    protocol_version: str
+    client: str
+    created: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -117,10 +130,27 @@ class Storage(Counters, Protocol):
         ...
 
     async def prune(self, before: float, counters_before: float) -> int:
-        """Delete audit rows older than `before` and budgets untouched since `counters_before`
-        (seconds since the epoch); returns how many audit rows."""
+        """Delete audit rows older than `before`, and budgets untouched and sessions opened before
+        `counters_before` (seconds since the epoch); returns how many audit rows."""
         ...
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                           limit: int = 1000) -> list[AuditRow]: ...
+    async def save_session(self, session: SharedSession) -> None: ...
+    async def find_session(self, session_id: str) -> SharedSession | None: ...
+    async def drop_session(self, session_id: str) -> None: ...
+    async def publish(self, message: str) -> None:
+        """Send `message` to every process's `listen` on this store (none but this one on SQLite)."""
+        ...
+
+    async def listen(self, deliver: Callable[[str], Awaitable[None]]) -> None:
+        """Call `deliver` with each message published by any process, until cancelled (reconnecting
+        after a lost connection)."""
+        ...
+
+    @property
+    def listening(self) -> bool:
+        """Whether a message published now reaches this process's `listen`."""
+        ...
+
     async def close(self) -> None: ...

@@ -10,6 +10,7 @@ per counter, so N calls a minute means N across every replica.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -18,17 +19,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from .base import AuditRow, Budget, StorageUnavailable, StoredKey, Window
+from .base import AuditRow, Budget, SharedSession, StorageUnavailable, StoredKey, Window
 from .migrations import TABLE, pending
 
 T = TypeVar("T")
+log = structlog.get_logger("mcp_gateway.store")
 RETRY_S = 1.0
 """After a failed connection, requests fail at once for this long before the next attempt."""
 _MIGRATION_LOCK = 7_407_751_001
+CHANNEL = "mcp_gateway"
+NOTIFY_BYTES = 7900
 _AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
 _KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+_SESSION_COLUMNS = "id, owner, protocol_version, client, created"
 
 
 def redacted(url: str) -> str:
@@ -53,6 +59,7 @@ class PostgresStorage:
         self._opening = anyio.Lock()
         self._failed: tuple[float, str] | None = None
         self._applied: list[str] = []
+        self._listening = False
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -136,6 +143,7 @@ class PostgresStorage:
     async def prune(self, before: float, counters_before: float) -> int:
         async def run(pool: asyncpg.Pool) -> int:
             await pool.execute("DELETE FROM budgets WHERE updated < $1", counters_before)
+            await pool.execute("DELETE FROM sessions WHERE created < $1", counters_before)
             status: str = await pool.execute("DELETE FROM audit WHERE ts < $1", before)
             return int(status.split()[-1])
 
@@ -152,6 +160,74 @@ class PostgresStorage:
                f"ORDER BY id DESC LIMIT ${len(params) + 1}")
         rows = await self._run(lambda p: p.fetch(sql, *params, limit))
         return [AuditRow(**dict(r)) for r in reversed(rows)]
+
+    async def save_session(self, session: SharedSession) -> None:
+        sql = (f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE "
+               "SET owner = excluded.owner, protocol_version = excluded.protocol_version, client = excluded.client")
+        await self._run(lambda p: p.execute(sql, session.id, session.owner, session.protocol_version, session.client,
+                                            session.created))
+
+    async def find_session(self, session_id: str) -> SharedSession | None:
+        row = await self._run(lambda p: p.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1",
+                                                   session_id))
+        return None if row is None else SharedSession(*row.values())
+
+    async def drop_session(self, session_id: str) -> None:
+        await self._run(lambda p: p.execute("DELETE FROM sessions WHERE id = $1", session_id))
+
+    async def publish(self, message: str) -> None:
+        """NOTIFY carries up to 8000 bytes; a longer message goes through the `messages` table."""
+        if len(message.encode()) <= NOTIFY_BYTES:
+            await self._run(lambda p: p.execute("SELECT pg_notify($1, $2)", CHANNEL, message))
+            return
+
+        async def run(pool: asyncpg.Pool) -> None:
+            row_id = await pool.fetchval("INSERT INTO messages (body, created) VALUES ($1, $2) RETURNING id",
+                                         message, time.time())
+            await pool.execute("DELETE FROM messages WHERE created < $1", time.time() - 300)
+            await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"#{row_id}")
+
+        await self._run(run)
+
+    async def listen(self, deliver: Callable[[str], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await self._listen_once(deliver)
+            except Exception as exc:
+                log.warning("store notifications lost: reconnecting", error=_describe(exc))
+            await anyio.sleep(RETRY_S)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    async def _listen_once(self, deliver: Callable[[str], Awaitable[None]]) -> None:
+        await self._get_pool()  # the schema (and its messages table) exists
+        conn = await asyncpg.connect(self.url, timeout=self.connect_timeout_s)
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            with contextlib.suppress(anyio.WouldBlock):  # a burst beyond the buffer is dropped, not queued forever
+                send.send_nowait(str(payload))
+
+        try:
+            await conn.add_listener(CHANNEL, on_notify)
+            self._listening = True
+            while True:
+                payload = None
+                with anyio.move_on_after(5):
+                    payload = await receive.receive()
+                if payload is None:
+                    await conn.execute("SELECT 1")  # a lost connection shows within 5 s
+                    continue
+                body = payload if not payload.startswith("#") else await conn.fetchval(
+                    "SELECT body FROM messages WHERE id = $1", int(payload[1:]))
+                if body is not None:
+                    await deliver(body)
+        finally:
+            self._listening = False
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                await conn.close()
 
     async def take(self, windows: Sequence[Window], now: float) -> tuple[Window, float] | None:
         if not windows:

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .base import AuditRow, Budget, StorageUnavailable, StoredKey, Window
+from .base import AuditRow, Budget, SharedSession, StorageUnavailable, StoredKey, Window
 from .migrations import TABLE, pending
 
 T = TypeVar("T")
 _AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
 _KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+_SESSION_COLUMNS = "id, owner, protocol_version, client, created"
 
 
 class SQLiteStorage:
@@ -110,6 +111,7 @@ class SQLiteStorage:
     async def prune(self, before: float, counters_before: float) -> int:
         def run(db: sqlite3.Connection) -> int:
             db.execute("DELETE FROM budgets WHERE updated < ?", (counters_before,))
+            db.execute("DELETE FROM sessions WHERE created < ?", (counters_before,))
             return int(db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
         return await self._call(run)
@@ -124,6 +126,29 @@ class SQLiteStorage:
         sql = f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
         rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
         return [AuditRow(**dict(zip(_AUDIT_COLUMNS, r, strict=True))) for r in reversed(rows)]
+
+    async def save_session(self, session: SharedSession) -> None:
+        row = (session.id, session.owner, session.protocol_version, session.client, session.created)
+        await self._call(lambda db: db.execute(f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) "
+                                               "VALUES (?, ?, ?, ?, ?)", row))
+
+    async def find_session(self, session_id: str) -> SharedSession | None:
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        found = await self._call(lambda db: db.execute(sql, (session_id,)).fetchone())
+        return None if found is None else SharedSession(*found)
+
+    async def drop_session(self, session_id: str) -> None:
+        await self._call(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
+
+    async def publish(self, message: str) -> None:
+        """One node: every session is served here, so there is no one else to tell."""
+
+    async def listen(self, deliver: Callable[[str], Awaitable[None]]) -> None:
+        await anyio.sleep_forever()
+
+    @property
+    def listening(self) -> bool:
+        return True
 
     async def take(self, windows: Sequence[Window], now: float) -> tuple[Window, float] | None:
         def run(db: sqlite3.Connection) -> tuple[Window, float] | None:

@@ -17,6 +17,7 @@ from tests.stores import Cuttable, postgres_schema
 pytestmark = pytest.mark.anyio
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 ACCEPT = {"Accept": "application/json, text/event-stream"}
+VERSION = "2025-11-25"
 
 
 def config(url: str, replica: str, **sections: Any) -> GatewayConfig:
@@ -60,7 +61,11 @@ async def test_a_store_down_at_start_refuses_everyone_until_it_answers() -> None
                 return (await http.post(gw_url, json=PING, headers=ACCEPT)).status_code not in (401, 503)
 
             await eventually(serves, 10)
-            assert (await http.get(health)).status_code == 200
+
+            async def healthy() -> bool:  # once it listens to the other replicas again too
+                return (await http.get(health)).status_code == 200
+
+            await eventually(healthy, 10)
         tg.cancel_scope.cancel()
 
 
@@ -102,3 +107,28 @@ async def test_an_emptied_keys_table_does_not_open_a_running_gateway() -> None:
             await conn.close()
             for headers in ({}, {"X-API-Key": secret}):
                 assert (await http.post(gw_url, json=PING, headers={**ACCEPT, **headers})).status_code == 401
+
+
+async def test_a_2025_11_25_session_opened_on_one_replica_continues_on_another_for_its_key_only() -> None:
+    def post(body: dict[str, Any], key: str, session: str | None = None) -> dict[str, Any]:
+        return {"json": body, "headers": {**ACCEPT, "Authorization": f"Bearer {key}", "MCP-Protocol-Version": VERSION,
+                                          **({"Mcp-Session-Id": session} if session else {})}}
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": VERSION, "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with postgres_schema() as url:
+        a, b = Gateway(config(url, "a")), Gateway(config(url, "b"))
+        async with serve_gateway(a) as url_a, serve_gateway(b) as url_b, httpx.AsyncClient() as http:
+            ann, bob = await a.keys.create("ann", None, ["all"]), await a.keys.create("bob", None, ["all"])
+            opened = await http.post(url_a, **post(init, ann))
+            session = opened.headers["mcp-session-id"]
+            await http.post(url_a, **post({"jsonrpc": "2.0", "method": "notifications/initialized"}, ann, session))
+            on_b = await http.post(url_b, **post(listing, ann, session))
+            assert on_b.status_code == 200 and "math_add" in on_b.text
+            assert (await http.post(url_b, **post(listing, bob, session))).status_code == 404, "only its own key"
+            assert (await http.delete(url_b, **{k: v for k, v in post({}, ann, session).items() if k != "json"})
+                    ).status_code == 200
+            c = Gateway(config(url, "c"))
+            async with serve_gateway(c) as url_c:
+                assert (await http.post(url_c, **post(listing, ann, session))).status_code == 404, "ended"

@@ -15,9 +15,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
+import mcp_types as types
 import pytest
 
 from benchmarks.cluster import HAPROXY, Cluster, cluster
@@ -47,7 +49,8 @@ def config_text(url: str, tmp: Path) -> str:
             + toml_table("storage", {"url": url, "connect_timeout_s": 2})
             + toml_table("servers.math", math) + toml_table("servers.text", text)
             + toml_table("groups.all", {"tools": ["*"]})
-            + toml_table("teams.t", {"groups": ["all"], "calls_per_minute": 30}))
+            + toml_table("teams.t", {"groups": ["all"], "calls_per_minute": 30})
+            + toml_table('tools."math.stats"', {"approval": "always"}))
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -102,6 +105,38 @@ async def test_consecutive_requests_land_on_different_replicas_and_share_limits_
         for _ in range(6):  # two rounds of the three replicas, at once
             answer = await http.post(group.url, json=PING, headers={**ACCEPT, "Authorization": f"Bearer {secret}"})
             assert answer.status_code == 401
+
+
+async def test_a_2025_11_25_session_continues_on_whichever_replica_a_request_lands(
+    three: tuple[Cluster, Path, str],
+) -> None:
+    group, config, _ = three
+    secret = (config.parent / "bob").read_text()
+    async with key_client(group.url, secret, mode="legacy") as client:  # one Mcp-Session-Id, no stickiness
+        names = [t.name for t in (await client.list_tools()).tools]
+        results = [await client.call_tool("math_add", {"a": i, "b": 1}) for i in range(6)]
+        script = await client.call_tool("executeToolCode", {"code": 'result = text.count(text="a b")["words"]'})
+    assert "math_add" in names and "executeToolCode" in names
+    assert [r.structured_content for r in results] == [{"result": i + 1} for i in range(6)]
+    assert "result = 2" in text_of(script)
+    url = config.read_text().split('url = "')[1].split('"')[0]
+    assert len({replica for replica, tool, _ in await rows_of(url, "bob") if tool == "add"}) == 3
+
+
+async def test_an_approval_asked_on_one_replica_is_answered_through_another(three: tuple[Cluster, Path, str]) -> None:
+    group, config, _ = three
+    secret = (config.parent / "bob").read_text()
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={})
+
+    async with key_client(group.url, secret, mode="legacy", elicitation_callback=on_elicit) as client:
+        with anyio.fail_after(60):
+            results = [await client.call_tool("math_stats", {"values": [1, i, 3]}) for i in range(4)]
+    assert len(asked) == 4
+    assert [r.structured_content["max"] for r in results] == [3, 3, 3, 3]  # type: ignore[index]
 
 
 async def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_clients_carry_on(
