@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/mcp-gateway serve --config $(CONFIG)
+	$(BIN)/mcp-gateway serve --config $(CONFIG) $(if $(PORT),--port $(PORT))
 
 test: install
 	$(BIN)/ruff check mcp_gateway stubs sandbox tests benchmarks examples

@@ -167,7 +167,12 @@ def init_command(args: argparse.Namespace) -> int:
 
 def connect_command(settings: GatewaySettings, args: argparse.Namespace) -> int:
     url = args.url or f"http://{_url_host(settings.host)}:{settings.port}/mcp"
-    text = connect_instructions(args.client, url, settings.name, args.key)
+    key = args.key
+    if key is None and not settings.anonymous:  # a gateway that needs keys: the line must carry one
+        key = "<your key>"
+        print("note: this gateway needs an API key: pass --key mgw_... (an admin creates one with "
+              "`mcp-gateway keys create <name> --groups <group>`)", file=sys.stderr)
+    text = connect_instructions(args.client, url, settings.name, key)
     config = Path(args.config)
     dups = duplicates(client_listings(args.client, Path.cwd(), Path.home()), served_in_file(config), config=config)
     if dups and args.move:

@@ -154,7 +154,12 @@ async def list_tool_files(gw: Gateway, args: Mapping[str, Any], progress: Progre
         listing = files.listing(server=_text(args.get("server")), query=query[:MAX_QUERY_CHARS] if query else query)
     except UnknownServer as exc:
         return text_result(str(exc), is_error=True)
-    return text_result(listing or "No code-mode servers are configured.")
+    if listing:
+        return text_result(listing)
+    if gw.config.servers and any(gw.config.mode_of(s) == "code" for s in gw.config.servers.values()):
+        return text_result("No code-mode server is visible to this key: its team and groups allow none of their "
+                           "tools (an admin changes [groups] and [teams], then restarts the gateway).")
+    return text_result("No code-mode servers are configured.")
 
 
 async def read_tool_file(gw: Gateway, args: Mapping[str, Any], progress: Progress | None) -> types.CallToolResult:

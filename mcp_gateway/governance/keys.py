@@ -96,8 +96,13 @@ class KeyRing:
 
     async def create(self, name: str, team: str | None, groups: list[str], admin: bool = False) -> str:
         """Store a new key's hash; the secret is returned once and never stored."""
-        if name in self.config.keys or any(k.name == name for k in await self.storage.list_keys()):
-            raise ValueError(f"a key named {name!r} already exists")
+        if name in self.config.keys:
+            raise ValueError(f"a key named {name!r} already exists (in the config)")
+        taken = next((k for k in await self.storage.list_keys() if k.name == name), None)
+        if taken is not None:
+            revoked = f", revoked {time.strftime('%Y-%m-%d %H:%M', time.gmtime(taken.revoked))} UTC" \
+                if taken.revoked else ""
+            raise ValueError(f"a key named {name!r} already exists{revoked}: a name is never reused, choose another")
         if team is not None and team not in self.config.teams:
             raise ValueError(f"unknown team {team!r}; teams in the config: {', '.join(self.config.teams) or 'none'}")
         unknown = [g for g in groups if g not in self.config.groups]

@@ -16,7 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
@@ -29,6 +29,9 @@ from .sessions import SessionManager
 from .shared import shared_state
 
 log = structlog.get_logger("mcp_gateway.server")
+
+NO_OAUTH = ("this gateway has no OAuth sign-in: it needs an API key, sent as the header "
+            "'Authorization: Bearer <key>'; `mcp-gateway connect claude --key <key>` prints the command that adds it")
 
 
 def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
@@ -68,6 +71,10 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             body["servers"] = {u.name: u.status for u in gw.upstreams}
         return JSONResponse(body)
 
+    async def no_oauth(request: Request) -> Response:
+        """A client that found no key falls back to OAuth dynamic client registration (Claude Code prints this body)."""
+        return PlainTextResponse(NO_OAUTH, status_code=404)
+
     async def metrics(request: Request) -> Response:
         if security is not None and not _allowed_host(request, security):
             return JSONResponse({"error": "unexpected Host header"}, status_code=421)
@@ -80,6 +87,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/mcp", mcp_app),
             Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/register", no_oauth, methods=["GET", "POST"]),
             Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}, admin_only=True), methods=["GET"]),
         ],
         lifespan=lambda app: _lifespan(manager, gw),

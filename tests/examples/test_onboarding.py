@@ -204,6 +204,7 @@ def test_with_keys_the_banner_and_the_401_say_how_to_send_one(tmp_path: Path) ->
             probes = [http.get("/.well-known/oauth-protected-resource").status_code,
                       http.get("/.well-known/oauth-authorization-server").status_code,
                       http.post("/register", json={}).status_code]
+            registration = http.post("/register", json={}).text  # Claude Code prints it after "HTTP 404"
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=20)
@@ -215,6 +216,7 @@ def test_with_keys_the_banner_and_the_401_say_how_to_send_one(tmp_path: Path) ->
     assert denied.json()["jsonrpc"] == "2.0" and error["code"] == -32001
     assert "Authorization: Bearer <key>" in error["message"] and "mcp-gateway keys create" in error["message"]
     assert probes == [404, 404, 404]
+    assert "no OAuth sign-in: it needs an API key" in registration and "connect claude --key" in registration
 
 
 def test_small_things(tmp_path: Path) -> None:
@@ -240,3 +242,14 @@ def test_the_demo_runs_from_any_folder(tmp_path: Path) -> None:
     done = cli(tmp_path, "check", "--config", str(ROOT / "examples" / "demo" / "gateway.toml"))
     assert done.returncode == 0, done.stderr
     assert [line.split()[3] for line in done.stdout.splitlines()[2:5]] == ["ok", "ok", "ok"]
+
+
+def test_connect_prints_the_key_header_for_a_gateway_that_needs_keys_and_names_a_revoked_name(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "gateway.toml").write_text('[groups.all]\ntools = ["*"]\n')
+    line = cli(tmp_path, "connect", "claude", "--config", "gateway.toml")
+    assert '--header "Authorization: Bearer <your key>"' in line.stdout and "needs an API key" in line.stderr
+    assert cli(tmp_path, "keys", "create", "ann", "--groups", "all", "--config", "gateway.toml").returncode == 0
+    assert cli(tmp_path, "keys", "revoke", "ann", "--config", "gateway.toml").returncode == 0
+    again = cli(tmp_path, "keys", "create", "ann", "--groups", "all", "--config", "gateway.toml")
+    assert again.returncode == 2 and "already exists, revoked 20" in again.stderr and "choose another" in again.stderr

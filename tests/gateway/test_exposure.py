@@ -98,3 +98,18 @@ async def test_one_key_cannot_take_every_session() -> None:
     assert [r.status_code for r in ann] == [200, 200, 200, 503] and "Too many open sessions" in ann[3].text
     assert bob.status_code == 200
     assert closed.status_code in (200, 204) and again.status_code == 200
+
+
+async def test_a_key_that_sees_no_code_mode_server_is_told_why() -> None:
+    gw = keyed()
+    async with gw:
+        nothing = await gw.keys.authenticate(ADMIN)  # an admin key: admin gives no tools
+        assert nothing is not None
+        with acting_as(nothing):
+            listing = text_of(await call(gw, "listToolFiles", {}))
+        ann = await gw.keys.authenticate(ANN)
+        assert ann is not None
+        with acting_as(ann):
+            mine = text_of(await call(gw, "listToolFiles", {}))
+    assert listing.startswith("No code-mode server is visible to this key: its team and groups allow none")
+    assert "math" in mine and "secretive" not in mine
