@@ -179,6 +179,37 @@ async def test_kill_9_of_a_replica_under_load_loses_no_answered_call_and_clients
     assert len(answered) + len(failed) <= 120 and len(failed) <= 10
 
 
+async def test_a_replica_stopped_with_sigterm_finishes_its_call_and_clients_carry_on(
+    three: tuple[Cluster, Path, str],
+) -> None:
+    group, config, _ = three
+    secret = (config.parent / "bob").read_text()
+    url = config.read_text().split('url = "')[1].split('"')[0]
+    outcome: list[str] = []
+
+    async def slow_call() -> None:
+        async with key_client(group.url, secret) as client:
+            outcome.append(text_of(await client.call_tool("math_slow", {"seconds": 3})))
+
+    async def started_on() -> str | None:
+        return next((replica for replica, tool, state in await rows_of(url, "bob")
+                     if tool == "slow" and state == "started"), None)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(slow_call)
+        await eventually(started_on, 15)
+        name = await started_on()
+        stopping = next(r for r in group.replicas if r.name == name)
+        assert stopping.proc is not None
+        stopping.proc.send_signal(signal.SIGTERM)  # a rolling restart takes it out
+    assert outcome == ["slept 3.0"], outcome
+    assert [r for r in await rows_of(url, "bob") if r[1] == "slow"] == [(stopping.name, "slow", "ok")]
+    async with key_client(group.url, secret) as client:  # the others serve everything meanwhile
+        answers = [await client.call_tool("math_add", {"a": i, "b": 1}) for i in range(6)]
+    assert all(not a.is_error for a in answers)
+    assert stopping.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once done
+
+
 async def test_a_postgresql_restart_mid_traffic_gives_clear_errors_and_service_resumes(
     three: tuple[Cluster, Path, str],
 ) -> None:
