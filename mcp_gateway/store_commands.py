@@ -73,9 +73,11 @@ def logs_command(config: GatewayConfig, args: argparse.Namespace) -> int:
             for r in rows:  # ASCII only: a stored value can carry no terminal escape or bidi override to the screen
                 print(json.dumps(dataclasses.asdict(r)))
             return 0
-        print_table(["time", "key", "server", "tool", "outcome", "ms", "execution"],
+        replicas = len({r.replica for r in rows}) > 1  # several replicas wrote these rows: say which
+        print_table(["time", "key", "server", "tool", "outcome", "ms", "execution", *(["replica"] if replicas else [])],
                     [[when(r.ts), *(visible(v) for v in (r.key, r.server or "-", r.tool, r.outcome)),
-                      f"{r.latency_ms:.1f}", r.execution_id or "-"] for r in rows])
+                      f"{r.latency_ms:.1f}", r.execution_id or "-", *([visible(r.replica or "-")] if replicas else [])]
+                     for r in rows])
         return 0
 
     return with_store(config, run)

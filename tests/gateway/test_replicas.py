@@ -99,6 +99,9 @@ async def test_consecutive_requests_land_on_different_replicas_and_share_limits_
     url = config.read_text().split('url = "')[1].split('"')[0]
     rows = await rows_of(url, "ann")
     assert {replica for replica, tool, _ in rows if tool == "add"} == {"r1", "r2", "r3"}
+    logs = cli(config, "logs", "--key", "ann", "--tool", "add", "--limit", "1000")
+    assert logs.returncode == 0 and logs.stdout.splitlines()[0].split()[-1] == "replica"
+    assert {line.split()[-1] for line in logs.stdout.splitlines()[2:]} == {"r1", "r2", "r3"}
     revoked = cli(config, "keys", "revoke", "ann")
     assert revoked.returncode == 0, revoked.stderr
     async with httpx.AsyncClient() as http:
