@@ -23,7 +23,7 @@ from mcp.client._transport import TransportStreams
 from mcp.shared._context_streams import ContextReceiveStream
 from mcp.shared.message import SessionMessage
 
-from .upstream_messages import error_answer, parse_message, too_large
+from .upstream_messages import error_answer, not_json_rpc, parse_message, too_large
 
 PARSE_HERE_FROM = 64 * 1024
 """Bodies from this size on are parsed by the gateway, smaller ones by the SDK."""
@@ -62,8 +62,7 @@ class Bodies:
         try:
             message = parse_message(data)
         except ValueError as exc:
-            reason = f"its answer is not a JSON-RPC message: {str(exc).splitlines()[0]}"
-            return error_answer(request_id, reason).model_dump_json(by_alias=True).encode()
+            return error_answer(request_id, not_json_rpc(data, exc)).model_dump_json(by_alias=True).encode()
         del data[:]
         if not isinstance(message, types.JSONRPCResponse):
             return message.model_dump_json(by_alias=True, exclude_unset=True).encode()

@@ -15,9 +15,12 @@ from typing import Any
 import mcp_types as types
 
 from .results import mib
+from .visible import visible
 
 KEEP = 256
 """Bytes kept of the start and of the end of a message over the limit, to find the request it answers."""
+QUOTED = 200
+"""Characters quoted of a message that is not JSON-RPC (a stdio server's stray output, say)."""
 
 
 def too_large(size: int, limit: int, *, exact: bool = True) -> str:
@@ -38,6 +41,15 @@ def parse_message(data: bytes | bytearray) -> types.JSONRPCMessage:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def not_json_rpc(data: bytes | bytearray, exc: ValueError) -> str:
+    """Why `parse_message` refused `data`, quoting at most `QUOTED` characters of it (control characters escaped)."""
+    text = bytes(data[: QUOTED * 4]).decode("utf-8", "replace").strip()
+    why = next(iter(str(exc).splitlines()), type(exc).__name__)
+    if len(text) > QUOTED or len(data) > QUOTED * 4:
+        return f'its answer is not a JSON-RPC message: {why}; it began "{visible(text[:QUOTED])}…"'
+    return f'its answer is not a JSON-RPC message: {why}; it was "{visible(text)}"'
 
 
 def error_answer(request_id: types.RequestId | None, message: str) -> types.JSONRPCError:

@@ -20,7 +20,7 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
 from .config import ServerConfig
-from .upstream_messages import KEEP, answered_id, error_answer, parse_message, too_large
+from .upstream_messages import KEEP, answered_id, error_answer, not_json_rpc, parse_message, too_large
 
 STOP_S = 2.0
 """Grace for an upstream process to exit once its stdin is closed, and again after SIGTERM."""
@@ -100,7 +100,7 @@ class Line:
             try:
                 return SessionMessage(parse_message(data))
             except ValueError as exc:
-                reason = f"its answer is not a JSON-RPC message: {str(exc).splitlines()[0]}"
+                reason = not_json_rpc(data, exc)
         log.warning("upstream message refused: %s", reason)
         request_id = answered_id(head, tail)  # the request it answers gets the error; else the stream does
         return ValueError(reason) if request_id is None else SessionMessage(error_answer(request_id, reason))

@@ -23,6 +23,7 @@ from .._version import __version__
 from ..codemode import META_NAMES, META_TOOLS
 from ..gateway import Gateway
 from ..naming import client_prefix
+from ..results import wire_form
 from ..tokens import tool_definition_tokens
 from ..tools import dispatch_call, visible_tools
 from .entry import Entry
@@ -58,10 +59,10 @@ def build_server(gw: Gateway) -> Server[Any]:
             gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
         return types.ListToolsResult(tools=tools)
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> dict[str, Any]:
         gw.calls_in_flight += 1
         try:
-            return await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
+            return wire_form(await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress))
         finally:
             gw.calls_in_flight -= 1
 
@@ -72,10 +73,10 @@ def build_server(gw: Gateway) -> Server[Any]:
         title="mcp-gateway",
         lifespan=lifespan,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
         on_subscriptions_listen=listen,
     )
     server.middleware.append(Entry(gw, state.relay))
+    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)  # a dict: not on_call_tool
     resources, prompts = state.resources, state.prompts
     server.add_request_handler("resources/list", types.PaginatedRequestParams, resources.list_resources)
     server.add_request_handler("resources/templates/list", types.PaginatedRequestParams, resources.list_templates)

@@ -27,6 +27,7 @@ import pytest
 from mcp import Client
 from mcp.shared.message import SessionMessage
 
+from mcp_gateway.results import text_result, wire_form
 from mcp_gateway.upstream_http import Bodies
 from mcp_gateway.upstream_messages import answered_id, parse_message
 from mcp_gateway.upstream_stdio import Line
@@ -166,7 +167,7 @@ async def test_results_within_the_limits_still_arrive(gw: Gw) -> None:
     assert growth < GROWTH_BOUND_MIB, f"the gateway grew by {growth:.0f} MiB"
 
 
-# -- the pieces: a stdio line, an HTTP body ------------------------------------------------------
+# -- the pieces: a stdio line, an HTTP body, a result for the client -----------------------------
 
 
 def _answer(request_id: int, size: int) -> bytes:
@@ -256,3 +257,16 @@ async def test_a_large_http_body_is_parsed_once_and_put_back_for_the_session() -
     again = bodies.restore(delivered)
     assert isinstance(again, SessionMessage) and isinstance(again.message, types.JSONRPCError)
     assert again.message.error.message.startswith("its answer was dropped")
+
+
+def test_a_result_goes_to_the_sdk_as_its_dump_with_the_structured_content_not_copied() -> None:
+    # the SDK's server validates, dumps and encodes a result dict once more: a model's own dump would be one
+    # more copy of every value (and 30-40 ms of the event loop per 100,000 small objects)
+    structured: dict[str, Any] = {"items": [{"i": n, "s": "x", "none": None} for n in range(3)], "n": 1.5}
+    result = types.CallToolResult(content=[types.TextContent(text="t")], structured_content=structured,
+                                  _meta={"k": [1]})
+    wire = wire_form(result)
+    assert wire == result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    assert wire["structuredContent"] is structured
+    assert wire_form(text_result("no", is_error=True)) == {"content": [{"type": "text", "text": "no"}],
+                                                           "isError": True, "resultType": "complete"}

@@ -7,6 +7,8 @@ import pytest
 
 from mcp_gateway import Gateway, call
 from mcp_gateway.errors import describe_exception
+from mcp_gateway.upstream_messages import QUOTED
+from mcp_gateway.upstream_stdio import Line
 from tests.helpers import free_port, http_fixture, key_client, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
@@ -55,10 +57,20 @@ async def test_each_common_failure_names_its_url_or_command_and_what_to_try() ->
     assert status["locked"].startswith(f"failed: {keyed_url} answered 401: it needs credentials: set headers")
     assert status["chatty"].startswith("failed: `echo Starting server on port 8080` wrote something that is "
                                        "not MCP on stdout (")
-    assert "only JSON-RPC there" in status["chatty"]
+    assert '; it was "Starting server on port 8080"): a stdio server must write only JSON-RPC there' in status["chatty"]
     assert status["missing"].startswith("failed: command not found: /nonexistent/bin/server: is it installed")
     assert status["math"] == "ok"
     assert not any("All connection attempts failed" in s for s in status.values())
+
+
+def test_a_line_that_is_not_json_rpc_is_quoted_escaped_and_cut() -> None:
+    head = "\x1b[2J\x1b[31mListening\x1b[0m on :8080 \u202e"  # ANSI escapes, a right-to-left override
+    first, second = Line(limit=10_000).feed(head.encode() + b"." * 1000 + b"\r\n{\"a\": 1}\n")
+    assert isinstance(first, ValueError) and isinstance(second, ValueError)
+    start = 'its answer is not a JSON-RPC message: Expecting value: line 1 column 1 (char 0); it began "'
+    shown = r"\u{001B}[2J\u{001B}[31mListening\u{001B}[0m on :8080 \u{202E}" + "." * (QUOTED - len(head))
+    assert str(first) == start + shown + '…"'
+    assert str(second).endswith('; it was "{"a": 1}"'), str(second)
 
 
 async def test_a_script_calling_a_down_server_hears_it_is_down_and_a_hidden_one_stays_unknown() -> None:
