@@ -108,8 +108,8 @@ class SessionManager(StreamableHTTPSessionManager):
                 await self._resume(session_id, scope)
             if scope.get("method") == "POST":
                 body = await _read_body(receive)
-                if _is_answer(body):
-                    await self._publish(session_id, body)
+                if _is_answer(body) and self._session_owners.get(session_id) == _requestor(scope):
+                    await self._publish(session_id, body)  # only the session's own caller answers its requests
                 receive = _replay(body, receive)
         await super()._handle_request(scope, receive, send)
         if session_id is not None and self.store is not None and scope.get("method") == "DELETE":
@@ -172,8 +172,7 @@ class SessionManager(StreamableHTTPSessionManager):
     async def _resume(self, session_id: str, scope: Scope) -> None:
         """Open `session_id` here if the store has it for this caller; otherwise leave it unknown (404)."""
         assert self.store is not None and self._task_group is not None
-        user = scope.get("user")
-        requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+        requestor = _requestor(scope)
         try:
             found = await self.store.find_session(session_id)
         except StorageUnavailable as exc:
@@ -279,17 +278,23 @@ def _is_answer(body: bytes) -> bool:
 async def remember_session(store: Storage, ctx: ServerRequestContext[Any], result: object) -> None:
     """After an `initialize` that opened an HTTP session: write it to the store for other replicas."""
     scope = getattr(ctx.request, "scope", None)
-    session_id = scope.get(NEW_SESSION_SCOPE_KEY) if isinstance(scope, dict) else None
+    if not isinstance(scope, dict):
+        return
+    session_id = scope.get(NEW_SESSION_SCOPE_KEY)
     version = result.get("protocolVersion") if isinstance(result, Mapping) else None
     if not isinstance(session_id, str) or not isinstance(version, str) or not isinstance(ctx.params, Mapping):
         return
-    user = scope.get("user") if isinstance(scope, dict) else None
-    requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
-    session = SharedSession(session_id, _owner(requestor), version, json.dumps(dict(ctx.params), default=str))
+    session = SharedSession(session_id, _owner(_requestor(scope)), version, json.dumps(dict(ctx.params), default=str))
     try:
         await store.save_session(session)
     except StorageUnavailable as exc:
         log.warning("session not shared: it continues only on this replica", error=str(exc))
+
+
+def _requestor(scope: Scope) -> AuthorizationContext | None:
+    """Who sent the request, as the SDK compares session owners (`KeyAuth` sets the user)."""
+    user = scope.get("user")
+    return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
 def _owner(requestor: AuthorizationContext | None) -> str:

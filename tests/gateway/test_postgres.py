@@ -132,3 +132,31 @@ async def test_a_2025_11_25_session_opened_on_one_replica_continues_on_another_f
             c = Gateway(config(url, "c"))
             async with serve_gateway(c) as url_c:
                 assert (await http.post(url_c, **post(listing, ann, session))).status_code == 404, "ended"
+
+
+async def test_only_a_sessions_own_key_can_answer_its_server_requests_across_replicas() -> None:
+    """An answer (a JSON-RPC response, such as an approval) POSTed with another key's session id is not passed on."""
+    def post(body: dict[str, Any], key: str, session: str | None = None) -> dict[str, Any]:
+        return {"json": body, "headers": {**ACCEPT, "Authorization": f"Bearer {key}", "MCP-Protocol-Version": VERSION,
+                                          **({"Mcp-Session-Id": session} if session else {})}}
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": VERSION, "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}}
+    answer = {"jsonrpc": "2.0", "id": 1, "result": {"action": "accept", "content": {}}}
+    async with postgres_schema() as url:
+        a, b = Gateway(config(url, "a")), Gateway(config(url, "b"))
+        published: list[str] = []
+        real_publish = b.storage.publish
+
+        async def spy(message: str) -> None:
+            published.append(message)
+            await real_publish(message)
+
+        b.storage.publish = spy  # type: ignore[method-assign]
+        async with serve_gateway(a) as url_a, serve_gateway(b) as url_b, httpx.AsyncClient() as http:
+            ann, bob = await a.keys.create("ann", None, ["all"]), await a.keys.create("bob", None, ["all"])
+            session = (await http.post(url_a, **post(init, ann))).headers["mcp-session-id"]
+            assert (await http.post(url_b, **post(answer, bob, session))).status_code == 404
+            assert published == []
+            assert (await http.post(url_b, **post(answer, ann, session))).status_code == 202
+            assert len(published) == 1 and session in published[0]
