@@ -83,6 +83,8 @@ class StorageSettings(_Strict):
     pool_size: int = Field(default=10, ge=1, le=200)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     query_timeout_s: float = Field(default=10.0, gt=0)
+    synchronous_commit: bool = False
+    """PostgreSQL: wait for each commit's WAL flush (survives a crash of PostgreSQL itself, not only of the gateway)."""
     replica: str | None = None
     """This process's name in audit rows; unset: `<hostname>:<port>` (stdio: `<hostname>:stdio`)."""
 

@@ -16,6 +16,10 @@ from .identity import Identity, identity_for
 log = structlog.get_logger("mcp_gateway.keys")
 
 
+RECHECK_S = 1.0
+"""How long a stored key the store just confirmed counts as not revoked (a request's calls, a script's)."""
+
+
 def hash_key(secret: str) -> str:
     """Keys are random 256-bit tokens, so one SHA-256 is enough (no password stretching needed)."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
@@ -54,6 +58,7 @@ class KeyRing:
         ]
         self._closed = bool(self._config_keys)
         self._open = False
+        self._confirmed: dict[str, float] = {}
 
     def is_open(self) -> bool:
         """No key was ever configured or created (as of the last `refresh`): loopback callers are let in."""
@@ -85,14 +90,27 @@ class KeyRing:
         if row is None or not matches(row.hash, presented):
             return None
         self._closed = True
+        self._confirm(row.name)
         return identity_for(self.config, row.name, row.team, row.groups, admin=row.admin)
 
     async def still_valid(self, identity: Identity) -> bool:
-        """Whether `identity`'s key was not revoked since the request began (raises `StorageUnavailable`
-        when the store cannot say)."""
+        """Whether `identity`'s key is not revoked (raises `StorageUnavailable` when the store cannot say).
+
+        A key the store confirmed less than `RECHECK_S` ago is not asked about again, so a revocation
+        stops a running script's calls within that time, on every replica."""
         if identity.name in self.config.keys or not self._closed:
             return True  # config keys are revoked by changing the config; open mode has no keys
-        return not await self.storage.is_revoked(identity.name)
+        if time.monotonic() - self._confirmed.get(identity.name, -RECHECK_S) < RECHECK_S:
+            return True
+        if await self.storage.is_revoked(identity.name):
+            return False
+        self._confirm(identity.name)
+        return True
+
+    def _confirm(self, name: str) -> None:
+        if len(self._confirmed) >= 10_000:
+            self._confirmed.clear()
+        self._confirmed[name] = time.monotonic()
 
     async def create(self, name: str, team: str | None, groups: list[str], admin: bool = False) -> str:
         """Store a new key's hash; the secret is returned once and never stored."""

@@ -22,4 +22,4 @@ def open_storage(config: GatewayConfig) -> Storage:
     if url.startswith(SQLITE_PREFIX):
         return SQLiteStorage(url[len(SQLITE_PREFIX):])
     return PostgresStorage(url, pool_size=settings.pool_size, connect_timeout_s=settings.connect_timeout_s,
-                           query_timeout_s=settings.query_timeout_s)
+                           query_timeout_s=settings.query_timeout_s, synchronous_commit=settings.synchronous_commit)

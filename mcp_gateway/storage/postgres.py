@@ -49,8 +49,9 @@ def redacted(url: str) -> str:
 
 class PostgresStorage:
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0,
-                 query_timeout_s: float = 10.0) -> None:
+                 query_timeout_s: float = 10.0, synchronous_commit: bool = False) -> None:
         self.url = url
+        self.synchronous_commit = synchronous_commit
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self.query_timeout_s = query_timeout_s
@@ -73,6 +74,7 @@ class PostgresStorage:
                 pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self.pool_size, timeout=self.connect_timeout_s,
                     command_timeout=self.query_timeout_s,
+                    server_settings={"synchronous_commit": "on" if self.synchronous_commit else "off"},
                 )
             except Exception as exc:
                 reason = f"{self.name}: cannot connect ({_describe(exc)})"

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from mcp_gateway import GatewayConfig, parse_config
 from mcp_gateway.governance.identity import Identity
-from mcp_gateway.governance.keys import KeyRing, hash_key, matches
+from mcp_gateway.governance.keys import RECHECK_S, KeyRing, hash_key, matches
 from mcp_gateway.storage import PostgresStorage, SQLiteStorage, Storage, StorageUnavailable
 from tests.stores import BACKENDS, open_store
 
@@ -207,3 +208,13 @@ async def test_create_refuses_unknown_groups(storage: Storage) -> None:
         await ring.create("alice", None, ["read", "nope", "gone"])
     assert await storage.list_keys() == []
     assert await ring.refresh()
+
+
+async def test_a_revocation_reaches_a_caller_already_in_within_recheck_s(storage: Storage) -> None:
+    ring = KeyRing(config(), storage)
+    who = await ring.authenticate(await ring.create("alice", None, ["read"]))
+    assert who is not None
+    assert await storage.revoke_key("alice")
+    assert await ring.still_valid(who), "confirmed by the store a moment ago: not asked again"
+    await anyio.sleep(RECHECK_S + 0.05)
+    assert not await ring.still_valid(who)
