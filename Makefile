@@ -25,7 +25,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
-.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory
+.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory bench-scale
 bench-tokens: install
 	$(BIN)/python benchmarks/tokens.py
 
@@ -44,6 +44,9 @@ bench-hostile: install
 
 bench-memory: install
 	$(BIN)/python benchmarks/sandbox_memory.py
+
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
