@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from .base import StorageUnavailable
+
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 
 TABLE = "schema_migrations"
@@ -47,6 +49,6 @@ def pending(backend: str, applied: set[int]) -> list[Migration]:
     known = migrations(backend)
     newer = sorted(v for v in applied if v > len(known))
     if newer:
-        raise RuntimeError(f"the store's schema is at version {max(newer)}, newer than this gateway knows "
+        raise StorageUnavailable(f"the store's schema is at version {max(newer)}, newer than this gateway knows "
                            f"({len(known)}): upgrade the gateway before using this store")
     return [m for m in known if m.version not in applied]

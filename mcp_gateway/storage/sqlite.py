@@ -50,6 +50,8 @@ class SQLiteStorage:
                 return fn(self._db)
             except (sqlite3.Error, OSError) as exc:
                 raise StorageUnavailable(f"{self.name}: {exc}") from exc
+            except StorageUnavailable as exc:
+                raise StorageUnavailable(f"{self.name}: {exc}") from None
 
     @property
     def _db(self) -> sqlite3.Connection:
