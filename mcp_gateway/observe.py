@@ -21,6 +21,7 @@ import structlog
 from mcp.shared.exceptions import MCPError
 
 from .errors import GatewayError, describe_exception
+from .governance.approvals import InputNeeded
 from .governance.audit import Auditor
 from .governance.identity import Identity
 from .metrics import Metrics
@@ -77,6 +78,9 @@ class Observer:
             yield seen
         except GatewayError as exc:
             seen.outcome, seen.error = type(exc).__name__, str(exc)
+            raise
+        except InputNeeded:  # answered with the question; the client's retry is a call of its own
+            seen.outcome = "input_required"
             raise
         except MCPError as exc:
             seen.outcome, seen.error = "error", exc.message

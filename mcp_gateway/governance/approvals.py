@@ -4,11 +4,18 @@ Where the request enters, the server binds an `Approver` for its client (`asking
 path asks it through `approve` when `needs_approval` says so. The question shows every argument
 in full, with invisible and bidirectional-control characters made visible; arguments too long to
 show in full are refused rather than summarised.
+
+A 2025-11-25 client is asked mid-call (an elicitation request). A 2026-07-28 client cannot be:
+its approver raises `InputNeeded`, the call is answered with an input-required result carrying
+the question, and the client retries the same call with the user's answer, which counts only
+for the question it was asked (the state echoed back is the question's digest, so an answer
+given for other arguments does not apply).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -22,12 +29,36 @@ from ..errors import ApprovalRefused
 from ..visible import visible
 
 Approver = Callable[[str], Awaitable[str]]
-"""Asks the user about `message`; returns "accept", "decline", "cancel" or "unsupported"."""
+"""Asks the user about `message`; returns "accept", "decline", "cancel", "unsupported" (the client cannot
+ask) or "in-script" (it cannot ask from inside a script), or raises `InputNeeded`."""
 
 MAX_SHOWN = 4000
 """Characters of arguments a question may show; a call whose arguments need more is refused."""
 
+APPROVAL_INPUT = "mcp-gateway/approval"
+"""The key of the approval question in an input-required result, and of its answer in the retry."""
+
 _current: ContextVar[Approver | None] = ContextVar("mcp_gateway_approver", default=None)
+
+
+class InputNeeded(Exception):  # not a GatewayError: the call goes on when the client retries
+    """Answer the call with an input-required result: `requests` for the client, `state` to echo back."""
+
+    def __init__(self, requests: dict[str, Any], state: str) -> None:
+        super().__init__("the client must ask the user and retry the call")
+        self.requests = requests
+        self.state = state
+
+
+def approval_state(message: str) -> str:
+    """The state a retry must echo for an answer to count: the question's digest (one question, one answer)."""
+    return "approval:" + hashlib.sha256(message.encode()).hexdigest()
+
+
+def approval_request(message: str) -> dict[str, Any]:
+    """The question as an input request: a form elicitation with no fields (accept, decline or cancel)."""
+    return {"method": "elicitation/create",
+            "params": {"mode": "form", "message": message, "requestedSchema": {"type": "object", "properties": {}}}}
 
 
 @contextlib.contextmanager
@@ -70,6 +101,9 @@ async def approve(ref: str, arguments: Mapping[str, Any]) -> str:
     decision = "unsupported" if approver is None else await approver(message)
     if decision == "unsupported":
         raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
+    if decision == "in-script":
+        raise ApprovalRefused(f"{ref} needs the user's approval, which this client (protocol 2026-07-28) can give "
+                              f"for a direct call but not yet from inside a script: call {ref} directly")
     if decision != "accept":
         raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}")
     return decision

@@ -22,6 +22,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from .._version import __version__
 from ..codemode import META_NAMES, META_TOOLS
 from ..gateway import Gateway
+from ..governance.approvals import InputNeeded
 from ..naming import client_prefix
 from ..results import wire_form
 from ..tokens import tool_definition_tokens
@@ -63,6 +64,10 @@ def build_server(gw: Gateway) -> Server[Any]:
         gw.calls_in_flight += 1
         try:
             return wire_form(await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress))
+        except InputNeeded as need:  # a 2026-07-28 client asks the user, then retries this call with the answer
+            return types.InputRequiredResult.model_validate(
+                {"inputRequests": need.requests, "requestState": need.state}
+            ).model_dump(by_alias=True, mode="json", exclude_none=True)
         finally:
             gw.calls_in_flight -= 1
 
