@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import mcp_types as types
 
 from sandbox import ExecutionResult, ToolError
@@ -13,7 +14,12 @@ from sandbox import ExecutionResult, ToolError
 from ..calls import NotFound, call_tool
 from ..errors import GatewayError, UpstreamUnavailable
 from ..gateway import Gateway
+from ..governance.approvals import InputNeeded, answered, current_retry
 from ..results import error_text, mib, result_bytes, result_to_value, text_result
+from ..storage import StorageUnavailable
+from .journal import PREFIX, Journal, digest
+from .journal import load as journal_load
+from .journal import save as journal_save
 
 MAX_RETURNED_BLOCKS = 64
 """Binary blocks (images, audio, resources) one script result may carry back to the client."""
@@ -30,11 +36,15 @@ class ScriptRun:
     sent back to the client as the real content block.
     """
 
-    def __init__(self, gw: Gateway, progress: Progress | None = None) -> None:
+    def __init__(self, gw: Gateway, progress: Progress | None = None, journal: Journal | None = None) -> None:
         self.gw = gw
         self.progress = progress
+        self.journal = journal or Journal("")
         self.calls = 0
         self.blocks: dict[str, types.ContentBlock] = {}
+        self.paused: InputNeeded | None = None
+        self.scope = anyio.CancelScope()
+        """Cancelled when the run pauses for the user's input."""
 
     async def call(self, ref: str, arguments: Mapping[str, Any]) -> Any:
         """`server.tool` by identifier (or upstream name) -> the result as a script value."""
@@ -46,9 +56,22 @@ class ScriptRun:
         down = UpstreamUnavailable(server, status, comes_back) if status != "ok" else None
         target = entry or NotFound(ref, catalog.code_refs(), down)
         args = entry.upstream_arguments(arguments) if entry else dict(arguments)
+        key = self.journal.key(ref, args)
+        recorded = self.journal.calls.get(key)
         try:
-            result = await call_tool(self.gw, target, args, via="script")
+            if recorded is not None:  # made in an earlier round of this script: not made again
+                if "error" in recorded:
+                    raise ToolError(recorded["error"])
+                result = types.CallToolResult.model_validate(recorded["result"])
+            else:
+                result = await call_tool(self.gw, target, args, via="script")
+                self.journal.calls[key] = {"result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        except InputNeeded as need:  # the user must answer first: this round ends, the client retries
+            self.paused = need
+            self.scope.cancel()
+            raise ToolError("paused for the user's answer") from None
         except GatewayError as exc:
+            self.journal.calls[key] = {"error": str(exc)}
             raise ToolError(str(exc)) from None
         finally:
             self.calls += 1
@@ -95,15 +118,40 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
     """Run a script and build the client's result: text, then any returned binary blocks."""
     try:
         await gw.quota.check_rate(gw.identity, "scripts")
-    except GatewayError as exc:
+        journal = await _journal(gw, code)
+    except (GatewayError, ValueError) as exc:
         return text_result(str(exc), is_error=True)
-    run = ScriptRun(gw, progress)
+    run = ScriptRun(gw, progress, journal)
     direct = [e.direct_hint for e in gw.catalog.entries if e.direct_name]  # named in a script's errors only
-    outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.name)
+    with answered(journal.answers), run.scope:
+        outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.name)
+    if run.paused is not None:
+        journal.pending = run.paused.state
+        try:
+            state = await journal_save(gw.storage, gw.identity.name, journal)
+        except (StorageUnavailable, ValueError) as exc:
+            return text_result(f"the script needs the user's approval and cannot pause for it: {exc}", is_error=True)
+        raise InputNeeded(run.paused.requests, state)
     gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
     result = text_result(format_execution(outcome), is_error=outcome.error is not None)
     result.content.extend(run.returned_blocks(outcome.value))
     return result
+
+
+async def _journal(gw: Gateway, code: str) -> Journal:
+    """A fresh journal, or the one of the paused round this call retries (with the user's new answer)."""
+    retry = current_retry()
+    if retry is None or not retry.state.startswith(PREFIX):
+        return Journal(digest(code))
+    try:
+        journal = await journal_load(gw.storage, gw.identity.name, retry.state, code)
+    except StorageUnavailable as exc:
+        raise ValueError(f"the paused script cannot be continued: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"the paused script cannot be continued ({exc}): run it again") from None
+    if journal.pending is not None and retry.action is not None:
+        journal.answers[journal.pending] = retry.action
+    return journal
 
 
 def format_execution(run: ExecutionResult) -> str:

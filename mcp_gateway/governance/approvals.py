@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -29,8 +30,8 @@ from ..errors import ApprovalRefused
 from ..visible import visible
 
 Approver = Callable[[str], Awaitable[str]]
-"""Asks the user about `message`; returns "accept", "decline", "cancel", "unsupported" (the client cannot
-ask) or "in-script" (it cannot ask from inside a script), or raises `InputNeeded`."""
+"""Asks the user about `message`; returns "accept", "decline", "cancel" or "unsupported" (the client
+cannot ask), or raises `InputNeeded` (the client asks and retries the call)."""
 
 MAX_SHOWN = 4000
 """Characters of arguments a question may show; a call whose arguments need more is refused."""
@@ -39,6 +40,59 @@ APPROVAL_INPUT = "mcp-gateway/approval"
 """The key of the approval question in an input-required result, and of its answer in the retry."""
 
 _current: ContextVar[Approver | None] = ContextVar("mcp_gateway_approver", default=None)
+_given: ContextVar[dict[str, str] | None] = ContextVar("mcp_gateway_approvals_given", default=None)
+_retry: ContextVar[Retry | None] = ContextVar("mcp_gateway_retry", default=None)
+
+
+@dataclass(frozen=True)
+class Retry:
+    state: str
+    action: str | None
+
+
+def retry_of(params: Mapping[str, Any] | None) -> Retry | None:
+    """The retry a request's params carry (`requestState`, and the answer under `APPROVAL_INPUT`), if any."""
+    state = (params or {}).get("requestState")
+    if not isinstance(state, str):
+        return None
+    responses = (params or {}).get("inputResponses")
+    answer = responses.get(APPROVAL_INPUT) if isinstance(responses, Mapping) else None
+    action = answer.get("action") if isinstance(answer, Mapping) else None
+    return Retry(state, action if action in ("accept", "decline", "cancel") else None)
+
+
+@contextlib.contextmanager
+def retrying(current: Retry | None) -> Iterator[None]:
+    """The request being served is this retry (None: not a retry, or a 2025-11-25 client)."""
+    token = _retry.set(current)
+    try:
+        yield
+    finally:
+        _retry.reset(token)
+
+
+def current_retry() -> Retry | None:
+    return _retry.get()
+
+
+@contextlib.contextmanager
+def answered(given: Mapping[str, str]) -> Iterator[None]:
+    """Inside the block, questions already answered (digest -> action) are not asked again."""
+    token = _given.set({**(_given.get() or {}), **given})
+    try:
+        yield
+    finally:
+        _given.reset(token)
+
+
+def given_answer(message: str) -> str | None:
+    """The user's answer to this question, given in this retry or an earlier round, if any."""
+    digest = approval_state(message)
+    found = (_given.get() or {}).get(digest)
+    current = _retry.get()
+    if found is None and current is not None and current.state == digest:
+        found = current.action
+    return found
 
 
 class InputNeeded(Exception):  # not a GatewayError: the call goes on when the client retries
@@ -101,9 +155,6 @@ async def approve(ref: str, arguments: Mapping[str, Any]) -> str:
     decision = "unsupported" if approver is None else await approver(message)
     if decision == "unsupported":
         raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
-    if decision == "in-script":
-        raise ApprovalRefused(f"{ref} needs the user's approval, which this client (protocol 2026-07-28) can give "
-                              f"for a direct call but not yet from inside a script: call {ref} directly")
     if decision != "accept":
         raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}")
     return decision

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -24,8 +23,17 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..gateway import Gateway
-from ..governance.approvals import APPROVAL_INPUT, Approver, InputNeeded, approval_request, approval_state, asking
-from ..governance.audit import execution_id
+from ..governance.approvals import (
+    APPROVAL_INPUT,
+    Approver,
+    InputNeeded,
+    approval_request,
+    approval_state,
+    asking,
+    given_answer,
+    retry_of,
+    retrying,
+)
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KeyRing
 from ..storage import StorageUnavailable
@@ -157,9 +165,10 @@ class Entry:
 
     async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         identity = await caller(self.gw, ctx)
-        approver = _input_approver(ctx) if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS \
-            else _elicitation_approver(ctx)
-        with acting_as(identity), asking(approver), self.relay.serving(ctx, identity):
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        approver = _input_approver(ctx) if modern else _elicitation_approver(ctx)
+        with acting_as(identity), asking(approver), retrying(retry_of(ctx.params) if modern else None), \
+                self.relay.serving(ctx, identity):
             scope = getattr(ctx.request, "scope", None)
             gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
             if ctx.method == "initialize":
@@ -213,14 +222,9 @@ def _input_approver(ctx: ServerRequestContext[Any]) -> Approver:
     """A 2026-07-28 client: the answer comes with the call's retry (`inputResponses`), or is asked for."""
 
     async def approve(message: str) -> str:
-        if execution_id.get() is not None:
-            return "in-script"  # a running script cannot be paused for the client's retry (yet)
-        params = ctx.params or {}
-        responses = params.get("inputResponses")
-        answer = responses.get(APPROVAL_INPUT) if isinstance(responses, Mapping) else None
-        if isinstance(answer, Mapping) and params.get("requestState") == approval_state(message):
-            action = answer.get("action")
-            return action if action in ("accept", "decline", "cancel") else "cancel"
+        known = given_answer(message)
+        if known is not None:
+            return known
         caps = ctx.session.client_capabilities
         if caps is None or caps.elicitation is None:
             return "unsupported"

@@ -146,6 +146,7 @@ class PostgresStorage:
         async def run(pool: asyncpg.Pool) -> int:
             await pool.execute("DELETE FROM budgets WHERE updated < $1", counters_before)
             await pool.execute("DELETE FROM sessions WHERE created < $1", counters_before)
+            await pool.execute("DELETE FROM state WHERE expires < $1", time.time())
             status: str = await pool.execute("DELETE FROM audit WHERE ts < $1", before)
             return int(status.split()[-1])
 
@@ -176,6 +177,16 @@ class PostgresStorage:
 
     async def drop_session(self, session_id: str) -> None:
         await self._run(lambda p: p.execute("DELETE FROM sessions WHERE id = $1", session_id))
+
+    async def put_state(self, key: str, owner: str, body: str, expires: float) -> None:
+        sql = ("INSERT INTO state VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE "
+               "SET owner = excluded.owner, body = excluded.body, expires = excluded.expires")
+        await self._run(lambda p: p.execute(sql, key, owner, body, expires))
+
+    async def get_state(self, key: str, owner: str) -> str | None:
+        sql = "SELECT body FROM state WHERE key = $1 AND owner = $2 AND expires > $3"
+        found = await self._run(lambda p: p.fetchval(sql, key, owner, time.time()))
+        return None if found is None else str(found)
 
     async def publish(self, message: str) -> None:
         """NOTIFY carries up to 8000 bytes; a longer message goes through the `messages` table."""

@@ -114,6 +114,7 @@ class SQLiteStorage:
         def run(db: sqlite3.Connection) -> int:
             db.execute("DELETE FROM budgets WHERE updated < ?", (counters_before,))
             db.execute("DELETE FROM sessions WHERE created < ?", (counters_before,))
+            db.execute("DELETE FROM state WHERE expires < ?", (time.time(),))
             return int(db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
         return await self._call(run)
@@ -141,6 +142,15 @@ class SQLiteStorage:
 
     async def drop_session(self, session_id: str) -> None:
         await self._call(lambda db: db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
+
+    async def put_state(self, key: str, owner: str, body: str, expires: float) -> None:
+        await self._call(lambda db: db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)",
+                                               (key, owner, body, expires)))
+
+    async def get_state(self, key: str, owner: str) -> str | None:
+        sql = "SELECT body FROM state WHERE key = ? AND owner = ? AND expires > ?"
+        found = await self._call(lambda db: db.execute(sql, (key, owner, time.time())).fetchone())
+        return None if found is None else str(found[0])
 
     async def publish(self, message: str) -> None:
         """One node: every session is served here, so there is no one else to tell."""

@@ -55,10 +55,39 @@ async def test_an_answer_counts_only_for_the_arguments_it_was_asked_about() -> N
     assert isinstance(forged, types.InputRequiredResult), "the answer was for other arguments: asked again"
 
 
-async def test_inside_a_script_the_approval_is_refused_with_what_to_do() -> None:
-    async with serve_gateway(gateway()) as url, Client(url, elicitation_callback=_accept) as client:
-        out = await client.call_tool("executeToolCode", {"code": "result = calc.add(a=1, b=2)"})
-    assert "can give for a direct call but not yet from inside a script: call calc.add directly" in text_of(out)
+@pytest.mark.parametrize("action", ["accept", "decline"])
+async def test_a_script_pauses_for_the_answer_and_its_earlier_calls_are_not_made_again(action: str) -> None:
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action=action, content={} if action == "accept" else None)  # type: ignore[arg-type]
+
+    code = 'first = calc.echo(text="once")\nresult = [first, calc.add(a=1, b=2), calc.add(a=3, b=4)]'
+    gw = gateway()
+    async with serve_gateway(gw) as url, Client(url, elicitation_callback=on_elicit) as client:
+        out = await client.call_tool("executeToolCode", {"code": code})
+    rows = [(r.tool, r.outcome) for r in await gw.storage.query_audit() if r.kind == "tool"]
+    assert rows.count(("echo", "ok")) == 1, rows  # made in the first round, answered from the journal after
+    if action == "accept":
+        assert text_of(out) == 'result = ["once", 3, 7]'
+        assert asked == ["Allow the tool call calc.add?\n  a = 1\n  b = 2",
+                         "Allow the tool call calc.add?\n  a = 3\n  b = 4"]
+        assert rows.count(("add", "ok")) == 2 and rows.count(("add", "input_required")) == 2
+    else:
+        assert out.is_error and "needs the user's approval, and the user answered decline" in text_of(out)
+        assert len(asked) == 1 and ("add", "ok") not in rows
+
+
+async def test_a_retry_for_another_keys_or_an_expired_pause_is_refused() -> None:
+    gw = gateway()
+    async with serve_gateway(gw) as url, Client(url, elicitation_callback=_accept) as client:
+        out = await client.session.call_tool(  # type: ignore[call-arg]
+            "executeToolCode", {"code": "result = calc.add(a=1, b=2)"}, allow_input_required=True,
+            input_responses={"mcp-gateway/approval": types.ElicitResult(action="accept", content={})},
+            request_state="script:made-up",
+        )
+    assert out.is_error and "the paused script cannot be continued" in text_of(out)  # type: ignore[union-attr]
 
 
 async def test_a_client_without_elicitation_is_told_it_cannot_be_asked() -> None:

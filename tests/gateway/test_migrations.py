@@ -64,7 +64,7 @@ async def test_the_migrate_command(tmp_path: Path) -> None:
                                   capture_output=True, text=True, timeout=60, check=False)
 
         first, second = migrate(), migrate()
-    assert first.returncode == 0 and "applied 0001_initial, 0002_sessions" in first.stdout
+    assert first.returncode == 0 and "applied 0001_initial, 0002_sessions, 0003_state" in first.stdout
     assert second.returncode == 0 and second.stdout.strip().endswith("schema up to date")
     config.write_text('[storage]\nurl = "postgresql://postgres:secret-pw@127.0.0.1:1/test"\n')
     down = subprocess.run([sys.executable, "-m", "mcp_gateway.cli", "migrate", "--config", str(config)],
