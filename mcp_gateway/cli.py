@@ -9,7 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 import anyio
@@ -36,6 +36,7 @@ from .listen import ListenError, bind, bound_port
 from .logs import configure_logging
 from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
+from .reload import watch_config
 from .server import serve_http, serve_stdio
 from .storage import StorageUnavailable
 from .store_commands import keys_command, logs_command, migrate_command, print_table
@@ -204,7 +205,7 @@ def serve(config: GatewayConfig, config_path: Path, *, host: str | None, port: i
     gw = Gateway(config.model_copy(update={"gateway": config.gateway.model_copy(update={"port": port})}))
     gc.freeze()  # what is loaded by now lives for good: keep it out of every garbage collection's scan
     if stdio:
-        anyio.run(serve_stdio, gw)
+        anyio.run(_watching, config_path, gw, serve_stdio(gw))
         return 0
     return anyio.run(_serve_http, gw, config_path, host, port, allow_open)
 
@@ -241,8 +242,17 @@ async def _serve_http(gw: Gateway, config_path: Path, host: str, port: int, allo
     if host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {host}, reachable from other machines", file=sys.stderr)
     _warn_duplicates(config, config_path)
-    await serve_http(gw, host, port, sockets)
+    await _watching(config_path, gw, serve_http(gw, host, port, sockets))
     return 0
+
+
+async def _watching(path: Path, gw: Gateway, serving: Awaitable[None]) -> None:
+    """Serve while the config file is watched for access changes (`reload.py`)."""
+    async with anyio.create_task_group() as tg:
+        if path.suffix != ".json":  # a .mcp.json has no access tables to reload
+            tg.start_soon(watch_config, gw, path)
+        await serving
+        tg.cancel_scope.cancel()
 
 
 def _warn_duplicates(config: GatewayConfig, path: Path) -> None:

@@ -167,6 +167,19 @@ class Gateway:
             self._savings[id(catalog)] = tool_definition_tokens(code_tools, client_prefix(self.config.gateway.name))
         return self._savings[id(catalog)]
 
+    def apply_governance(self, new: GatewayConfig) -> list[str]:
+        """Take `new`'s groups, teams, keys and tool rules (who may call what, limits, prices, approvals)
+        at once; returns the other tables that differ, which need a restart and were left as they are."""
+        left = [t for t in ("gateway", "storage", "limits", "servers") if getattr(new, t) != getattr(self.config, t)]
+        self.config = self.config.model_copy(
+            update={"groups": new.groups, "teams": new.teams, "keys": new.keys, "tools": new.tools})
+        self.keys.use(self.config)
+        self.quota.config = self.config
+        self._views.clear()
+        self._savings.clear()
+        self._changed.set()  # sessions whose tools changed are told
+        return left
+
     def _upstream_changed(self, up: Upstream) -> None:
         """An upstream's tools appeared, changed or went away (called from its task)."""
         self._changed.set()

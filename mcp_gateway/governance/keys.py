@@ -50,15 +50,20 @@ class KeyRing:
     """
 
     def __init__(self, config: GatewayConfig, storage: Storage) -> None:
-        self.config = config
         self.storage = storage
+        self._closed = False
+        self.use(config)
+        self._open = False
+        self._confirmed: dict[str, float] = {}
+
+    def use(self, config: GatewayConfig) -> None:
+        """Take a (re)loaded config's keys, teams and groups; a key ring once closed stays closed."""
+        self.config = config
         self._config_keys = [
             (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny, k.admin))
             for n, k in config.keys.items()
         ]
-        self._closed = bool(self._config_keys)
-        self._open = False
-        self._confirmed: dict[str, float] = {}
+        self._closed = self._closed or bool(self._config_keys)
 
     def is_open(self) -> bool:
         """No key was ever configured or created (as of the last `refresh`): loopback callers are let in."""

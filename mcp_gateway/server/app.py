@@ -47,8 +47,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
     manager = SessionManager(app=server, security_settings=security, store=gw.storage,
                              max_sessions_per_key=gw.config.gateway.max_sessions_per_key)
     manager.on_closed.append(shared_state(gw).forget)
-    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, {n: g.tools for n, g in gw.config.groups.items()},
-                      max_request_bytes=gw.config.gateway.max_request_bytes)
+    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, max_request_bytes=gw.config.gateway.max_request_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
         """Anyone: whether the gateway serves (`ok`, or `degraded` while an enabled upstream is not ready; HTTP 200
@@ -88,7 +87,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/register", no_oauth, methods=["GET", "POST"]),
-            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, {}, admin_only=True), methods=["GET"]),
+            Route("/metrics", KeyAuth(request_response(metrics), gw.keys, admin_only=True), methods=["GET"]),
         ],
         lifespan=lambda app: _lifespan(manager, gw),
     )

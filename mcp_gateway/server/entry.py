@@ -55,11 +55,10 @@ class KeyAuth:
     key gets 403.
     """
 
-    def __init__(self, app: ASGIApp, keys: KeyRing, groups: dict[str, list[str]], *, admin_only: bool = False,
+    def __init__(self, app: ASGIApp, keys: KeyRing, *, admin_only: bool = False,
                  max_request_bytes: int | None = None) -> None:
         self.app = app
         self.keys = keys
-        self.groups = groups
         self.admin_only = admin_only
         self.max_request_bytes = max_request_bytes
 
@@ -95,10 +94,11 @@ class KeyAuth:
             return
         group = scope.get("path_params", {}).get("group")
         if group is not None:
-            if group not in self.groups:
+            groups = self.keys.config.groups  # the config as (re)loaded
+            if group not in groups:
                 await _reject(send, 404, f"no tool group named {group!r}")
                 return
-            identity = identity.at_endpoint(group, self.groups[group])
+            identity = identity.at_endpoint(group, groups[group].tools)
         scope[IDENTITY_SCOPE_KEY] = identity
         endpoint = f"/mcp/{group}" if group is not None else "/mcp"
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=identity.name, scopes=[], subject=endpoint))
