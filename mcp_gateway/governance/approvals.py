@@ -155,6 +155,10 @@ async def approve(ref: str, arguments: Mapping[str, Any]) -> str:
     decision = "unsupported" if approver is None else await approver(message)
     if decision == "unsupported":
         raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
+    if decision == "cancel":  # also what an unattended client (`claude -p`) answers without asking anyone
+        raise ApprovalRefused(f"{ref} needs the user's approval, and it was not given: the question was cancelled "
+                              "(a client running unattended, such as `claude -p`, cancels every question without "
+                              "asking anyone). Do not retry the call; tell the user it needs their approval")
     if decision != "accept":
         raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}")
     return decision

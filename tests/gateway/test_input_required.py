@@ -35,7 +35,8 @@ async def test_a_direct_call_is_approved_through_the_clients_retry(action: str) 
     if action == "accept":
         assert out.structured_content == {"result": 5}
     else:
-        assert out.is_error and f"needs the user's approval, and the user answered {action}" in text_of(out)
+        said = "it was not given: the question was cancelled" if action == "cancel" else "the user answered decline"
+        assert out.is_error and f"needs the user's approval, and {said}" in text_of(out)
     rows = [(r.tool, r.outcome, r.approval) for r in await gw.storage.query_audit() if r.kind == "tool"]
     assert rows[0] == ("add", "input_required", None)
     assert rows[1] == ("add", "ok", "accept") if action == "accept" else rows[1][1] == "ApprovalRefused"
