@@ -111,6 +111,32 @@ async def timed(call: Callable[[], Awaitable[Any]], n: int, warmup: int = 20) ->
     return samples
 
 
+async def concurrent(open_client: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+                     call: Callable[[Any, int, int], Awaitable[Any]], clients: int, calls: int
+                     ) -> tuple[float, list[float], int]:
+    """`clients` clients at once, each making `calls` calls (`call(client, n, i)` for client n's i-th):
+    the elapsed seconds, each call's milliseconds, and how many failed (an error result or an exception)."""
+    samples: list[float] = []
+    errors = 0
+
+    async def one(n: int) -> None:
+        nonlocal errors
+        async with open_client() as client:
+            for i in range(calls):
+                start = time.perf_counter()
+                try:
+                    errors += bool(getattr(await call(client, n, i), "is_error", False))
+                except Exception:
+                    errors += 1
+                samples.append((time.perf_counter() - start) * 1000)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for n in range(clients):
+            tg.start_soon(one, n)
+    return time.perf_counter() - started, samples, errors
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

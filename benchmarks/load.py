@@ -12,36 +12,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import anyio
-from common import fixture_server, free_port, gateway, process, rss_mb, wait_for_port
+from common import concurrent, fixture_server, free_port, gateway, process, rss_mb, wait_for_port
 from mcp import Client
 
 
 async def level(url: str, tool: str, clients: int, calls: int) -> tuple[float, list[float], int]:
-    samples: list[float] = []
-    errors = 0
-
-    async def one() -> None:
-        nonlocal errors
-        async with Client(url) as client:
-            for i in range(calls):
-                start = time.perf_counter()
-                try:
-                    result = await client.call_tool(tool, {"a": i, "b": 1})
-                    errors += bool(result.is_error)
-                except Exception:
-                    errors += 1
-                samples.append((time.perf_counter() - start) * 1000)
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for _ in range(clients):
-            tg.start_soon(one)
-    return time.perf_counter() - started, samples, errors
+    return await concurrent(lambda: Client(url), lambda c, n, i: c.call_tool(tool, {"a": i, "b": 1}), clients, calls)
 
 
 def row(name: str, clients: int, elapsed: float, ms: list[float], errors: int, rss: str) -> str:

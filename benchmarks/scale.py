@@ -31,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cluster import cluster
-from benchmarks.common import fixture_stdio, toml_table
+from benchmarks.common import concurrent, fixture_stdio, toml_table
 
 
 @contextlib.asynccontextmanager
@@ -62,35 +62,22 @@ def make_key(text: str, folder: Path) -> str:
     return made.stdout.strip()
 
 
+@contextlib.asynccontextmanager
+async def keyed(url: str, key: str) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http, \
+            Client(streamable_http_client(url, http_client=http)) as client:
+        yield client
+
+
 async def load(url: str, key: str, clients: int, calls: int) -> tuple[float, list[float], int]:
-    samples: list[float] = []
-    errors = 0
-
-    async def one(n: int) -> None:
-        nonlocal errors
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http, \
-                Client(streamable_http_client(url, http_client=http)) as client:
-            for i in range(calls):
-                start = time.perf_counter()
-                try:
-                    result = await client.call_tool("math_add", {"a": i, "b": n})
-                    errors += bool(result.is_error)
-                except Exception:
-                    errors += 1
-                samples.append((time.perf_counter() - start) * 1000)
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for n in range(clients):
-            tg.start_soon(one, n)
-    return time.perf_counter() - started, samples, errors
+    return await concurrent(lambda: keyed(url, key), lambda c, n, i: c.call_tool("math_add", {"a": i, "b": n}),
+                            clients, calls)
 
 
 async def sequential(url: str, key: str, calls: int) -> list[float]:
     """One client, one call at a time (after 30 untimed ones that warm every replica up): latency alone."""
     samples = []
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http, \
-            Client(streamable_http_client(url, http_client=http)) as client:
+    async with keyed(url, key) as client:
         for i in range(30 + calls):
             start = time.perf_counter()
             await client.call_tool("math_add", {"a": i, "b": 0})

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchmarks.common import process
 from mcp_gateway.tokens import count_tokens
 from tests.helpers import FIXTURES, free_port, wait_for_port
 
@@ -74,17 +75,9 @@ async def gateway_process(servers: Mapping[str, Mapping[str, Any]], **gateway: A
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mcp-gateway-frameworks-") as tmp:
         config = write_config(Path(tmp), servers, port=port, **gateway)
-        proc = subprocess.Popen(serve_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
+        with process(serve_command(config)):
             await wait_for_port(port, 60)
             yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 @contextlib.contextmanager

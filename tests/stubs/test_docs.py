@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stubs import ToolSpec, assign_identifiers, render_docs, render_server_stub, render_tool_stub
+from stubs import ToolSpec, render_docs, render_server_stub, render_tool_stub
 from stubs.constraints import constraints
 from stubs.fields import MAX_FIELD_CHARS, MAX_FIELD_LINES
 from stubs.render import StubTypes, render_signature, stub_order, stub_types
 from stubs.typed import TypeTable
 from tests.stubs.support import data_servers, data_specs, spec
 from tests.stubs.test_render import ME, SEARCH
-from tests.stubs.test_typed import KNOWN, body, obj, objects
+from tests.stubs.test_typed import KNOWN, body, obj, objects, random_tools
 
 
 def test_docs_of_a_small_tool() -> None:
@@ -350,13 +350,7 @@ def test_docs_of_random_nested_schemas_name_only_the_stubs_classes(raw: list[tup
     """Never a class the stub lacks. (That every field of every class is listed too is checked on real tools:
     random schemas make degenerate unions, such as two identical recursive options, whose classes have the
     same keys and cannot be told apart; the docs then list both options under the first.)"""
-    ids = assign_identifiers([name for name, _, _ in raw])
-    tools = [
-        ToolSpec(name, ids[name], "", {"type": "object", "properties": {"p": inp, "q": inp}, "required": ["p"]},
-                 out if isinstance(out, dict) else None)
-        for name, inp, out in raw
-    ]  # fmt: skip
-    tools = list({t.identifier: t for t in tools}.values())
+    tools = random_tools(raw)
     for t in tools:
         for group in (None, tools):
             types = stub_types("s", stub_order(group) if group else [t])

@@ -23,6 +23,17 @@ GOLDEN = DATA / "golden"
 KNOWN = {"Any", "Literal", "NotRequired", "Required", "TypedDict", "str", "int", "float", "bool", "list", "dict"}
 
 
+def random_tools(raw: list[tuple[str, Any, Any]]) -> list[ToolSpec]:
+    """Tools from hypothesis' (name, input object, output object) triples, one per identifier."""
+    ids = assign_identifiers([name for name, _, _ in raw])
+    tools = [
+        ToolSpec(name, ids[name], "", {"type": "object", "properties": {"p": inp, "q": inp}, "required": ["p"]},
+                 out if isinstance(out, dict) else None)
+        for name, inp, out in raw
+    ]  # fmt: skip
+    return list({t.identifier: t for t in tools}.values())
+
+
 def body(stub: str) -> list[str]:
     """The stub without its header comment and import line."""
     return [line for line in stub.splitlines() if line and not line.startswith(("#", "from typing"))]
@@ -247,13 +258,7 @@ objects = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.text(max_size=6), objects, objects), min_size=1, max_size=4))
 def test_random_nested_schemas_give_parseable_complete_stubs(raw: list[tuple[str, Any, Any]]) -> None:
-    ids = assign_identifiers([name for name, _, _ in raw])
-    tools = [
-        ToolSpec(name, ids[name], "", {"type": "object", "properties": {"p": inp, "q": inp}, "required": ["p"]},
-                 out if isinstance(out, dict) else None)
-        for name, inp, out in raw
-    ]  # fmt: skip
-    tools = list({t.identifier: t for t in tools}.values())
+    tools = random_tools(raw)
     stub = render_server_stub("s", tools)
     _check_stub(stub, tools)
     assert render_server_stub("s", list(reversed(tools))) == stub
