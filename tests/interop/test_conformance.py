@@ -7,6 +7,7 @@ through, since the suite calls fixed names (`test_simple_text`, `test://static-t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from mcp_gateway import Gateway
 from tests.helpers import http_fixture, make_config, serve_gateway, stdio
-from tests.interop.npm import CONFORMANCE, INSPECTOR, npm_bin
+from tests.interop.npm import CONFORMANCE, CONFORMANCE_2026, INSPECTOR, NPM_DIR, node22_first, npm_bin
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -29,7 +30,14 @@ UPSTREAMS = ["http", "http-legacy", "stdio", "stdio-legacy"]
 
 @pytest.fixture(scope="module")
 def conformance() -> Path:
-    return npm_bin(CONFORMANCE)
+    with node22_first():
+        return npm_bin(CONFORMANCE)
+
+
+@pytest.fixture(scope="module")
+def conformance_2026() -> Path:
+    with node22_first():
+        return npm_bin(CONFORMANCE_2026, NPM_DIR / "conformance-2026")  # a second version: its own prefix
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +45,14 @@ def inspector() -> Path:
     return npm_bin(INSPECTOR)
 
 
-async def run_suite(conformance: Path, url: str, *extra: str) -> tuple[int, str]:
-    """`conformance server --suite all` against `url`: its exit code and the end of its output."""
-    with anyio.fail_after(200):
-        done = await anyio.run_process([str(conformance), "server", "--url", url, "--suite", "all", *extra],
+ALL = ("--suite", "all")
+ACTIVE_2026 = ("--spec-version", "2026-07-28", "--suite", "active")
+
+
+async def run_suite(conformance: Path, url: str, *extra: str, suite: tuple[str, ...] = ALL) -> tuple[int, str]:
+    """`conformance server` (`--suite all`, or `suite`) against `url`: its exit code and the end of its output."""
+    with anyio.fail_after(200), node22_first():
+        done = await anyio.run_process([str(conformance), "server", "--url", url, *suite, *extra],
                                        check=False, stderr=subprocess.STDOUT)
     lines = done.stdout.decode(errors="replace").splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith(("✓", "✗"))), max(0, len(lines) - 60))
@@ -56,7 +68,14 @@ def totals(summary: str) -> tuple[int, int]:
 @pytest.fixture
 async def gateway_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """The gateway's `/mcp` in front of the conformance fixture, reached over the parametrized transport."""
-    transport, _, era = request.param.partition("-")
+    async with gateway_in_front(request.param) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def gateway_in_front(upstream: str) -> AsyncIterator[str]:
+    """`upstream` is one of `UPSTREAMS`: the fixture's transport, and `-legacy` for the handshake era only."""
+    transport, _, era = upstream.partition("-")
     args = ("--legacy",) if era else ()
     gateway = {"prefix_direct_tools": False}
     if transport == "stdio":
@@ -85,6 +104,17 @@ async def test_suite_passes_through_the_gateway(conformance: Path, gateway_url: 
     code, summary = await run_suite(conformance, gateway_url, "--expected-failures", str(EXPECTED_FAILURES))
     assert code == 0, summary
     assert totals(summary) == (44, 0), summary
+
+
+async def test_2026_07_28_suite_passes_through_the_gateway_as_on_the_fixture_alone(conformance_2026: Path) -> None:
+    async with http_fixture("conformance_server") as url:
+        code, alone = await run_suite(conformance_2026, url, suite=ACTIVE_2026)
+    assert code == 0, alone
+    for transport in ("http", "stdio"):
+        async with gateway_in_front(transport) as url:
+            code, through = await run_suite(conformance_2026, url, suite=ACTIVE_2026)
+        assert code == 0, through
+        assert totals(through) == totals(alone), (transport, through)
 
 
 @pytest.mark.parametrize("gateway_url", ["http"], indirect=True)
