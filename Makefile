@@ -25,7 +25,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
-.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory bench-scale
+.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory bench-scale bench-dashboard
 bench-tokens: install
 	$(BIN)/python benchmarks/tokens.py
 
@@ -47,6 +47,9 @@ bench-memory: install
 
 bench-scale: install
 	$(BIN)/python benchmarks/scale.py
+
+bench-dashboard: install
+	$(BIN)/python benchmarks/dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

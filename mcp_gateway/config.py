@@ -97,6 +97,16 @@ class StorageSettings(_Strict):
         return url
 
 
+class DashboardSettings(_Strict):
+    """The `[dashboard]` table: the read-only web pages at `/ui`, for admin keys (docs/dashboard.md)."""
+
+    enabled: bool = False
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a dashboard sign-in lasts (its cookie and the server-side session)."""
+    page_rows: int = Field(default=50, ge=10, le=500)
+    """Audit rows per page of the calls page."""
+
+
 class LimitSettings(_Strict):
     """The `[limits]` table: bounds for one `executeToolCode` script (defaults: `sandbox.Limits`)."""
 
@@ -213,6 +223,7 @@ class GatewayConfig(_Strict):
     gateway: GatewaySettings = GatewaySettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     servers: dict[str, ServerConfig] = {}
     groups: dict[str, GroupConfig] = {}
     teams: dict[str, TeamConfig] = {}

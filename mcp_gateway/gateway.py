@@ -170,7 +170,8 @@ class Gateway:
     def apply_governance(self, new: GatewayConfig) -> list[str]:
         """Take `new`'s groups, teams, keys and tool rules (who may call what, limits, prices, approvals)
         at once; returns the other tables that differ, which need a restart and were left as they are."""
-        left = [t for t in ("gateway", "storage", "limits", "servers") if getattr(new, t) != getattr(self.config, t)]
+        left = [t for t in ("gateway", "storage", "limits", "dashboard", "servers")
+                if getattr(new, t) != getattr(self.config, t)]
         self.config = self.config.model_copy(
             update={"groups": new.groups, "teams": new.teams, "keys": new.keys, "tools": new.tools})
         self.keys.use(self.config)

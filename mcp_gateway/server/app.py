@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
+from ..dashboard import routes as dashboard_routes
 from ..gateway import Gateway
 from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit
@@ -81,6 +82,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             gw.metrics.upstream_up.labels(up.name).set(1 if up.state == "ready" else 0)
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    ui = dashboard_routes(gw, security.allowed_hosts if security else None) if gw.config.dashboard.enabled else []
     return Starlette(
         routes=[
             Route("/mcp", mcp_app),
@@ -88,6 +90,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/register", no_oauth, methods=["GET", "POST"]),
             Route("/metrics", KeyAuth(request_response(metrics), gw.keys, admin_only=True), methods=["GET"]),
+            *ui,
         ],
         lifespan=lambda app: _lifespan(manager, gw),
     )

@@ -8,9 +8,9 @@ caller treats that as "no": no key is accepted, no call is made unaudited, no li
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,88 @@ class Budget:
     budget: float
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which audit rows a dashboard page reads; unset fields match every row.
+
+    `top_level` leaves out the calls scripts made (rows with an `execution_id` other than the
+    script's own `meta` row), which are read with `audit_of_executions` and shown under their script.
+    """
+
+    key: str | None = None
+    team: str | None = None
+    server: str | None = None
+    tool: str | None = None
+    outcome: str | None = None
+    since: float | None = None
+    until: float | None = None
+    top_level: bool = False
+
+    def sql(self, mark: Callable[[int], str]) -> tuple[list[str], list[object]]:
+        """The WHERE clauses (ANDed) and their parameters; `mark(n)` spells the n-th placeholder (from 1)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (("key = {}", self.key), ("team = {}", self.team), ("server = {}", self.server),
+                              ("tool = {}", self.tool), ("outcome = {}", self.outcome), ("ts >= {}", self.since),
+                              ("ts < {}", self.until)):
+            if value is not None:
+                params.append(value)
+                clauses.append(clause.format(mark(len(params))))
+        if self.top_level:
+            clauses.append("(execution_id IS NULL OR kind = 'meta')")
+        return clauses, params
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit row with its id (the keyset pagination cursor, newest highest)."""
+
+    id: int
+    row: AuditRow
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """One upstream's finished calls in a time window: count, errors (outcome not `ok`), latency percentiles
+    (nearest rank, in ms)."""
+
+    server: str
+    calls: int
+    errors: int
+    p50_ms: float
+    p95_ms: float
+
+
+STATS_ROWS = 200_000
+"""`server_stats` reads at most this many of the newest audit rows, so a page stays fast on any log."""
+
+
+def stats_sql(mark: Callable[[int], str]) -> str:
+    """`server_stats` in SQL both backends run: parameters are the window's start and `STATS_ROWS`."""
+    return f"""
+        SELECT server, n, errors, rn, latency_ms, (n + 1) / 2 AS r50, (95 * n + 99) / 100 AS r95 FROM (
+            SELECT server, latency_ms,
+                   ROW_NUMBER() OVER (PARTITION BY server ORDER BY latency_ms) AS rn,
+                   COUNT(*) OVER (PARTITION BY server) AS n,
+                   SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END) OVER (PARTITION BY server) AS errors
+            FROM audit
+            WHERE ts >= {mark(1)} AND server IS NOT NULL AND server <> '' AND outcome <> 'started'
+              AND id > (SELECT COALESCE(MAX(id), 0) FROM audit) - {mark(2)}
+        ) AS ranked
+        WHERE rn = (n + 1) / 2 OR rn = (95 * n + 99) / 100
+        ORDER BY server"""
+
+
+def collect_stats(rows: Iterable[Sequence[Any]]) -> list[ServerStats]:
+    """`stats_sql`'s rows (server, n, errors, rn, latency, r50, r95) as one `ServerStats` per server."""
+    found: dict[str, ServerStats] = {}
+    for server, n, errors, rn, latency, r50, r95 in rows:
+        old = found.get(server) or ServerStats(str(server), int(n), int(errors), 0.0, 0.0)
+        found[server] = replace(old, p50_ms=float(latency) if rn == r50 else old.p50_ms,
+                                p95_ms=float(latency) if rn == r95 else old.p95_ms)
+    return list(found.values())
+
+
 class StorageUnavailable(Exception):
     """The store could not be reached or did not answer; `str()` says why, without credentials."""
 
@@ -136,6 +218,20 @@ class Storage(Counters, Protocol):
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                           limit: int = 1000) -> list[AuditRow]: ...
+    async def audit_page(self, where: AuditFilter, *, before: int | None = None, after: int | None = None,
+                         limit: int = 50) -> list[AuditEntry]:
+        """Rows matching `where`, newest first: the `limit` newest with ids below `before`, or, with
+        `after`, the `limit` oldest with ids above it (keyset pagination; never OFFSET)."""
+        ...
+
+    async def audit_of_executions(self, execution_ids: Sequence[str], limit: int = 2000) -> list[AuditEntry]:
+        """The calls the scripts `execution_ids` made (not their own `meta` rows), oldest first, at most `limit`."""
+        ...
+
+    async def server_stats(self, since: float) -> list[ServerStats]:
+        """Per upstream, its finished calls since `since` (among the newest `STATS_ROWS` rows), by server name."""
+        ...
+
     async def save_session(self, session: SharedSession) -> None: ...
     async def find_session(self, session_id: str) -> SharedSession | None: ...
     async def drop_session(self, session_id: str) -> None: ...

@@ -22,7 +22,20 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from .base import AuditRow, Budget, SharedSession, StorageUnavailable, StoredKey, Window
+from .base import (
+    STATS_ROWS,
+    AuditEntry,
+    AuditFilter,
+    AuditRow,
+    Budget,
+    ServerStats,
+    SharedSession,
+    StorageUnavailable,
+    StoredKey,
+    Window,
+    collect_stats,
+    stats_sql,
+)
 from .migrations import TABLE, pending
 
 T = TypeVar("T")
@@ -164,6 +177,32 @@ class PostgresStorage:
         rows = await self._run(lambda p: p.fetch(sql, *params, limit))
         return [AuditRow(**dict(r)) for r in reversed(rows)]
 
+    async def audit_page(self, where: AuditFilter, *, before: int | None = None, after: int | None = None,
+                         limit: int = 50) -> list[AuditEntry]:
+        clauses, params = where.sql(lambda n: f"${n}")
+        if after is not None or before is not None:
+            params.append(after if after is not None else before)
+            clauses.append(f"id {'>' if after is not None else '<'} ${len(params)}")
+        order = "ASC" if after is not None else "DESC"
+        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(clauses) or 'true'} "
+               f"ORDER BY id {order} LIMIT ${len(params) + 1}")
+        rows = await self._run(lambda p: p.fetch(sql, *params, limit))
+        entries = [_entry(r) for r in rows]
+        return entries[::-1] if after is not None else entries
+
+    async def audit_of_executions(self, execution_ids: Sequence[str], limit: int = 2000) -> list[AuditEntry]:
+        if not execution_ids:
+            return []
+        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE execution_id = ANY($1::text[]) "
+               "AND kind <> 'meta' ORDER BY id LIMIT $2")
+        rows = await self._run(lambda p: p.fetch(sql, list(execution_ids), limit))
+        return [_entry(r) for r in rows]
+
+    async def server_stats(self, since: float) -> list[ServerStats]:
+        sql = stats_sql(lambda n: f"${n}")
+        rows = await self._run(lambda p: p.fetch(sql, since, STATS_ROWS))
+        return collect_stats(tuple(r.values()) for r in rows)
+
     async def save_session(self, session: SharedSession) -> None:
         sql = (f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE "
                "SET owner = excluded.owner, protocol_version = excluded.protocol_version, client = excluded.client")
@@ -284,6 +323,10 @@ async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> list[str]:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(int(row["id"]), AuditRow(**{c: row[c] for c in _AUDIT_COLUMNS}))
 
 
 def _key(row: Any) -> StoredKey:

@@ -22,7 +22,20 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .base import AuditRow, Budget, SharedSession, StorageUnavailable, StoredKey, Window
+from .base import (
+    STATS_ROWS,
+    AuditEntry,
+    AuditFilter,
+    AuditRow,
+    Budget,
+    ServerStats,
+    SharedSession,
+    StorageUnavailable,
+    StoredKey,
+    Window,
+    collect_stats,
+    stats_sql,
+)
 from .migrations import TABLE, pending
 
 T = TypeVar("T")
@@ -130,6 +143,36 @@ class SQLiteStorage:
         rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
         return [AuditRow(**dict(zip(_AUDIT_COLUMNS, r, strict=True))) for r in reversed(rows)]
 
+    async def audit_page(self, where: AuditFilter, *, before: int | None = None, after: int | None = None,
+                         limit: int = 50) -> list[AuditEntry]:
+        clauses, params = where.sql(lambda n: "?")
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(after)
+        elif before is not None:
+            clauses.append("id < ?")
+            params.append(before)
+        order = "ASC" if after is not None else "DESC"
+        # `+ts`: never the ts index here, whose order is not the page's; the newest rows come first by id
+        condition = " AND ".join("+" + c if c.startswith("ts ") else c for c in clauses) or "1 = 1"
+        sql = f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {condition} ORDER BY id {order} LIMIT ?"
+        rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
+        entries = [_entry(r) for r in rows]
+        return entries[::-1] if after is not None else entries
+
+    async def audit_of_executions(self, execution_ids: Sequence[str], limit: int = 2000) -> list[AuditEntry]:
+        if not execution_ids:
+            return []
+        marks = ", ".join("?" for _ in execution_ids)
+        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE execution_id IN ({marks}) "
+               "AND kind <> 'meta' ORDER BY id LIMIT ?")
+        rows = await self._call(lambda db: db.execute(sql, [*execution_ids, limit]).fetchall())
+        return [_entry(r) for r in rows]
+
+    async def server_stats(self, since: float) -> list[ServerStats]:
+        sql = stats_sql(lambda n: "?")
+        return collect_stats(await self._call(lambda db: db.execute(sql, (since, STATS_ROWS)).fetchall()))
+
     async def save_session(self, session: SharedSession) -> None:
         row = (session.id, session.owner, session.protocol_version, session.client, session.created)
         await self._call(lambda db: db.execute(f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) "
@@ -232,6 +275,10 @@ def _statements(sql: str) -> list[str]:
     """A migration's statements (`;` at a line's end ends one; comments are dropped)."""
     lines = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in re.split(r";\s*$", lines, flags=re.M) if s.strip()]
+
+
+def _entry(row: tuple[Any, ...]) -> AuditEntry:
+    return AuditEntry(int(row[0]), AuditRow(**dict(zip(_AUDIT_COLUMNS, row[1:], strict=True))))
 
 
 def _key(row: tuple[Any, ...]) -> StoredKey:

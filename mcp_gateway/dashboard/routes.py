@@ -1,0 +1,170 @@
+"""The dashboard: read-only pages at `/ui` for admin keys (upstreams, calls, access); see docs/dashboard.md.
+
+Server-rendered Jinja2 templates (autoescaped: every name, argument and error from an upstream or
+a script is text), one stylesheet served from this package, no script, nothing fetched from
+elsewhere; every answer carries a strict Content-Security-Policy. Pages only read, so a forged
+cross-site request can change nothing; the two forms (sign in, sign out) refuse cross-site posts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import structlog
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from ..gateway import Gateway
+from ..governance.identity import Identity
+from ..storage import StorageUnavailable
+from . import auth, views
+
+log = structlog.get_logger("mcp_gateway.dashboard")
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_FORM_BYTES = 4096
+
+Page = Callable[[Request, Identity], Awaitable[Response]]
+
+
+def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[BaseRoute]:
+    """`/ui` and everything under it; `allowed_hosts` (a loopback bind's `Host` patterns) guard against
+    DNS rebinding as on `/healthz`."""
+    env = Environment(loader=PackageLoader("mcp_gateway.dashboard", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["when"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else ""
+    env.filters["ms"] = lambda v: f"{v:,.1f}" if v is not None else ""
+    env.globals["query"] = lambda params, **extra: urlencode({**params, **{k: v for k, v in extra.items()
+                                                                           if v is not None}})
+    css = resources.files(__package__).joinpath("static", "dashboard.css").read_bytes()
+
+    def render(template: str, status: int = 200, **context: Any) -> Response:
+        body = env.get_template(template).render(**context)
+        return secured(HTMLResponse(body, status_code=status))
+
+    def guarded(page: Page) -> Callable[[Request], Awaitable[Response]]:
+        """Every data page: the Host check, then an admin key (header or session), else 401 or 403."""
+
+        async def endpoint(request: Request) -> Response:
+            if not _host_allowed(request, allowed_hosts):
+                return secured(Response("unexpected Host header", status_code=421))
+            try:
+                identity = await auth.caller(gw, request)
+                if identity is None:
+                    return render("login.html", 401, message=None, signed_in=None)
+                if not identity.admin:
+                    return render("refused.html", 403, name=identity.name, signed_in=None)
+                return await page(request, identity)
+            except StorageUnavailable as exc:
+                log.error("dashboard: store unavailable", error=str(exc))
+                return render("refused.html", 503, name=None, signed_in=None)
+
+        return endpoint
+
+    async def upstreams_page(request: Request, identity: Identity) -> Response:
+        return render("upstreams.html", upstreams=await views.upstreams(gw), signed_in=identity.name,
+                      page="upstreams")
+
+    async def calls_page(request: Request, identity: Identity) -> Response:
+        params = dict(request.query_params)
+        found = await views.calls(gw, params)
+        return render("calls.html", calls=found, windows=list(views.WINDOWS), signed_in=identity.name, page="calls",
+                      servers=[u.name for u in gw.upstreams], keys=list(gw.config.keys), teams=list(gw.config.teams))
+
+    async def access_page(request: Request, identity: Identity) -> Response:
+        everyone = await views.subjects(gw)
+        wanted = request.query_params.get("subject")
+        chosen = next((s for s in everyone if s.id == wanted), None)
+        return render("access.html", summary=[views.access(gw, s) for s in everyone],
+                      detail=views.access(gw, chosen) if chosen else None, signed_in=identity.name, page="access",
+                      layout=gw.config.gateway.layout)
+
+    async def login(request: Request) -> Response:
+        if not _host_allowed(request, allowed_hosts):
+            return secured(Response("unexpected Host header", status_code=421))
+        if request.method == "GET":
+            return render("login.html", message=None, signed_in=None)
+        if auth.cross_site(request):
+            return render("login.html", 403, message="refused: this form was posted from another site",
+                          signed_in=None)
+        body = await _small_body(request)
+        secret = dict(parse_qsl(body.decode("utf-8", "replace"))).get("key", "").strip() if body is not None else ""
+        try:
+            identity = await gw.keys.authenticate(secret) if secret else None
+            if identity is None:
+                return render("login.html", 401, message="unknown or revoked key", signed_in=None)
+            if not identity.admin:
+                return render("login.html", 403, message=f"key {identity.name} is not an admin key (admin = true)",
+                              signed_in=None)
+            response = RedirectResponse("./", status_code=303)
+            await auth.open_session(gw, request, secret, response)
+        except StorageUnavailable as exc:
+            log.error("dashboard: store unavailable", error=str(exc))
+            return render("refused.html", 503, name=None, signed_in=None)
+        log.info("dashboard sign-in", key=identity.name)
+        return secured(response)
+
+    async def logout(request: Request) -> Response:
+        if not _host_allowed(request, allowed_hosts) or auth.cross_site(request):
+            return secured(Response("refused", status_code=403))
+        response = RedirectResponse("login", status_code=303)
+        try:
+            await auth.close_session(gw, request, response)
+        except StorageUnavailable:
+            return render("refused.html", 503, name=None, signed_in=None)
+        return secured(response)
+
+    async def stylesheet(request: Request) -> Response:
+        response = secured(Response(css, media_type="text/css"))
+        response.headers["Cache-Control"] = "max-age=3600"
+        return response
+
+    app = Starlette(routes=[
+        Route("/", guarded(upstreams_page), methods=["GET"]),
+        Route("/upstreams", guarded(upstreams_page), methods=["GET"]),
+        Route("/calls", guarded(calls_page), methods=["GET"]),
+        Route("/access", guarded(access_page), methods=["GET"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/static/dashboard.css", stylesheet, methods=["GET"]),
+    ])
+    return [Mount("/ui", app=app)]
+
+
+def secured(response: Response) -> Response:
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def _small_body(request: Request) -> bytes | None:
+    """The form's body, or None past `MAX_FORM_BYTES` (a key is some 50 characters)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    return body
+
+
+def _host_allowed(request: Request, allowed_hosts: Sequence[str] | None) -> bool:
+    if allowed_hosts is None:
+        return True
+    host = request.headers.get("host", "")
+    return any(host in (allowed, allowed.removesuffix(":*"))
+               or (allowed.endswith(":*") and host.startswith(allowed[:-1])) for allowed in allowed_hosts)

@@ -1,0 +1,180 @@
+"""What each page shows, read from the gateway and its store (no HTML here: `templates/` renders it).
+
+The access page asks the same functions enforcement does: `identity_for` builds each key's, team's
+and group's identity as `KeyRing` does, and `restrict` (through `Identity.allows`) gives the tools
+it sees and may call, so the page cannot disagree with what a call would meet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from ..catalog import restrict
+from ..gateway import Gateway
+from ..governance.identity import Identity, identity_for
+from ..storage.base import AuditEntry, AuditFilter, ServerStats
+
+WINDOWS: dict[str, float] = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400,
+                             "30d": 30 * 86400}
+"""The calls page's time windows (the newest rows within it); "" is every row."""
+FILTERS = ("key", "team", "server", "tool", "outcome")
+
+
+@dataclass(frozen=True)
+class UpstreamView:
+    name: str
+    transport: str
+    mode: str
+    state: str
+    status: str
+    error: str | None
+    since: float
+    failures: int
+    tools: int
+    hour: ServerStats | None
+    day: ServerStats | None
+
+
+async def upstreams(gw: Gateway) -> list[UpstreamView]:
+    now = time.time()
+    hour = {s.server: s for s in await gw.storage.server_stats(now - 3600)}
+    day = {s.server: s for s in await gw.storage.server_stats(now - 86400)}
+    return [UpstreamView(u.name, u.config.kind, gw.config.mode_of(u.config), u.state, u.status, u.error, u.since,
+                         u.failures, len(u.tools), hour.get(u.name), day.get(u.name))
+            for u in gw.upstreams]
+
+
+@dataclass(frozen=True)
+class CallsPage:
+    filters: dict[str, str]
+    window: str
+    rows: list[AuditEntry]
+    children: dict[str, list[AuditEntry]]
+    nested: bool
+    older: int | None
+    newer: int | None
+
+
+def calls_filter(params: Mapping[str, str]) -> tuple[dict[str, str], str, AuditFilter]:
+    """The filters a query string asks for (blank ones dropped), its window, and the store's filter.
+
+    A script's calls are shown under the script's row, unless a server, tool or outcome filter asks
+    for calls themselves: then every matching row is listed, nested or not."""
+    filters = {f: params.get(f, "").strip() for f in FILTERS if params.get(f, "").strip()}
+    window = params.get("window", "")
+    window = window if window in WINDOWS else ""
+    since = time.time() - WINDOWS[window] if window else None
+    nested = not any(f in filters for f in ("server", "tool", "outcome"))
+    where = AuditFilter(key=filters.get("key"), team=filters.get("team"), server=filters.get("server"),
+                        tool=filters.get("tool"), outcome=filters.get("outcome"), since=since, top_level=nested)
+    return filters, window, where
+
+
+async def calls(gw: Gateway, params: Mapping[str, str]) -> CallsPage:
+    filters, window, where = calls_filter(params)
+    size = gw.config.dashboard.page_rows
+    after, before = _cursor(params.get("after")), _cursor(params.get("before"))
+    newer = older = None
+    if after is not None:
+        got = await gw.storage.audit_page(where, after=after, limit=size + 1)
+        rows = got[1:] if len(got) > size else got
+        newer = rows[0].id if len(got) > size and rows else None
+        older = rows[-1].id if rows else None
+    else:
+        got = await gw.storage.audit_page(where, before=before, limit=size + 1)
+        rows = got[:size]
+        older = rows[-1].id if len(got) > size else None
+        newer = rows[0].id if before is not None and rows else None
+    children: dict[str, list[AuditEntry]] = {}
+    if where.top_level:
+        scripts = [e.row.execution_id for e in rows if e.row.kind == "meta" and e.row.execution_id]
+        for child in await gw.storage.audit_of_executions(scripts):
+            children.setdefault(child.row.execution_id or "", []).append(child)
+    return CallsPage(filters, window, rows, children, where.top_level, older, newer)
+
+
+def _cursor(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and len(value) < 19 else None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A key, team or group, with the identity enforcement would give it."""
+
+    id: str
+    kind: str  # "config key", "stored key", "team" or "group"
+    name: str
+    identity: Identity
+    team: str | None = None
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class ToolAccess:
+    server: str
+    tool: str
+    mode: str
+    allowed: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class AccessView:
+    subject: Subject
+    tools: list[ToolAccess] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> int:
+        return sum(t.allowed for t in self.tools)
+
+
+async def subjects(gw: Gateway) -> list[Subject]:
+    config = gw.config
+    found = [Subject(f"key:{n}", "config key", n, identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny,
+                                                               k.admin), k.team, tuple(k.groups), k.admin)
+             for n, k in config.keys.items()]
+    for row in await gw.storage.list_keys():
+        identity = Identity(row.name) if row.revoked else identity_for(config, row.name, row.team, row.groups,
+                                                                       admin=row.admin)
+        found.append(Subject(f"stored:{row.name}", "stored key", row.name, identity, row.team, row.groups, row.admin,
+                             row.revoked is not None))
+    found += [Subject(f"team:{t}", "team", t, identity_for(config, t, t, []), t, tuple(team.groups))
+              for t, team in config.teams.items()]
+    found += [Subject(f"group:{g}", "group", g, identity_for(config, g, None, [g]), None, (g,)) for g in config.groups]
+    return found
+
+
+def access(gw: Gateway, subject: Subject) -> AccessView:
+    """Every tool of the ready upstreams, allowed or not for `subject`, and why (allowed: `restrict` says so)."""
+    full = gw.full_catalog
+    visible = {(e.server, e.tool.name) for e in restrict(full, subject.identity, gw.config.gateway.layout).entries}
+    modes = {u.name: gw.config.mode_of(u.config) for u in gw.upstreams}
+    tools = []
+    for e in full.entries:
+        allowed = (e.server, e.tool.name) in visible
+        why = "revoked" if subject.revoked else _why(subject.identity, e.server, e.tool.name, e.spec.identifier,
+                                                     allowed)
+        tools.append(ToolAccess(e.server, e.tool.name, modes.get(e.server, ""), allowed, why))
+    return AccessView(subject, tools)
+
+
+def _why(identity: Identity, server: str, tool: str, alias: str, allowed: bool) -> str:
+    """The pattern that lets the tool through, or the rule that hides it (an explanation: `allowed` decides)."""
+    refs = [f"{server}.{tool}", f"{server}.{alias}"]
+
+    def first(patterns: Sequence[str]) -> str | None:
+        return next((p for p in patterns if any(fnmatchcase(r, p) for r in refs)), None)
+
+    if allowed:
+        return f"allowed by {first(identity.allow)}"
+    denied = first(identity.deny)
+    if denied is not None:
+        return f"denied by {denied}"
+    if identity.endpoint is not None and first(identity.endpoint) is None:
+        return f"outside the group endpoint {identity.group}"
+    return "no group allows it" if not identity.allow else "no allow pattern matches"
