@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
 from ..config import LOOPBACK_HOSTS
-from ..dashboard import routes as dashboard_routes
+from ..dashboard.routes import routes as dashboard_routes
 from ..gateway import Gateway
 from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit

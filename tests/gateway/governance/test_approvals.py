@@ -96,11 +96,16 @@ async def test_an_accepted_call_returns_the_decision() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("decision", ["decline", "cancel"])
-async def test_a_refused_call_raises_with_the_answer(decision: str) -> None:
+@pytest.mark.parametrize(("decision", "said"), [
+    ("decline", "the user answered decline"),
+    ("cancel", "it was not given: the question was cancelled (a client running unattended, such as `claude -p`, "
+               "cancels every question without asking anyone). Do not retry the call; tell the user it needs "
+               "their approval"),
+])
+async def test_a_refused_call_raises_with_the_answer(decision: str, said: str) -> None:
     with asking(Approver(decision)), pytest.raises(ApprovalRefused) as info:
         await approve("github.update_issue", {})
-    assert str(info.value) == f"github.update_issue needs the user's approval, and the user answered {decision}"
+    assert str(info.value) == f"github.update_issue needs the user's approval, and {said}"
 
 
 @pytest.mark.anyio
