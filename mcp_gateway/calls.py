@@ -19,6 +19,7 @@ from .errors import GatewayError, KeyRevoked, StoreUnavailable, UnknownTool, Ups
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
+from .governance.rounds import current_round
 from .storage import StorageUnavailable
 
 
@@ -58,14 +59,21 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
         await seen.begin()
         up = gw.upstream(entry.server)
         timeout = gw.config.timeout_of(up.config)
+        failure: GatewayError | None = None
         try:
             result = await up.call_tool(entry.tool.name, args, timeout)
         except TimeoutError:
-            raise UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)") from None
-        except GatewayError:
-            raise
+            failure = UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)")
+        except GatewayError as exc:
+            failure = exc
         except Exception as exc:
-            raise UpstreamError(ref, describe_exception(exc)) from exc
+            failure = UpstreamError(ref, describe_exception(exc))
+        current = current_round()
+        need = current.needed() if current is not None else None
+        if need is not None:  # the upstream asked the user something: the client answers on its retry
+            raise need
+        if failure is not None:
+            raise failure
         seen.result(result)
         return result
 

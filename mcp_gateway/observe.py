@@ -21,9 +21,9 @@ import structlog
 from mcp.shared.exceptions import MCPError
 
 from .errors import GatewayError, describe_exception
-from .governance.approvals import InputNeeded
 from .governance.audit import Auditor
 from .governance.identity import Identity
+from .governance.rounds import InputNeeded
 from .metrics import Metrics
 from .results import error_text, result_bytes
 from .storage import AuditRow

@@ -39,10 +39,10 @@ class Journal:
     """The script's digest: a journal continues only the script that made it."""
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Call key -> {"result": the tool's result as JSON} or {"error": the error text}."""
-    answers: dict[str, str] = field(default_factory=dict)
-    """Approval question digest -> the user's answer, from earlier rounds."""
-    pending: str | None = None
-    """The question the last round stopped on."""
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Question digest -> the client's answer, from earlier rounds (`governance/rounds.py`)."""
+    pending: dict[str, str] = field(default_factory=dict)
+    """Input key -> question digest, for the questions the last round stopped on."""
     _seen: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
 
     def key(self, ref: str, arguments: Mapping[str, Any]) -> str:
@@ -74,7 +74,7 @@ async def load(store: Storage, owner: str, state: str, code: str) -> Journal:
     if body is None:
         raise ValueError(f"the paused script expired ({PAUSE_TTL_S:g} s) or is not this key's")
     found = json.loads(body)
-    journal = Journal(found["source"], found["calls"], found["answers"], found["pending"])
+    journal = Journal(found["source"], found["calls"], found["answers"], found["pending"] or {})
     if journal.source != digest(code):
         raise ValueError("the retry's script is not the one that paused")
     return journal

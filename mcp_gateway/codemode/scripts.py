@@ -14,7 +14,7 @@ from sandbox import ExecutionResult, ToolError
 from ..calls import NotFound, call_tool
 from ..errors import GatewayError, UpstreamUnavailable
 from ..gateway import Gateway
-from ..governance.approvals import InputNeeded, answered, current_retry
+from ..governance.rounds import InputNeeded, current_round
 from ..results import error_text, mib, result_bytes, result_to_value, text_result
 from ..storage import StorageUnavailable
 from .journal import PREFIX, Journal, digest
@@ -121,17 +121,21 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
         journal = await _journal(gw, code)
     except (GatewayError, ValueError) as exc:
         return text_result(str(exc), is_error=True)
+    current = current_round()
+    if current is not None:
+        current.answers.update(journal.answers)  # the script's earlier answers count in this round
     run = ScriptRun(gw, progress, journal)
     direct = [e.direct_hint for e in gw.catalog.entries if e.direct_name]  # named in a script's errors only
-    with answered(journal.answers), run.scope:
+    with run.scope:
         outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.name)
     if run.paused is not None:
-        journal.pending = run.paused.state
+        journal.pending = run.paused.pending
+        journal.answers = dict(current.answers) if current is not None else {}
         try:
             state = await journal_save(gw.storage, gw.identity.name, journal)
         except (StorageUnavailable, ValueError) as exc:
-            return text_result(f"the script needs the user's approval and cannot pause for it: {exc}", is_error=True)
-        raise InputNeeded(run.paused.requests, state)
+            return text_result(f"the script needs the user's input and cannot pause for it: {exc}", is_error=True)
+        raise InputNeeded(run.paused.requests, run.paused.pending, state)
     gw.metrics.scripts.labels(outcome.error.kind if outcome.error else "ok").inc()
     result = text_result(format_execution(outcome), is_error=outcome.error is not None)
     result.content.extend(run.returned_blocks(outcome.value))
@@ -139,18 +143,20 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
 
 
 async def _journal(gw: Gateway, code: str) -> Journal:
-    """A fresh journal, or the one of the paused round this call retries (with the user's new answer)."""
-    retry = current_retry()
-    if retry is None or not retry.state.startswith(PREFIX):
+    """A fresh journal, or the one of the paused round this call retries (with the client's new answers)."""
+    current = current_round()
+    if current is None or current.state is None or not current.state.startswith(PREFIX):
         return Journal(digest(code))
     try:
-        journal = await journal_load(gw.storage, gw.identity.name, retry.state, code)
+        journal = await journal_load(gw.storage, gw.identity.name, current.state, code)
     except StorageUnavailable as exc:
         raise ValueError(f"the paused script cannot be continued: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"the paused script cannot be continued ({exc}): run it again") from None
-    if journal.pending is not None and retry.action is not None:
-        journal.answers[journal.pending] = retry.action
+    for key, question in journal.pending.items():
+        if key in current.responses:
+            journal.answers[question] = current.responses[key]
+    journal.pending = {}
     return journal
 
 

@@ -6,20 +6,16 @@ in full, with invisible and bidirectional-control characters made visible; argum
 show in full are refused rather than summarised.
 
 A 2025-11-25 client is asked mid-call (an elicitation request). A 2026-07-28 client cannot be:
-its approver raises `InputNeeded`, the call is answered with an input-required result carrying
-the question, and the client retries the same call with the user's answer, which counts only
-for the question it was asked (the state echoed back is the question's digest, so an answer
-given for other arguments does not apply).
+its approver raises `InputNeeded` and the client retries the call with the user's answer
+(`rounds.py`), which counts only for the question it was asked (same tool, same arguments).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -28,6 +24,7 @@ import mcp_types as types
 from ..config import GatewayConfig
 from ..errors import ApprovalRefused
 from ..visible import visible
+from .rounds import current_round, digest_of
 
 Approver = Callable[[str], Awaitable[str]]
 """Asks the user about `message`; returns "accept", "decline", "cancel" or "unsupported" (the client
@@ -40,73 +37,21 @@ APPROVAL_INPUT = "mcp-gateway/approval"
 """The key of the approval question in an input-required result, and of its answer in the retry."""
 
 _current: ContextVar[Approver | None] = ContextVar("mcp_gateway_approver", default=None)
-_given: ContextVar[dict[str, str] | None] = ContextVar("mcp_gateway_approvals_given", default=None)
-_retry: ContextVar[Retry | None] = ContextVar("mcp_gateway_retry", default=None)
-
-
-@dataclass(frozen=True)
-class Retry:
-    state: str
-    action: str | None
-
-
-def retry_of(params: Mapping[str, Any] | None) -> Retry | None:
-    """The retry a request's params carry (`requestState`, and the answer under `APPROVAL_INPUT`), if any."""
-    state = (params or {}).get("requestState")
-    if not isinstance(state, str):
-        return None
-    responses = (params or {}).get("inputResponses")
-    answer = responses.get(APPROVAL_INPUT) if isinstance(responses, Mapping) else None
-    action = answer.get("action") if isinstance(answer, Mapping) else None
-    return Retry(state, action if action in ("accept", "decline", "cancel") else None)
-
-
-@contextlib.contextmanager
-def retrying(current: Retry | None) -> Iterator[None]:
-    """The request being served is this retry (None: not a retry, or a 2025-11-25 client)."""
-    token = _retry.set(current)
-    try:
-        yield
-    finally:
-        _retry.reset(token)
-
-
-def current_retry() -> Retry | None:
-    return _retry.get()
-
-
-@contextlib.contextmanager
-def answered(given: Mapping[str, str]) -> Iterator[None]:
-    """Inside the block, questions already answered (digest -> action) are not asked again."""
-    token = _given.set({**(_given.get() or {}), **given})
-    try:
-        yield
-    finally:
-        _given.reset(token)
 
 
 def given_answer(message: str) -> str | None:
-    """The user's answer to this question, given in this retry or an earlier round, if any."""
-    digest = approval_state(message)
-    found = (_given.get() or {}).get(digest)
-    current = _retry.get()
-    if found is None and current is not None and current.state == digest:
-        found = current.action
-    return found
-
-
-class InputNeeded(Exception):  # not a GatewayError: the call goes on when the client retries
-    """Answer the call with an input-required result: `requests` for the client, `state` to echo back."""
-
-    def __init__(self, requests: dict[str, Any], state: str) -> None:
-        super().__init__("the client must ask the user and retry the call")
-        self.requests = requests
-        self.state = state
+    """The user's answer to this approval question, brought by this retry or an earlier round, if any."""
+    current = current_round()
+    found = None if current is None else current.answers.get(approval_state(message))
+    action = found.get("action") if isinstance(found, Mapping) else found
+    if found is None:
+        return None
+    return action if action in ("accept", "decline", "cancel") else "cancel"
 
 
 def approval_state(message: str) -> str:
-    """The state a retry must echo for an answer to count: the question's digest (one question, one answer)."""
-    return "approval:" + hashlib.sha256(message.encode()).hexdigest()
+    """The approval question's digest: an answer counts for this question only (same tool, same arguments)."""
+    return digest_of("approval", message)
 
 
 def approval_request(message: str) -> dict[str, Any]:

@@ -23,19 +23,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..gateway import Gateway
-from ..governance.approvals import (
-    APPROVAL_INPUT,
-    Approver,
-    InputNeeded,
-    approval_request,
-    approval_state,
-    asking,
-    given_answer,
-    retry_of,
-    retrying,
-)
+from ..governance.approvals import APPROVAL_INPUT, Approver, approval_request, approval_state, asking, given_answer
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KeyRing
+from ..governance.rounds import InputNeeded, round_of, serving_round
 from ..storage import StorageUnavailable
 from .relay import CALL_METHODS, Relay
 from .sessions import remember_session
@@ -167,7 +158,7 @@ class Entry:
         identity = await caller(self.gw, ctx)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         approver = _input_approver(ctx) if modern else _elicitation_approver(ctx)
-        with acting_as(identity), asking(approver), retrying(retry_of(ctx.params) if modern else None), \
+        with acting_as(identity), asking(approver), serving_round(round_of(ctx.params) if modern else None), \
                 self.relay.serving(ctx, identity):
             scope = getattr(ctx.request, "scope", None)
             gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
@@ -228,7 +219,7 @@ def _input_approver(ctx: ServerRequestContext[Any]) -> Approver:
         caps = ctx.session.client_capabilities
         if caps is None or caps.elicitation is None:
             return "unsupported"
-        raise InputNeeded({APPROVAL_INPUT: approval_request(message)}, approval_state(message))
+        raise InputNeeded({APPROVAL_INPUT: approval_request(message)}, {APPROVAL_INPUT: approval_state(message)})
 
     return approve
 

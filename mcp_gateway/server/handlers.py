@@ -22,9 +22,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from .._version import __version__
 from ..codemode import META_NAMES, META_TOOLS
 from ..gateway import Gateway
-from ..governance.approvals import InputNeeded
+from ..governance.rounds import InputNeeded, Round, current_round
 from ..naming import client_prefix
-from ..results import wire_form
+from ..results import text_result, wire_form
 from ..tokens import tool_definition_tokens
 from ..tools import dispatch_call, visible_tools
 from .entry import Entry
@@ -65,8 +65,14 @@ def build_server(gw: Gateway) -> Server[Any]:
         try:
             return wire_form(await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress))
         except InputNeeded as need:  # a 2026-07-28 client asks the user, then retries this call with the answer
+            current = current_round() or Round()
+            try:
+                state = current.state_for(need)
+            except ValueError as exc:
+                return wire_form(text_result(f"{params.name} needs the user's input and cannot ask again: {exc}",
+                                             is_error=True))
             return types.InputRequiredResult.model_validate(
-                {"inputRequests": need.requests, "requestState": need.state}
+                {"inputRequests": need.requests, "requestState": state}
             ).model_dump(by_alias=True, mode="json", exclude_none=True)
         finally:
             gw.calls_in_flight -= 1

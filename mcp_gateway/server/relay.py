@@ -30,6 +30,7 @@ from ..codemode import META_NAMES
 from ..errors import describe_exception
 from ..gateway import Gateway
 from ..governance.identity import Identity
+from ..governance.rounds import Round, current_round, digest_of
 from .requests import ask, handshake_era, may_access, serves, visible
 from .sessions import PerKey, session_key
 
@@ -49,6 +50,8 @@ class DownstreamCall:
     ctx: ServerRequestContext[Any]
     identity: Identity
     relay_progress: bool
+    round: Round | None = None
+    """A 2026-07-28 client's round: its upstream's questions are asked through the client's retry."""
 
     @property
     def related(self) -> ServerMessageMetadata:
@@ -86,7 +89,7 @@ class Relay:
         name = (ctx.params or {}).get("name")
         relay_progress = (ctx.method == "tools/call" and name not in META_NAMES
                           and ctx.meta is not None and ctx.meta.get("progress_token") is not None)
-        call = DownstreamCall(self, ctx, identity, relay_progress)
+        call = DownstreamCall(self, ctx, identity, relay_progress, current_round())
         token = _current_call.set(call)
         self.active.append(call)
         try:
@@ -129,6 +132,8 @@ class Relay:
         refusal = _cannot_ask(call, what, server)
         if refusal is not None or call is None:
             return refusal or _error("no client")
+        if call.round is not None:
+            return _through_retry(call.round, server, what, request, result_type)
         try:
             return await call.ctx.session.send_request(request, result_type, metadata=call.related)
         except MCPError as exc:
@@ -184,6 +189,22 @@ class Relay:
 
 def _error(message: str) -> types.ErrorData:
     return types.ErrorData(code=types.INVALID_REQUEST, message=f"mcp-gateway: {message}")
+
+
+def _through_retry(current: Round, server: str, what: str, request: types.CreateMessageRequest | types.ElicitRequest,
+                   result_type: type[_R]) -> _R | types.ErrorData:
+    """A 2026-07-28 client: the answer its retry brought, or the question recorded for the input-required
+    result (the upstream's request fails now; the call is made again on the retry, and answered then)."""
+    body = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+    question = digest_of(what, body)
+    answer = current.answers.get(question)
+    if answer is not None:
+        try:
+            return result_type.model_validate(answer)
+        except ValidationError as exc:
+            return _error(f"the client's {what} answer is invalid: {describe_exception(exc)}")
+    current.ask(f"{server}/{what}/{question[-12:]}", body, question)
+    return _error(f"{server} asked for {what}: the client answers on its retry of this call")
 
 
 def _cannot_ask(call: DownstreamCall | None, what: str, server: str) -> types.ErrorData | None:

@@ -3,6 +3,7 @@ question, the SDK client asks its user (its elicitation callback) and retries wi
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import mcp_types as types
@@ -10,7 +11,7 @@ import pytest
 from mcp import Client
 
 from mcp_gateway import Gateway
-from tests.helpers import make_config, serve_gateway, stdio, text_of
+from tests.helpers import http_fixture, make_config, serve_gateway, stdio, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -99,3 +100,39 @@ async def test_a_client_without_elicitation_is_told_it_cannot_be_asked() -> None
 
 async def _accept(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
     return types.ElicitResult(action="accept", content={})
+
+
+@pytest.mark.parametrize("upstream", ["http", "stdio-legacy"])
+async def test_an_upstreams_elicitation_and_sampling_reach_a_2026_client_through_its_retry(upstream: str) -> None:
+    """A 2026-07-28 upstream asks with its own input-required result, a 2025-11-25 one mid-call: either way the
+    gateway puts the question to the client as an input-required round and answers the upstream on the retry."""
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"username": "ann", "email": "ann@example.com"})
+
+    async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append("sampling")
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="forty-two"),
+                                         model="scripted")
+
+    transport, _, era = upstream.partition("-")
+    args = ("--legacy",) if era else ()
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "http":
+            url = await stack.enter_async_context(http_fixture("conformance_server", "http", *args))
+            server: dict[str, Any] = {"url": url, "mode": "direct"}
+        else:
+            server = stdio("conformance_server", "stdio", *args, mode="direct")
+        gw = Gateway(make_config({"conformance": server}, gateway={"prefix_direct_tools": False}))
+        gw_url = await stack.enter_async_context(serve_gateway(gw))
+        client = await stack.enter_async_context(
+            Client(gw_url, elicitation_callback=on_elicit, sampling_callback=on_sample))
+        elicited = await client.call_tool("test_elicitation", {"message": "Who are you?"})
+        sampled = await client.call_tool("test_sampling", {"prompt": "What is six times seven?"})
+    assert not elicited.is_error and "action=accept" in text_of(elicited) and "ann@example.com" in text_of(elicited)
+    assert not sampled.is_error and "LLM response: forty-two" in text_of(sampled)
+    assert asked == ["Who are you?", "sampling"]
+    rows = [r.outcome for r in await gw.storage.query_audit() if r.kind == "tool"]
+    assert rows == ["input_required", "ok", "input_required", "ok"]
