@@ -43,6 +43,8 @@ class Journal:
     """Question digest -> the client's answer, from earlier rounds (`governance/rounds.py`)."""
     pending: dict[str, str] = field(default_factory=dict)
     """Input key -> question digest, for the questions the last round stopped on."""
+    overflow: bool = False
+    """The run's results outgrew `MAX_JOURNAL_BYTES`: it cannot pause (nothing is kept)."""
     _seen: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
 
     def key(self, ref: str, arguments: Mapping[str, Any]) -> str:
@@ -59,8 +61,8 @@ def digest(code: str) -> str:
 
 async def save(store: Storage, owner: str, journal: Journal) -> str:
     """Keep the journal for the retry; returns the `requestState` naming it. Raises `ValueError` if too large."""
-    body = json.dumps({k: v for k, v in asdict(journal).items() if k != "_seen"})
-    if len(body) > MAX_JOURNAL_BYTES:
+    body = json.dumps({k: v for k, v in asdict(journal).items() if k not in ("_seen", "overflow")})
+    if journal.overflow or len(body) > MAX_JOURNAL_BYTES:
         raise ValueError(f"its tool results so far are {len(body)} bytes, more than a paused script keeps "
                          f"({MAX_JOURNAL_BYTES})")
     state = PREFIX + secrets.token_urlsafe(24)

@@ -17,7 +17,7 @@ from ..gateway import Gateway
 from ..governance.rounds import InputNeeded, current_round
 from ..results import error_text, mib, result_bytes, result_to_value, text_result
 from ..storage import StorageUnavailable
-from .journal import PREFIX, Journal, digest
+from .journal import MAX_JOURNAL_BYTES, PREFIX, Journal, digest
 from .journal import load as journal_load
 from .journal import save as journal_save
 
@@ -40,6 +40,9 @@ class ScriptRun:
         self.gw = gw
         self.progress = progress
         self.journal = journal or Journal("")
+        self.recording = current_round() is not None
+        """Only a 2026-07-28 client's script can pause, so only its calls are recorded (bounded)."""
+        self.recorded = 0
         self.calls = 0
         self.blocks: dict[str, types.ContentBlock] = {}
         self.paused: InputNeeded | None = None
@@ -65,14 +68,16 @@ class ScriptRun:
                 result = types.CallToolResult.model_validate(recorded["result"])
             else:
                 result = await call_tool(self.gw, target, args, via="script")
-                self.journal.calls[key] = {"result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+                self._record(key, result_bytes(result), lambda: {
+                    "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)})
         except InputNeeded as need:  # the user must answer first: this round ends, the client retries
             self.paused = need
             self.scope.cancel()
             raise ToolError("paused for the user's answer") from None
         except GatewayError as exc:
-            self.journal.calls[key] = {"error": str(exc)}
-            raise ToolError(str(exc)) from None
+            message = str(exc)
+            self._record(key, len(message), lambda: {"error": message})
+            raise ToolError(message) from None
         finally:
             self.calls += 1
             if self.progress is not None:
@@ -86,6 +91,19 @@ class ScriptRun:
             raise ToolError(f"{entry.ref} returned {mib(size)} of text, more than limits.max_tool_result_bytes "
                             f"({mib(limit)}); ask the tool for less (a filter, a smaller page, fewer fields)")
         return result_to_value(result, entry.tool.output_schema, keep=self._keep)
+
+    def _record(self, key: str, size: int, entry: Callable[[], dict[str, Any]]) -> None:
+        """Keep a call's outcome for a later round, while what is kept stays within `MAX_JOURNAL_BYTES`
+        (past it nothing more is kept, and the script cannot pause: `journal.save` says so)."""
+        if not self.recording:
+            return
+        self.recorded += size
+        if self.recorded > MAX_JOURNAL_BYTES:
+            self.recording = False
+            self.journal.calls.clear()
+            self.journal.overflow = True
+            return
+        self.journal.calls[key] = entry()
 
     def _keep(self, block: types.ContentBlock) -> str:
         ref = f"block-{len(self.blocks) + 1}"

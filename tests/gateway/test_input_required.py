@@ -136,3 +136,13 @@ async def test_an_upstreams_elicitation_and_sampling_reach_a_2026_client_through
     assert asked == ["Who are you?", "sampling"]
     rows = [r.outcome for r in await gw.storage.query_audit() if r.kind == "tool"]
     assert rows == ["input_required", "ok", "input_required", "ok"]
+
+
+async def test_a_script_whose_results_outgrow_the_journal_says_it_cannot_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mcp_gateway.codemode.scripts as scripts
+
+    monkeypatch.setattr(scripts, "MAX_JOURNAL_BYTES", 10)  # kept results are bounded; here, tiny
+    async with serve_gateway(gateway()) as url, Client(url, elicitation_callback=_accept) as client:
+        out = await client.call_tool("executeToolCode",
+                                     {"code": 'x = calc.echo(text="more than ten bytes")\nresult = calc.add(a=1, b=2)'})
+    assert out.is_error and "cannot pause for it" in text_of(out) and "more than a paused script keeps" in text_of(out)
