@@ -50,6 +50,12 @@ class AuditRow:
     replica: str | None = None
 
 
+AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
+"""The audit table's columns, in `AuditRow`'s order (every backend)."""
+KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
+SESSION_COLUMNS = "id, owner, protocol_version, client, created"
+
+
 @dataclass(frozen=True)
 class SharedSession:
     """A 2025-11-25 HTTP session as any replica needs it to continue: whose it is (the caller and

@@ -22,7 +22,11 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from ..errors import describe_exception
 from .base import (
+    AUDIT_COLUMNS,
+    KEY_COLUMNS,
+    SESSION_COLUMNS,
     STATS_ROWS,
     AuditEntry,
     AuditFilter,
@@ -45,9 +49,6 @@ RETRY_S = 1.0
 _MIGRATION_LOCK = 7_407_751_001
 CHANNEL = "mcp_gateway"
 NOTIFY_BYTES = 7900
-_AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
-_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
-_SESSION_COLUMNS = "id, owner, protocol_version, client, created"
 
 
 def redacted(url: str) -> str:
@@ -90,7 +91,7 @@ class PostgresStorage:
                     server_settings={"synchronous_commit": "on" if self.synchronous_commit else "off"},
                 )
             except Exception as exc:
-                reason = f"{self.name}: cannot connect ({_describe(exc)})"
+                reason = f"{self.name}: cannot connect ({describe_exception(exc)})"
                 self._failed = (time.monotonic(), reason)
                 raise StorageUnavailable(reason) from None
             try:
@@ -98,7 +99,8 @@ class PostgresStorage:
                     self._applied = await _migrate(conn)
             except Exception as exc:
                 await pool.close()
-                raise StorageUnavailable(f"{self.name}: cannot migrate the schema ({_describe(exc)})") from None
+                reason = f"{self.name}: cannot migrate the schema ({describe_exception(exc)})"
+                raise StorageUnavailable(reason) from None
             self._pool, self._failed = pool, None
         return self._pool
 
@@ -110,7 +112,7 @@ class PostgresStorage:
         except StorageUnavailable:
             raise
         except Exception as exc:
-            raise StorageUnavailable(f"{self.name}: {_describe(exc)}") from None
+            raise StorageUnavailable(f"{self.name}: {describe_exception(exc)}") from None
 
     async def migrate(self) -> list[str]:
         await self._get_pool()
@@ -118,7 +120,7 @@ class PostgresStorage:
         return applied
 
     async def add_key(self, key: StoredKey) -> None:
-        sql = f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        sql = f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         await self._run(lambda p: p.execute(sql, key.name, key.hash, key.team, list(key.groups), key.created,
                                             key.revoked, key.admin))
 
@@ -128,11 +130,11 @@ class PostgresStorage:
         return status != "UPDATE 0"
 
     async def list_keys(self) -> list[StoredKey]:
-        rows = await self._run(lambda p: p.fetch(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name"))
+        rows = await self._run(lambda p: p.fetch(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY name"))
         return [_key(r) for r in rows]
 
     async def find_key(self, key_hash: str) -> StoredKey | None:
-        sql = f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = $1 AND revoked IS NULL"
+        sql = f"SELECT {KEY_COLUMNS} FROM keys WHERE hash = $1 AND revoked IS NULL"
         row = await self._run(lambda p: p.fetchrow(sql, key_hash))
         return None if row is None else _key(row)
 
@@ -145,15 +147,15 @@ class PostgresStorage:
 
     async def write_audit(self, row: AuditRow) -> int:
         values = asdict(row)
-        marks = ", ".join(f"${i}" for i in range(1, len(_AUDIT_COLUMNS) + 1))
-        sql = f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({marks}) RETURNING id"
-        return int(await self._run(lambda p: p.fetchval(sql, *(values[c] for c in _AUDIT_COLUMNS))))
+        marks = ", ".join(f"${i}" for i in range(1, len(AUDIT_COLUMNS) + 1))
+        sql = f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({marks}) RETURNING id"
+        return int(await self._run(lambda p: p.fetchval(sql, *(values[c] for c in AUDIT_COLUMNS))))
 
     async def finish_audit(self, row_id: int, row: AuditRow) -> None:
         values = asdict(row)
-        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(_AUDIT_COLUMNS, 1))
-        sql = f"UPDATE audit SET {sets} WHERE id = ${len(_AUDIT_COLUMNS) + 1}"
-        await self._run(lambda p: p.execute(sql, *(values[c] for c in _AUDIT_COLUMNS), row_id))
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(AUDIT_COLUMNS, 1))
+        sql = f"UPDATE audit SET {sets} WHERE id = ${len(AUDIT_COLUMNS) + 1}"
+        await self._run(lambda p: p.execute(sql, *(values[c] for c in AUDIT_COLUMNS), row_id))
 
     async def prune(self, before: float, counters_before: float) -> int:
         async def run(pool: asyncpg.Pool) -> int:
@@ -167,15 +169,8 @@ class PostgresStorage:
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                           limit: int = 1000) -> list[AuditRow]:
-        where, params = ["true"], []
-        for column, op, value in (("key", "=", key), ("tool", "=", tool), ("ts", ">=", since)):
-            if value is not None:
-                params.append(value)
-                where.append(f"{column} {op} ${len(params)}")
-        sql = (f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} "
-               f"ORDER BY id DESC LIMIT ${len(params) + 1}")
-        rows = await self._run(lambda p: p.fetch(sql, *params, limit))
-        return [AuditRow(**dict(r)) for r in reversed(rows)]
+        newest = await self.audit_page(AuditFilter(key=key, tool=tool, since=since), limit=limit)
+        return [entry.row for entry in reversed(newest)]
 
     async def audit_page(self, where: AuditFilter, *, before: int | None = None, after: int | None = None,
                          limit: int = 50) -> list[AuditEntry]:
@@ -184,7 +179,7 @@ class PostgresStorage:
             params.append(after if after is not None else before)
             clauses.append(f"id {'>' if after is not None else '<'} ${len(params)}")
         order = "ASC" if after is not None else "DESC"
-        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(clauses) or 'true'} "
+        sql = (f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(clauses) or 'true'} "
                f"ORDER BY id {order} LIMIT ${len(params) + 1}")
         rows = await self._run(lambda p: p.fetch(sql, *params, limit))
         entries = [_entry(r) for r in rows]
@@ -193,7 +188,7 @@ class PostgresStorage:
     async def audit_of_executions(self, execution_ids: Sequence[str], limit: int = 2000) -> list[AuditEntry]:
         if not execution_ids:
             return []
-        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE execution_id = ANY($1::text[]) "
+        sql = (f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit WHERE execution_id = ANY($1::text[]) "
                "AND kind <> 'meta' ORDER BY id LIMIT $2")
         rows = await self._run(lambda p: p.fetch(sql, list(execution_ids), limit))
         return [_entry(r) for r in rows]
@@ -204,13 +199,13 @@ class PostgresStorage:
         return collect_stats(tuple(r.values()) for r in rows)
 
     async def save_session(self, session: SharedSession) -> None:
-        sql = (f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE "
+        sql = (f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE "
                "SET owner = excluded.owner, protocol_version = excluded.protocol_version, client = excluded.client")
         await self._run(lambda p: p.execute(sql, session.id, session.owner, session.protocol_version, session.client,
                                             session.created))
 
     async def find_session(self, session_id: str) -> SharedSession | None:
-        row = await self._run(lambda p: p.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = $1",
+        row = await self._run(lambda p: p.fetchrow(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1",
                                                    session_id))
         return None if row is None else SharedSession(*row.values())
 
@@ -246,7 +241,7 @@ class PostgresStorage:
             try:
                 await self._listen_once(deliver)
             except Exception as exc:
-                log.warning("store notifications lost: reconnecting", error=_describe(exc))
+                log.warning("store notifications lost: reconnecting", error=describe_exception(exc))
             await anyio.sleep(RETRY_S)
 
     @property
@@ -320,13 +315,8 @@ async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> list[str]:
     return done
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _entry(row: Any) -> AuditEntry:
-    return AuditEntry(int(row["id"]), AuditRow(**{c: row[c] for c in _AUDIT_COLUMNS}))
+    return AuditEntry(int(row["id"]), AuditRow(**{c: row[c] for c in AUDIT_COLUMNS}))
 
 
 def _key(row: Any) -> StoredKey:

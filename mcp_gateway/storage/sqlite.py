@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 import anyio
 
 from .base import (
+    AUDIT_COLUMNS,
+    KEY_COLUMNS,
+    SESSION_COLUMNS,
     STATS_ROWS,
     AuditEntry,
     AuditFilter,
@@ -39,9 +42,6 @@ from .base import (
 from .migrations import TABLE, pending
 
 T = TypeVar("T")
-_AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
-_KEY_COLUMNS = "name, hash, team, groups, created, revoked, admin"
-_SESSION_COLUMNS = "id, owner, protocol_version, client, created"
 
 
 class SQLiteStorage:
@@ -91,18 +91,18 @@ class SQLiteStorage:
 
     async def add_key(self, key: StoredKey) -> None:
         row = (key.name, key.hash, key.team, json.dumps(list(key.groups)), key.created, key.revoked, int(key.admin))
-        await self._call(lambda db: db.execute(f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", row))
+        await self._call(lambda db: db.execute(f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", row))
 
     async def revoke_key(self, name: str) -> bool:
         sql = "UPDATE keys SET revoked = ? WHERE name = ? AND revoked IS NULL"
         return await self._call(lambda db: db.execute(sql, (time.time(), name)).rowcount > 0)
 
     async def list_keys(self) -> list[StoredKey]:
-        rows = await self._call(lambda db: db.execute(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY name").fetchall())
+        rows = await self._call(lambda db: db.execute(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY name").fetchall())
         return [_key(r) for r in rows]
 
     async def find_key(self, key_hash: str) -> StoredKey | None:
-        sql = f"SELECT {_KEY_COLUMNS} FROM keys WHERE hash = ? AND revoked IS NULL"
+        sql = f"SELECT {KEY_COLUMNS} FROM keys WHERE hash = ? AND revoked IS NULL"
         rows = await self._call(lambda db: db.execute(sql, (key_hash,)).fetchall())
         return _key(rows[0]) if rows else None
 
@@ -115,13 +115,13 @@ class SQLiteStorage:
 
     async def write_audit(self, row: AuditRow) -> int:
         values = asdict(row)
-        sql = f"INSERT INTO audit ({', '.join(_AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in _AUDIT_COLUMNS)})"
-        return await self._call(lambda db: int(db.execute(sql, [values[c] for c in _AUDIT_COLUMNS]).lastrowid or 0))
+        sql = f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})"
+        return await self._call(lambda db: int(db.execute(sql, [values[c] for c in AUDIT_COLUMNS]).lastrowid or 0))
 
     async def finish_audit(self, row_id: int, row: AuditRow) -> None:
         values = asdict(row)
-        sql = f"UPDATE audit SET {', '.join(f'{c} = ?' for c in _AUDIT_COLUMNS)} WHERE id = ?"
-        await self._call(lambda db: db.execute(sql, [*(values[c] for c in _AUDIT_COLUMNS), row_id]))
+        sql = f"UPDATE audit SET {', '.join(f'{c} = ?' for c in AUDIT_COLUMNS)} WHERE id = ?"
+        await self._call(lambda db: db.execute(sql, [*(values[c] for c in AUDIT_COLUMNS), row_id]))
 
     async def prune(self, before: float, counters_before: float) -> int:
         def run(db: sqlite3.Connection) -> int:
@@ -134,14 +134,8 @@ class SQLiteStorage:
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
                           limit: int = 1000) -> list[AuditRow]:
-        where, params = ["1 = 1"], []
-        for clause, value in (("key = ?", key), ("tool = ?", tool), ("ts >= ?", since)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        sql = f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
-        rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
-        return [AuditRow(**dict(zip(_AUDIT_COLUMNS, r, strict=True))) for r in reversed(rows)]
+        newest = await self.audit_page(AuditFilter(key=key, tool=tool, since=since), limit=limit)
+        return [entry.row for entry in reversed(newest)]
 
     async def audit_page(self, where: AuditFilter, *, before: int | None = None, after: int | None = None,
                          limit: int = 50) -> list[AuditEntry]:
@@ -155,7 +149,7 @@ class SQLiteStorage:
         order = "ASC" if after is not None else "DESC"
         # `+ts`: never the ts index here, whose order is not the page's; the newest rows come first by id
         condition = " AND ".join("+" + c if c.startswith("ts ") else c for c in clauses) or "1 = 1"
-        sql = f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE {condition} ORDER BY id {order} LIMIT ?"
+        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {condition} ORDER BY id {order} LIMIT ?"
         rows = await self._call(lambda db: db.execute(sql, [*params, limit]).fetchall())
         entries = [_entry(r) for r in rows]
         return entries[::-1] if after is not None else entries
@@ -164,7 +158,7 @@ class SQLiteStorage:
         if not execution_ids:
             return []
         marks = ", ".join("?" for _ in execution_ids)
-        sql = (f"SELECT id, {', '.join(_AUDIT_COLUMNS)} FROM audit WHERE execution_id IN ({marks}) "
+        sql = (f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit WHERE execution_id IN ({marks}) "
                "AND kind <> 'meta' ORDER BY id LIMIT ?")
         rows = await self._call(lambda db: db.execute(sql, [*execution_ids, limit]).fetchall())
         return [_entry(r) for r in rows]
@@ -175,11 +169,11 @@ class SQLiteStorage:
 
     async def save_session(self, session: SharedSession) -> None:
         row = (session.id, session.owner, session.protocol_version, session.client, session.created)
-        await self._call(lambda db: db.execute(f"INSERT OR REPLACE INTO sessions ({_SESSION_COLUMNS}) "
+        await self._call(lambda db: db.execute(f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) "
                                                "VALUES (?, ?, ?, ?, ?)", row))
 
     async def find_session(self, session_id: str) -> SharedSession | None:
-        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?"
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
         found = await self._call(lambda db: db.execute(sql, (session_id,)).fetchone())
         return None if found is None else SharedSession(*found)
 
@@ -278,7 +272,7 @@ def _statements(sql: str) -> list[str]:
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(int(row[0]), AuditRow(**dict(zip(_AUDIT_COLUMNS, row[1:], strict=True))))
+    return AuditEntry(int(row[0]), AuditRow(**dict(zip(AUDIT_COLUMNS, row[1:], strict=True))))
 
 
 def _key(row: tuple[Any, ...]) -> StoredKey:

@@ -20,6 +20,12 @@ ACCEPT = {"Accept": "application/json, text/event-stream"}
 VERSION = "2025-11-25"
 
 
+def post(body: dict[str, Any], key: str, session: str | None = None) -> dict[str, Any]:
+    """httpx arguments for a 2025-11-25 POST with `key`, in `session` if given."""
+    return {"json": body, "headers": {**ACCEPT, "Authorization": f"Bearer {key}", "MCP-Protocol-Version": VERSION,
+                                      **({"Mcp-Session-Id": session} if session else {})}}
+
+
 def config(url: str, replica: str, **sections: Any) -> GatewayConfig:
     return make_config({"math": stdio("math_server", mode="direct")}, groups={"all": {"tools": ["*"]}},
                        storage={"url": url, "replica": replica, "connect_timeout_s": 2}, **sections)
@@ -110,10 +116,6 @@ async def test_an_emptied_keys_table_does_not_open_a_running_gateway() -> None:
 
 
 async def test_a_2025_11_25_session_opened_on_one_replica_continues_on_another_for_its_key_only() -> None:
-    def post(body: dict[str, Any], key: str, session: str | None = None) -> dict[str, Any]:
-        return {"json": body, "headers": {**ACCEPT, "Authorization": f"Bearer {key}", "MCP-Protocol-Version": VERSION,
-                                          **({"Mcp-Session-Id": session} if session else {})}}
-
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": VERSION, "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}}
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
@@ -136,10 +138,6 @@ async def test_a_2025_11_25_session_opened_on_one_replica_continues_on_another_f
 
 async def test_only_a_sessions_own_key_can_answer_its_server_requests_across_replicas() -> None:
     """An answer (a JSON-RPC response, such as an approval) POSTed with another key's session id is not passed on."""
-    def post(body: dict[str, Any], key: str, session: str | None = None) -> dict[str, Any]:
-        return {"json": body, "headers": {**ACCEPT, "Authorization": f"Bearer {key}", "MCP-Protocol-Version": VERSION,
-                                          **({"Mcp-Session-Id": session} if session else {})}}
-
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": VERSION, "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}}
     answer = {"jsonrpc": "2.0", "id": 1, "result": {"action": "accept", "content": {}}}
