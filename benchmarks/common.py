@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,27 @@ async def concurrent(open_client: Callable[[], contextlib.AbstractAsyncContextMa
         for n in range(clients):
             tg.start_soon(one, n)
     return time.perf_counter() - started, samples, errors
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(url: str, prefix: str = "bench_") -> AsyncIterator[str]:
+    """`url` with its connections in a new, empty schema (`?search_path=`), dropped afterwards (over a
+    new connection, so a server restarted meanwhile is no trouble)."""
+    import asyncpg  # only the PostgreSQL benchmarks and tests need it
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    schema = prefix + uuid.uuid4().hex[:16]
+    await admin(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{url}?search_path={schema}"
+    finally:
+        await admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def rss_mb(pid: int) -> float:

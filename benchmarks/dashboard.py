@@ -31,7 +31,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import free_port, wait_for_port
+from benchmarks.common import free_port, postgres_schema, wait_for_port
 from mcp_gateway import Gateway, parse_config
 from mcp_gateway.server import build_app
 from mcp_gateway.storage import AuditRow, PostgresStorage, SQLiteStorage, Storage
@@ -106,21 +106,18 @@ async def sqlite_store(n: int) -> AsyncIterator[Storage]:
 
 @contextlib.asynccontextmanager
 async def postgres_store(url: str, n: int) -> AsyncIterator[Storage]:
-    schema = "bench_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(url)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    store = PostgresStorage(f"{url}?search_path={schema}")
-    try:
-        await store.migrate()
-        conn = await asyncpg.connect(f"{url}?search_path={schema}")
-        await conn.copy_records_to_table("audit", records=rows(n), columns=COLUMNS, schema_name=schema)
-        await conn.execute("ANALYZE audit")
-        await conn.close()
-        yield store
-    finally:
-        await store.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
+    async with postgres_schema(url) as schema_url:
+        store = PostgresStorage(schema_url)
+        try:
+            await store.migrate()
+            conn = await asyncpg.connect(schema_url)
+            schema = schema_url.rsplit("=", 1)[1]
+            await conn.copy_records_to_table("audit", records=rows(n), columns=COLUMNS, schema_name=schema)
+            await conn.execute("ANALYZE audit")
+            await conn.close()
+            yield store
+        finally:
+            await store.close()
 
 
 async def measure(store: Storage, runs: int) -> dict[str, tuple[float, float, int]]:

@@ -19,33 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
-import asyncpg
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cluster import cluster
-from benchmarks.common import concurrent, fixture_stdio, toml_table
-
-
-@contextlib.asynccontextmanager
-async def schema(url: str) -> AsyncIterator[str]:
-    name = "bench_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(url)
-    await conn.execute(f"CREATE SCHEMA {name}")
-    await conn.close()
-    try:
-        yield f"{url}?search_path={name}"
-    finally:
-        conn = await asyncpg.connect(url)
-        await conn.execute(f"DROP SCHEMA {name} CASCADE")
-        await conn.close()
+from benchmarks.common import concurrent, fixture_stdio, postgres_schema, toml_table
 
 
 def config(storage_url: str, state: Path) -> str:
@@ -102,7 +86,7 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             async with contextlib.AsyncExitStack() as stack:
                 url = (f"sqlite:///{tmp}/gateway.db" if backend == "sqlite"
-                       else await stack.enter_async_context(schema(args.postgres)))
+                       else await stack.enter_async_context(postgres_schema(args.postgres)))
                 text = config(url, Path(tmp) / "state")
                 key = make_key(text, Path(tmp))
                 group = await stack.enter_async_context(cluster(text, replicas, balancer=balancer))

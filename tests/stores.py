@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ import anyio.abc
 import asyncpg
 import pytest
 
+from benchmarks.common import postgres_schema as benchmark_schema
 from mcp_gateway.storage import PostgresStorage, SQLiteStorage, Storage
 
 POSTGRES_URL = os.environ.get("MCP_GATEWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -43,20 +43,8 @@ async def require_postgres() -> None:
 async def postgres_schema() -> AsyncIterator[str]:
     """A URL whose connections use a new, empty schema (dropped afterwards)."""
     await require_postgres()
-    schema = "t_" + uuid.uuid4().hex[:16]
-    await _admin(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES_URL}?search_path={schema}"
-    finally:
-        await _admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # a new connection: the server may have restarted
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    async with benchmark_schema(POSTGRES_URL, prefix="t_") as url:
+        yield url
 
 
 @asynccontextmanager
