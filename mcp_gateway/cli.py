@@ -236,7 +236,10 @@ async def _serve_http(gw: Gateway, config_path: Path, host: str, port: int, allo
               "`mcp-gateway keys create <name> --groups <group>`, or set `anonymous = true` under [gateway] "
               "for a gateway only you use on this machine", file=sys.stderr)
     url = f"http://{_url_host(host)}:{bound_port(sockets)}/mcp"
-    key = None if anonymous else "<your key>"
+    key = None if anonymous or config.sign_in is not None else "<your key>"
+    if config.sign_in is not None:
+        print(f"callers sign in with {config.sign_in.issuer} (their MCP client opens its login page), "
+              "or send an API key", file=sys.stderr)
     line = connect_instructions("claude", url, config.gateway.name, key)
     print(f"mcp-gateway serving {url}\nconnect Claude Code: {line}", file=sys.stderr, flush=True)
     if host not in LOOPBACK_HOSTS:

@@ -186,6 +186,50 @@ class Quotas(_Strict):
     budget_per_month: float | None = Field(default=None, ge=0)
 
 
+class SignInGroup(_Strict):
+    """`[sign_in.groups.<idp-group>]`: what members of a group of the identity provider get."""
+
+    team: str | None = None
+    groups: list[str] = []
+    admin: bool = False
+
+
+class SignInSettings(Quotas):
+    """The `[sign_in]` table: callers sign in with the organisation's OAuth 2.1 / OpenID provider
+    (the gateway is a protected resource; docs/identity.md). API keys keep working beside it. Its
+    quotas (`calls_per_minute`, `budget_per_day`, ...) apply to each signed-in user."""
+
+    issuer: str = Field(pattern=r"^https?://")
+    """The provider's issuer URL; its metadata is read from `/.well-known/openid-configuration` (or RFC 8414)."""
+    resource: str = Field(pattern=r"^https?://")
+    """This gateway's public `/mcp` URL: published in its protected-resource metadata; tokens must be for it."""
+    audience: str | None = None
+    """The `aud` tokens must carry, when the provider does not use the resource URL (unset: `resource`)."""
+    tokens: Literal["jwt", "introspection"] = "jwt"
+    """`jwt`: verified with the provider's published keys; `introspection`: asked of the provider (RFC 7662)."""
+    client_id: str | None = None
+    client_secret: str | None = None
+    """The gateway's client at the provider, for introspection (usually `${ENV_VAR}`)."""
+    scopes: list[str] = []
+    """Scopes every token must have (also published as `scopes_supported`)."""
+    name_claim: str = "email"
+    """The claim that names the caller in audit rows, limits and logs (`sub` when the token lacks it)."""
+    groups_claim: str = "groups"
+    algorithms: list[str] = ["RS256", "PS256", "ES256", "EdDSA"]
+    leeway_s: int = Field(default=30, ge=0, le=300)
+    cache_s: float = Field(default=60.0, ge=0, le=3600)
+    """How long an introspection answer is reused (never past the token's expiry)."""
+    groups: dict[str, SignInGroup] = {}
+
+    @model_validator(mode="after")
+    def _introspection_needs_a_client(self) -> SignInSettings:
+        if self.tokens == "introspection" and not (self.client_id and self.client_secret):
+            raise ValueError("sign_in.tokens = \"introspection\" needs client_id and client_secret")
+        if not {"none", "HS256", "HS384", "HS512"}.isdisjoint(self.algorithms):
+            raise ValueError("sign_in.algorithms: only public-key algorithms (RS*, PS*, ES*, EdDSA) are accepted")
+        return self
+
+
 class TeamConfig(Quotas):
     """`[teams.<name>]`: the groups every key of the team gets, and the team's quotas."""
 
@@ -224,6 +268,7 @@ class GatewayConfig(_Strict):
     storage: StorageSettings = StorageSettings()
     limits: LimitSettings = LimitSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    sign_in: SignInSettings | None = None
     servers: dict[str, ServerConfig] = {}
     groups: dict[str, GroupConfig] = {}
     teams: dict[str, TeamConfig] = {}
@@ -268,6 +313,11 @@ class GatewayConfig(_Strict):
             if key.team is not None and key.team not in self.teams:
                 problems.append(f"keys.{name}.team: unknown team {key.team!r}")
             problems += [f"keys.{name}.groups: unknown group {g!r}" for g in key.groups if g not in self.groups]
+        for name, entry in (self.sign_in.groups if self.sign_in else {}).items():
+            if entry.team is not None and entry.team not in self.teams:
+                problems.append(f"sign_in.groups.{name}.team: unknown team {entry.team!r}")
+            problems += [f"sign_in.groups.{name}.groups: unknown group {g!r}" for g in entry.groups
+                         if g not in self.groups]
         if problems:
             raise ValueError("; ".join(problems))
         return self

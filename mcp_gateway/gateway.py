@@ -109,6 +109,8 @@ class Gateway:
         try:
             await self._stack.aclose()
         finally:
+            if self.keys.sign_in is not None:
+                await self.keys.sign_in.aclose()
             await self.storage.close()
 
     async def _open_store(self) -> None:

@@ -85,9 +85,9 @@ async def http_fixture(fixture: str, transport: str = "http", *args: str) -> Asy
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yield its base URL (`http://127.0.0.1:P`)."""
-    port = free_port()
+async def serve_asgi(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on `port` (else a free one) of 127.0.0.1; yield its base URL (`http://127.0.0.1:P`)."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
@@ -99,9 +99,9 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(gw: Gateway) -> AsyncIterator[str]:
-    """Serve the gateway's Starlette app on a free loopback port; yield the /mcp URL."""
-    async with serve_asgi(build_app(gw)) as base:
+async def serve_gateway(gw: Gateway, port: int | None = None) -> AsyncIterator[str]:
+    """Serve the gateway's Starlette app on `port` (else a free one) of 127.0.0.1; yield the /mcp URL."""
+    async with serve_asgi(build_app(gw), port) as base:
         yield f"{base}/mcp"
 
 

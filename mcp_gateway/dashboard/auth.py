@@ -22,7 +22,10 @@ from starlette.responses import Response
 from ..gateway import Gateway
 from ..governance.identity import Identity, identity_for
 from ..governance.keys import config_key_hash, hash_key, matches
+from ..oauth import SignInUnavailable
+from ..oauth.sign_in import TokenRefused
 from ..server.entry import identify
+from ..storage import StorageUnavailable
 
 COOKIE = "mgw_ui"
 STATE_PREFIX = "ui-session:"
@@ -32,8 +35,13 @@ OWNER = "dashboard"
 async def caller(gw: Gateway, request: Request) -> Identity | None:
     """The identity of a dashboard request: its key header, else its session cookie; None for neither.
 
-    Raises `StorageUnavailable` when the store cannot say (the caller answers 503)."""
-    identity = await identify(gw.keys, request.scope)
+    Raises `StorageUnavailable` when the store (or the sign-in provider) cannot say (the caller answers 503)."""
+    try:
+        identity = await identify(gw.keys, request.scope)
+    except TokenRefused:
+        identity = None
+    except SignInUnavailable as exc:
+        raise StorageUnavailable(str(exc)) from None
     if identity is not None:
         return identity
     token = request.cookies.get(COOKIE, "")

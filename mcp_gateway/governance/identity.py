@@ -9,6 +9,7 @@ enters (HTTP middleware, stdio, or the embedding API), so no code path can forge
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from ..config import GatewayConfig
 
 @dataclass(frozen=True)
 class Identity:
-    """A caller: its name (the key's), team, and the patterns that decide what it may see and call."""
+    """A caller: its name (the key's, or a signed-in user's), team, and the patterns that decide what it
+    may see and call."""
 
     name: str
     team: str | None = None
@@ -28,6 +30,8 @@ class Identity:
     endpoint: tuple[str, ...] | None = None
     group: str | None = None
     admin: bool = False
+    subject: str | None = None
+    """A signed-in caller's `sub` at the provider ([sign_in]); None for an API key."""
 
     def allows(self, server: str, tool: str, alias: str | None = None) -> bool:
         """Deny by default; `deny` wins; a group endpoint must allow it too.
@@ -65,7 +69,7 @@ class Identity:
         return self.may_see_server(server)
 
     def at_endpoint(self, group: str, patterns: Iterable[str]) -> Identity:
-        return Identity(self.name, self.team, self.allow, self.deny, tuple(patterns), group, self.admin)
+        return dataclasses.replace(self, endpoint=tuple(patterns), group=group)
 
 
 OPEN = Identity("local", allow=("*",), admin=True)

@@ -10,6 +10,7 @@ import time
 import structlog
 
 from ..config import GatewayConfig, KeyConfig
+from ..oauth import SignIn
 from ..storage import Storage, StorageUnavailable, StoredKey
 from .identity import Identity, identity_for
 
@@ -25,8 +26,12 @@ def hash_key(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
+KEY_PREFIX = "mgw_"
+"""Every key `mcp-gateway keys create` makes starts with it (and holds no dot, unlike a JWT)."""
+
+
 def new_key() -> str:
-    return "mgw_" + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def matches(stored_hash: str, secret_hash: str) -> bool:
@@ -42,15 +47,17 @@ class KeyRing:
     """Turns a presented secret into an `Identity`; revocations in storage apply to the next request.
 
     Fails closed: the gateway is open (every caller allowed) only while no key has ever existed, in
-    the config or in storage (revoked keys count). Once a key is seen it stays closed for the life
-    of this object, whatever happens to the store. `refresh` asks the store (each request does,
-    where it enters); `is_open` answers from the last answer, and is false until the first one and
+    the config or in storage (revoked keys count), and never with `[sign_in]`. Once a key is seen it
+    stays closed for the life of this object, whatever happens to the store. `refresh` asks the store
+    (each request does, where it enters); `is_open` answers from the last answer, and is false until the first one and
     whenever the store could not give one. A store that cannot be read authenticates no one: both
     raise `StorageUnavailable`, and the caller refuses.
     """
 
     def __init__(self, config: GatewayConfig, storage: Storage) -> None:
         self.storage = storage
+        self.sign_in = SignIn(config.sign_in) if config.sign_in is not None else None
+        """Checks the tokens of callers who sign in with the organisation's provider (`[sign_in]`)."""
         self._closed = False
         self.use(config)
         self._open = False
@@ -63,7 +70,7 @@ class KeyRing:
             (config_key_hash(k), identity_for(config, n, k.team, k.groups, k.remove_groups, k.deny, k.admin))
             for n, k in config.keys.items()
         ]
-        self._closed = self._closed or bool(self._config_keys)
+        self._closed = self._closed or bool(self._config_keys) or config.sign_in is not None
 
     def is_open(self) -> bool:
         """No key was ever configured or created (as of the last `refresh`): loopback callers are let in."""
@@ -103,8 +110,9 @@ class KeyRing:
 
         A key the store confirmed less than `RECHECK_S` ago is not asked about again, so a revocation
         stops a running script's calls within that time, on every replica."""
-        if identity.name in self.config.keys or not self._closed:
-            return True  # config keys are revoked by changing the config; open mode has no keys
+        if identity.name in self.config.keys or not self._closed or identity.subject is not None:
+            return True  # config keys are revoked by changing the config; open mode has no keys; a token
+            # was checked where its request entered (and expires)
         if time.monotonic() - self._confirmed.get(identity.name, -RECHECK_S) < RECHECK_S:
             return True
         if await self.storage.is_revoked(identity.name):

@@ -30,7 +30,10 @@ class Quota:
 
     def _scopes(self, identity: Identity) -> list[tuple[str, str, Quotas]]:
         scopes: list[tuple[str, str, Quotas]] = []
-        if identity.name in self.config.keys:
+        if identity.subject is not None:  # a signed-in user: `[sign_in]`'s per-user limits, never a key's
+            if self.config.sign_in is not None:
+                scopes.append(("users", identity.subject, self.config.sign_in))
+        elif identity.name in self.config.keys:
             scopes.append(("keys", identity.name, self.config.keys[identity.name]))
         if identity.team is not None and identity.team in self.config.teams:
             scopes.append(("teams", identity.team, self.config.teams[identity.team]))

@@ -22,6 +22,9 @@ from starlette.routing import Route, request_response
 from ..config import LOOPBACK_HOSTS
 from ..dashboard.routes import routes as dashboard_routes
 from ..gateway import Gateway
+from ..oauth import SignInUnavailable
+from ..oauth.resource import metadata_routes
+from ..oauth.sign_in import TokenRefused
 from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit
 from .entry import KeyAuth, identify
@@ -65,6 +68,8 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             identity = await identify(gw.keys, request.scope)
         except StorageUnavailable:
             return JSONResponse({**body, "status": "store unavailable"}, status_code=503)
+        except (TokenRefused, SignInUnavailable):
+            identity = None
         if not gw.storage.listening:  # answers to its server requests could reach another replica and be lost
             return JSONResponse({**body, "status": "starting"}, status_code=503)
         if identity is not None and identity.admin:
@@ -83,12 +88,14 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
     ui = dashboard_routes(gw, security.allowed_hosts if security else None) if gw.config.dashboard.enabled else []
+    sign_in = gw.keys.sign_in
+    oauth = metadata_routes(sign_in) if sign_in is not None else [Route("/register", no_oauth, methods=["GET", "POST"])]
     return Starlette(
         routes=[
             Route("/mcp", mcp_app),
             Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/register", no_oauth, methods=["GET", "POST"]),
+            *oauth,
             Route("/metrics", KeyAuth(request_response(metrics), gw.keys, admin_only=True), methods=["GET"]),
             *ui,
         ],

@@ -25,8 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..gateway import Gateway
 from ..governance.approvals import APPROVAL_INPUT, Approver, approval_request, approval_state, asking, given_answer
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
-from ..governance.keys import KeyRing
+from ..governance.keys import KEY_PREFIX, KeyRing
 from ..governance.rounds import InputNeeded, round_of, serving_round
+from ..oauth import SignIn, SignInUnavailable
+from ..oauth.claims import identity_of
+from ..oauth.resource import www_authenticate
+from ..oauth.sign_in import TokenRefused
 from ..storage import StorageUnavailable
 from .relay import CALL_METHODS, Relay
 from .sessions import remember_session
@@ -64,10 +68,25 @@ class KeyAuth:
             await _reject(send, 503, "the gateway cannot check API keys right now (its store is unavailable); "
                           "try again shortly", retry_after=1)
             return
+        except SignInUnavailable as exc:
+            log.error("sign-in provider unavailable: request refused", error=str(exc))
+            await _reject(send, 503, "the gateway cannot check sign-in tokens right now (the identity provider "
+                          "does not answer); try again shortly", retry_after=1)
+            return
+        except TokenRefused as exc:
+            log.info("sign-in token refused", reason=str(exc))
+            await _reject(send, 401, f"the sign-in token was refused: it is {exc}; sign in again",
+                          sign_in=self.keys.sign_in, refused=str(exc))
+            return
         if identity is None and self.keys.is_open():
             await _reject(send, 401, "this gateway has no API keys yet and does not let callers in without one: "
                           "create a key with `mcp-gateway keys create <name> --groups <group>`, or, for a gateway "
                           "only you use on this machine, set `anonymous = true` under [gateway]")
+            return
+        if identity is None and self.keys.sign_in is not None:
+            await _reject(send, 401, "sign in with your organisation's identity provider (your MCP client does this "
+                          "when it follows this answer's WWW-Authenticate header), or send an API key as "
+                          "`Authorization: Bearer <key>`", sign_in=self.keys.sign_in)
             return
         if identity is None:
             await _reject(send, 401, "missing, unknown or revoked API key: this gateway needs a key, sent as the "
@@ -92,7 +111,8 @@ class KeyAuth:
             identity = identity.at_endpoint(group, groups[group].tools)
         scope[IDENTITY_SCOPE_KEY] = identity
         endpoint = f"/mcp/{group}" if group is not None else "/mcp"
-        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=identity.name, scopes=[], subject=endpoint))
+        owner = identity.name if identity.subject is None else f"sign-in:{identity.subject}"  # never a key's
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[], subject=endpoint))
         disconnected = scope[DISCONNECTED_SCOPE_KEY] = anyio.Event()
 
         received = 0
@@ -112,18 +132,28 @@ class KeyAuth:
 
 
 async def identify(keys: KeyRing, scope: Scope) -> Identity | None:
-    """The identity of an HTTP request's key, or None.
+    """The identity of an HTTP request's key or sign-in token, or None when it presents neither.
 
     While no key exists, an HTTP caller without one is the local admin (`OPEN`) only where the
     config says so (`gateway.anonymous`): behind a reverse proxy every request comes from
-    loopback, so "no keys" alone must never mean "everyone".
+    loopback, so "no keys" alone must never mean "everyone". A token of the sign-in provider that
+    is not valid raises `TokenRefused`; a provider that cannot say raises `SignInUnavailable`.
     """
     if await keys.refresh():
         return OPEN if keys.config.gateway.anonymous else None
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
-    return await keys.authenticate(secret) if secret else None
+    if not secret:
+        return None
+    sign_in = keys.sign_in
+    if sign_in is not None and secret.count(".") == 2:  # a JWT: API keys hold no dots (no store query for it)
+        return identity_of(keys.config, keys.config.sign_in or sign_in.settings, await sign_in.claims(secret))
+    found = await keys.authenticate(secret)
+    if found is None and sign_in is not None and sign_in.settings.tokens == "introspection" \
+            and not secret.startswith(KEY_PREFIX):
+        return identity_of(keys.config, keys.config.sign_in or sign_in.settings, await sign_in.claims(secret))
+    return found
 
 
 async def caller(gw: Gateway, ctx: ServerRequestContext[Any]) -> Identity:
@@ -224,11 +254,12 @@ def _input_approver(ctx: ServerRequestContext[Any]) -> Approver:
     return approve
 
 
-async def _reject(send: Send, status: int, message: str, retry_after: int | None = None) -> None:
+async def _reject(send: Send, status: int, message: str, retry_after: int | None = None, *,
+                  sign_in: SignIn | None = None, refused: str | None = None) -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="mcp-gateway"'))
+        headers.append((b"www-authenticate", www_authenticate(sign_in, refused).encode()))
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

