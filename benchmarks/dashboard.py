@@ -5,8 +5,10 @@
 The gateway's app is served in this process by uvicorn on 127.0.0.1 (an admin key in the config,
 five disabled upstreams so the upstreams page has rows). The rows span the last 24 hours: 50 keys
 in 5 teams, 5 servers, 20 tools, 1 in 25 an error, 1 in 10 a script with three calls under it,
-arguments of about 200 bytes. Each page is loaded once to warm up, then `--runs` times; the table
-gives the median and the slowest load, in milliseconds, over real HTTP.
+arguments of about 200 bytes, 1 in 50 tool calls with an approval decision. The teams have rate
+limits and budgets, and every key has 14 days of Code Mode savings rows (the usage page). Each
+page is loaded once to warm up, then `--runs` times; the table gives the median and the slowest
+load, in milliseconds, over real HTTP.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ PAGES = [
     ("calls, no match", "/ui/calls?key=nobody"),
     ("access", "/ui/access"),
     ("access, one key", "/ui/access?subject=key:ops"),
+    ("usage, 24 h by hour", "/ui/usage"),
+    ("usage, 14 days by day", "/ui/usage?span=14d"),
 ]
+DECISIONS = ("accept", "accept", "accept", "decline", "cancel", "unsupported")
 
 
 def rows(n: int) -> list[tuple[object, ...]]:
     rnd = random.Random(7)
+    asked = random.Random(11)  # its own stream: the other columns are what they were before approvals
     now = time.time()
     out: list[tuple[object, ...]] = []
     while len(out) < n:
@@ -74,7 +80,18 @@ def rows(n: int) -> list[tuple[object, ...]]:
                              for c in COLUMNS))
         else:
             out.append(_row(rnd, base, args, None))
+        if asked.random() < 0.02 and out[-1][COLUMNS.index("kind")] == "tool":
+            decision = asked.choice(DECISIONS)
+            values = dict(zip(COLUMNS, out[-1], strict=True))
+            out[-1] = tuple({**values, "approval": decision,
+                             "outcome": "ok" if decision == "accept" else "ApprovalRefused"}[c] for c in COLUMNS)
     return out[:n]
+
+
+def savings() -> list[tuple[object, ...]]:
+    """14 days of Code Mode listings for each of the 50 keys (day, key, lists, sent, full)."""
+    today = time.time() // 86400 * 86400
+    return [(today - d * 86400, f"k{k}", 40, 40 * 1200, 40 * (5000 + 100 * k)) for d in range(14) for k in range(50)]
 
 
 def _row(rnd: random.Random, base: dict[str, object], args: str, run: str | None) -> tuple[object, ...]:
@@ -96,6 +113,7 @@ async def sqlite_store(n: int) -> AsyncIterator[Storage]:
         with db:
             db.executemany(f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                            rows(n))
+            db.executemany("INSERT INTO token_savings VALUES (?, ?, ?, ?, ?)", savings())
         db.execute("ANALYZE")
         db.close()
         try:
@@ -113,6 +131,7 @@ async def postgres_store(url: str, n: int) -> AsyncIterator[Storage]:
             conn = await asyncpg.connect(schema_url)
             schema = schema_url.rsplit("=", 1)[1]
             await conn.copy_records_to_table("audit", records=rows(n), columns=COLUMNS, schema_name=schema)
+            await conn.copy_records_to_table("token_savings", records=savings(), schema_name=schema)
             await conn.execute("ANALYZE audit")
             await conn.close()
             yield store
@@ -126,7 +145,8 @@ async def measure(store: Storage, runs: int) -> dict[str, tuple[float, float, in
         "dashboard": {"enabled": True},
         "servers": {f"s{i}": {"command": "true", "enabled": False} for i in range(5)},
         "groups": {"all": {"tools": ["*"]}, "some": {"tools": ["s1.*", "s2.tool1*"]}},
-        "teams": {f"t{i}": {"groups": ["some"]} for i in range(5)},
+        "teams": {f"t{i}": {"groups": ["some"], "calls_per_minute": 600, "budget_per_day": 100,
+                            "budget_per_month": 1000} for i in range(5)},
         "keys": {"ops": {"key": ADMIN, "admin": True, "groups": ["all"]}},
     })
     port = free_port()

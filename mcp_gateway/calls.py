@@ -15,7 +15,15 @@ from typing import Any
 import mcp_types as types
 
 from .catalog import ToolEntry
-from .errors import GatewayError, KeyRevoked, StoreUnavailable, UnknownTool, UpstreamError, describe_exception
+from .errors import (
+    ApprovalRefused,
+    GatewayError,
+    KeyRevoked,
+    StoreUnavailable,
+    UnknownTool,
+    UpstreamError,
+    describe_exception,
+)
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
@@ -54,7 +62,11 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
         await gw.validators.check(entry, args)
         await gw.quota.check_rate(identity, "calls")
         if needs_approval(gw.config, entry.server, entry.tool, entry.spec.identifier):
-            seen.approval = await approve(ref, args)
+            try:
+                seen.approval = await approve(ref, args)
+            except ApprovalRefused as exc:  # the row says why: the user's answer, or why nobody was asked
+                seen.approval = exc.decision
+                raise
         await gw.quota.charge(identity, gw.quota.price(entry.server, entry.tool.name))
         await seen.begin()
         up = gw.upstream(entry.server)

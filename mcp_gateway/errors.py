@@ -35,7 +35,14 @@ class QuotaExceeded(GatewayError):
 
 
 class ApprovalRefused(GatewayError):
-    """The tool needs the user's approval, and the user refused or could not be asked."""
+    """The tool needs the user's approval, and the user refused or could not be asked.
+
+    `decision` is what the call's audit row records: the user's answer (`decline`, `cancel`), or why
+    nobody was asked (`unsupported`: the client cannot ask; `too_long`: the arguments cannot be shown)."""
+
+    def __init__(self, message: str, decision: str) -> None:
+        super().__init__(message)
+        self.decision = decision
 
 
 class KeyRevoked(GatewayError):

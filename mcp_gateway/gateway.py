@@ -28,6 +28,7 @@ from .logs import configure_logging
 from .metrics import Metrics
 from .naming import client_prefix
 from .observe import Observer
+from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
@@ -57,6 +58,7 @@ class Gateway:
         self.metrics = Metrics()
         self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway, replica=self.replica))
         self.quota = Quota(config, self.storage)
+        self.token_savings = SavingsLedger(self.storage)
         self.validators = Validators()
         self.catalog_listeners: list[CatalogListener] = []
         self.calls_in_flight = 0
@@ -90,10 +92,12 @@ class Gateway:
         if not structlog.is_configured():
             configure_logging()  # embedded use: our log lines go to stderr, never into a host's stdout
         await self._open_store()
+        self._stack.push_async_callback(self.token_savings.flush)  # last: after the tasks that book savings
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_upstreams)
         self._tg.start_soon(self._announce_changes, name="catalog changes")
         self._tg.start_soon(self._prune_audit, name="audit retention")
+        self._tg.start_soon(self.token_savings.run, name="token savings")
         for up in self.upstreams:
             self._tg.start_soon(up.run, name=f"upstream:{up.name}")
         await self._stack.enter_async_context(self.sandbox)

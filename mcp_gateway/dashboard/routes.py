@@ -1,4 +1,4 @@
-"""The dashboard: read-only pages at `/ui` for admin keys (upstreams, calls, access); see docs/dashboard.md.
+"""The dashboard: read-only pages at `/ui` for admin keys (upstreams, calls, access, usage); see docs/dashboard.md.
 
 Server-rendered Jinja2 templates (autoescaped: every name, argument and error from an upstream or
 a script is text), one stylesheet served from this package, no script, nothing fetched from
@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from ..gateway import Gateway
 from ..governance.identity import Identity
 from ..storage import StorageUnavailable
-from . import auth, views
+from . import auth, usage, views
 
 log = structlog.get_logger("mcp_gateway.dashboard")
 
@@ -52,6 +52,7 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
     env.globals["query"] = lambda params, **extra: urlencode({**params, **{k: v for k, v in extra.items()
                                                                            if v is not None}})
     css = resources.files(__package__).joinpath("static", "dashboard.css").read_bytes()
+    icon = resources.files(__package__).joinpath("static", "favicon.svg").read_bytes()
 
     def render(template: str, status: int = 200, **context: Any) -> Response:
         body = env.get_template(template).render(**context)
@@ -94,6 +95,10 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
                       detail=views.access(gw, chosen) if chosen else None, signed_in=identity.name, page="access",
                       layout=gw.config.gateway.layout)
 
+    async def usage_page(request: Request, identity: Identity) -> Response:
+        return render("usage.html", usage=await usage.usage(gw, request.query_params), spans=usage.SPANS,
+                      decisions=usage.DECISIONS, signed_in=identity.name, page="usage")
+
     async def login(request: Request) -> Response:
         if not _host_allowed(request, allowed_hosts):
             return secured(Response("unexpected Host header", status_code=421))
@@ -134,14 +139,21 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
         response.headers["Cache-Control"] = "max-age=3600"
         return response
 
+    async def favicon(request: Request) -> Response:  # named by every page: no request for /favicon.ico
+        response = secured(Response(icon, media_type="image/svg+xml"))
+        response.headers["Cache-Control"] = "max-age=86400"
+        return response
+
     app = Starlette(routes=[
         Route("/", guarded(upstreams_page), methods=["GET"]),
         Route("/upstreams", guarded(upstreams_page), methods=["GET"]),
         Route("/calls", guarded(calls_page), methods=["GET"]),
         Route("/access", guarded(access_page), methods=["GET"]),
+        Route("/usage", guarded(usage_page), methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/static/dashboard.css", stylesheet, methods=["GET"]),
+        Route("/static/favicon.svg", favicon, methods=["GET"]),
     ])
     return [Mount("/ui", app=app)]
 

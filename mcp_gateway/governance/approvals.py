@@ -89,7 +89,8 @@ def question(ref: str, arguments: Mapping[str, Any]) -> str:
     shown = "\n".join(lines)
     if len(shown) > MAX_SHOWN:
         raise ApprovalRefused(f"{ref} needs the user's approval, and its arguments are too long to show in full "
-                              f"({len(shown)} characters; at most {MAX_SHOWN}): call it with shorter arguments")
+                              f"({len(shown)} characters; at most {MAX_SHOWN}): call it with shorter arguments",
+                              "too_long")
     return f"Allow the tool call {ref}?" + (f"\n{shown}" if shown else " (no arguments)")
 
 
@@ -99,11 +100,11 @@ async def approve(ref: str, arguments: Mapping[str, Any]) -> str:
     approver = _current.get()
     decision = "unsupported" if approver is None else await approver(message)
     if decision == "unsupported":
-        raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)")
+        raise ApprovalRefused(f"{ref} needs the user's approval, and this client cannot ask (no elicitation)", decision)
     if decision == "cancel":  # also what an unattended client (`claude -p`) answers without asking anyone
         raise ApprovalRefused(f"{ref} needs the user's approval, and it was not given: the question was cancelled "
                               "(a client running unattended, such as `claude -p`, cancels every question without "
-                              "asking anyone). Do not retry the call; tell the user it needs their approval")
+                              "asking anyone). Do not retry the call; tell the user it needs their approval", decision)
     if decision != "accept":
-        raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}")
+        raise ApprovalRefused(f"{ref} needs the user's approval, and the user answered {decision}", decision)
     return decision

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
@@ -45,7 +46,7 @@ class Quota:
         Every limit the caller falls under is checked before any is counted, so a call refused by
         the team's limit does not use up the key's.
         """
-        scopes = {Window(f"{table}.{name}.{kind}", limit, 60.0): (table, name)
+        scopes = {Window(rate_counter(table, name, kind), limit, RATE_WINDOW_S): (table, name)
                   for table, name, quotas in self._scopes(identity)
                   if (limit := getattr(quotas, f"{kind}_per_minute")) is not None}
         if not scopes:
@@ -70,12 +71,9 @@ class Quota:
         """Check every budget the call falls under, then book it (before the call: it may cost even if it fails)."""
         if amount <= 0:
             return
-        now = datetime.fromtimestamp(self.now(), UTC)
-        periods = {"day": (now.strftime("%Y-%m-%d"), _next_day(now)),
-                   "month": (now.strftime("%Y-%m"), _next_month(now))}
-        scopes = {Budget(f"{table}.{name}.{stamp}", budget): (table, name, period, resets)
+        scopes = {Budget(budget_counter(table, name, stamp), budget): (table, name, period, resets)
                   for table, name, quotas in self._scopes(identity)
-                  for period, (stamp, resets) in periods.items()
+                  for period, (stamp, resets) in periods(self.now()).items()
                   if (budget := getattr(quotas, f"budget_per_{period}")) is not None}
         if not scopes:
             return
@@ -93,6 +91,52 @@ class Quota:
 
 
 _ADJECTIVE = {"day": "daily", "month": "monthly"}
+RATE_KINDS = ("calls", "scripts", "meta_calls")
+RATE_WINDOW_S = 60.0
+
+
+def rate_counter(table: str, name: str, kind: str) -> str:
+    """The store's rate-limit key of a key's or team's `kind` ("keys.alice.calls")."""
+    return f"{table}.{name}.{kind}"
+
+
+def budget_counter(table: str, name: str, stamp: str) -> str:
+    """The store's budget key of a key's or team's day or month ("keys.alice.2026-12-05")."""
+    return f"{table}.{name}.{stamp}"
+
+
+def periods(ts: float) -> dict[str, tuple[str, str]]:
+    """The budget periods `ts` falls in: their stamps in budget keys, and when each resets (UTC)."""
+    now = datetime.fromtimestamp(ts, UTC)
+    return {"day": (now.strftime("%Y-%m-%d"), _next_day(now)), "month": (now.strftime("%Y-%m"), _next_month(now))}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A configured rate limit or budget of a key or team, and the store counter it is booked under now."""
+
+    table: str  # "keys" or "teams"
+    name: str
+    setting: str  # as in the config: "calls_per_minute", "budget_per_day"...
+    limit: float
+    counter: str
+    rate: bool  # a per-minute window; else a budget of the current day or month
+
+
+def configured_limits(config: GatewayConfig, ts: float) -> list[Limit]:
+    """Every rate limit and budget the config sets, with the counters of the minute, day and month of `ts`."""
+    found: list[Limit] = []
+    scopes = [("keys", n, q) for n, q in config.keys.items()] + [("teams", n, q) for n, q in config.teams.items()]
+    stamps = periods(ts)
+    for table, name, quotas in scopes:
+        for kind in RATE_KINDS:
+            if (limit := getattr(quotas, f"{kind}_per_minute")) is not None:
+                found.append(Limit(table, name, f"{kind}_per_minute", limit, rate_counter(table, name, kind), True))
+        for period, (stamp, _) in stamps.items():
+            if (budget := getattr(quotas, f"budget_per_{period}")) is not None:
+                found.append(Limit(table, name, f"budget_per_{period}", budget, budget_counter(table, name, stamp),
+                                   False))
+    return found
 
 
 def _next_day(now: datetime) -> str:

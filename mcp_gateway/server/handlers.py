@@ -57,7 +57,9 @@ def build_server(gw: Gateway) -> Server[Any]:
         if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
             state.changes.listed(session_key(ctx), ctx.session, gw.identity)
         if any(t.name in META_NAMES for t in tools):
-            gw.metrics.tokens_saved.inc(max(0, gw.classic_tokens() - _meta_tokens(gw.config.gateway.name)))
+            sent, full = _meta_tokens(gw.config.gateway.name), gw.classic_tokens()
+            gw.metrics.tokens_saved.inc(max(0, full - sent))
+            gw.token_savings.book(gw.identity.name, sent, full)
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .usage import ApprovalCount, Bucket, Saving
+
 
 @dataclass(frozen=True)
 class StoredKey:
@@ -218,8 +220,9 @@ class Storage(Counters, Protocol):
         ...
 
     async def prune(self, before: float, counters_before: float) -> int:
-        """Delete audit rows older than `before`, and budgets untouched and sessions opened before
-        `counters_before` (seconds since the epoch); returns how many audit rows."""
+        """Delete audit rows older than `before` (and token savings of days before it), and budgets
+        untouched and sessions opened before `counters_before` (seconds since the epoch); returns how
+        many audit rows."""
         ...
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,
@@ -236,6 +239,31 @@ class Storage(Counters, Protocol):
 
     async def server_stats(self, since: float) -> list[ServerStats]:
         """Per upstream, its finished calls since `since` (among the newest `STATS_ROWS` rows), by server name."""
+        ...
+
+    async def usage_buckets(self, since: float, width: float) -> tuple[list[Bucket], float | None]:
+        """Per upstream and per `width` seconds from `since`, its finished calls among the newest `STATS_ROWS`
+        rows; and the time of the newest row that bound left out, if it is in the window (else None)."""
+        ...
+
+    async def approval_counts(self, since: float, width: float) -> list[ApprovalCount]:
+        """Calls that needed approval, per `width` seconds from `since` and recorded decision."""
+        ...
+
+    async def quota_refusals(self, since: float) -> dict[str, int]:
+        """Per key, its calls refused by a rate limit or budget since `since`."""
+        ...
+
+    async def counter_use(self, rate_keys: Sequence[str], since: float, budget_keys: Sequence[str]) -> dict[str, float]:
+        """Events after `since` under each rate-limit key, and what each budget key has spent (absent: none)."""
+        ...
+
+    async def book_savings(self, rows: Sequence[Saving]) -> None:
+        """Add each row's counts to its key's day."""
+        ...
+
+    async def savings(self, since: float) -> list[Saving]:
+        """Every key's savings rows of the days from `since` (a UTC midnight), by day and key."""
         ...
 
     async def save_session(self, session: SharedSession) -> None: ...

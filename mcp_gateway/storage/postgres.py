@@ -41,6 +41,19 @@ from .base import (
     stats_sql,
 )
 from .migrations import TABLE, pending
+from .usage import (
+    ApprovalCount,
+    Bucket,
+    Saving,
+    approvals_sql,
+    book_savings_sql,
+    buckets_sql,
+    collect_buckets,
+    refusals_sql,
+    savings_rows,
+    savings_sql,
+    unread_sql,
+)
 
 T = TypeVar("T")
 log = structlog.get_logger("mcp_gateway.store")
@@ -162,6 +175,7 @@ class PostgresStorage:
             await pool.execute("DELETE FROM budgets WHERE updated < $1", counters_before)
             await pool.execute("DELETE FROM sessions WHERE created < $1", counters_before)
             await pool.execute("DELETE FROM state WHERE expires < $1", time.time())
+            await pool.execute("DELETE FROM token_savings WHERE day < $1", before)
             status: str = await pool.execute("DELETE FROM audit WHERE ts < $1", before)
             return int(status.split()[-1])
 
@@ -197,6 +211,29 @@ class PostgresStorage:
         sql = stats_sql(lambda n: f"${n}")
         rows = await self._run(lambda p: p.fetch(sql, since, STATS_ROWS))
         return collect_stats(tuple(r.values()) for r in rows)
+
+    async def usage_buckets(self, since: float, width: float) -> tuple[list[Bucket], float | None]:
+        rows = await self._run(lambda p: p.fetch(buckets_sql(_mark, _whole), since, width, STATS_ROWS))
+        unread = await self._run(lambda p: p.fetchval(unread_sql(_mark), STATS_ROWS))
+        return collect_buckets(tuple(r.values()) for r in rows), unread if unread and unread >= since else None
+
+    async def approval_counts(self, since: float, width: float) -> list[ApprovalCount]:
+        rows = await self._run(lambda p: p.fetch(approvals_sql(_mark, _whole), since, width))
+        return [ApprovalCount(int(r["b"]), str(r["decision"]), int(r["n"])) for r in rows]
+
+    async def quota_refusals(self, since: float) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in await self._run(lambda p: p.fetch(refusals_sql(_mark), since))}
+
+    async def counter_use(self, rate_keys: Sequence[str], since: float, budget_keys: Sequence[str]) -> dict[str, float]:
+        sql = ("SELECT key, COUNT(*)::float8 FROM rate_events WHERE key = ANY($1::text[]) AND ts > $2 GROUP BY key "
+               "UNION ALL SELECT key, spent FROM budgets WHERE key = ANY($3::text[])")
+        return {r[0]: float(r[1]) for r in await self._run(lambda p: p.fetch(sql, [*rate_keys], since, [*budget_keys]))}
+
+    async def book_savings(self, rows: Sequence[Saving]) -> None:
+        await self._run(lambda p: p.executemany(book_savings_sql(_mark), savings_rows(rows)))
+
+    async def savings(self, since: float) -> list[Saving]:
+        return [Saving(*r.values()) for r in await self._run(lambda p: p.fetch(savings_sql(_mark), since))]
 
     async def save_session(self, session: SharedSession) -> None:
         sql = (f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE "
@@ -313,6 +350,15 @@ async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> list[str]:
             await conn.execute(f"INSERT INTO {TABLE} VALUES ($1, $2, $3)", m.version, m.name, time.time())
             done.append(m.label)
     return done
+
+
+def _mark(n: int) -> str:
+    return f"${n}"
+
+
+def _whole(expr: str) -> str:
+    """A bucket's number: the floor (a cast alone would round to the nearest)."""
+    return f"floor({expr})::integer"
 
 
 def _entry(row: Any) -> AuditEntry:

@@ -40,6 +40,19 @@ from .base import (
     stats_sql,
 )
 from .migrations import TABLE, pending
+from .usage import (
+    ApprovalCount,
+    Bucket,
+    Saving,
+    approvals_sql,
+    book_savings_sql,
+    buckets_sql,
+    collect_buckets,
+    refusals_sql,
+    savings_rows,
+    savings_sql,
+    unread_sql,
+)
 
 T = TypeVar("T")
 
@@ -128,6 +141,7 @@ class SQLiteStorage:
             db.execute("DELETE FROM budgets WHERE updated < ?", (counters_before,))
             db.execute("DELETE FROM sessions WHERE created < ?", (counters_before,))
             db.execute("DELETE FROM state WHERE expires < ?", (time.time(),))
+            db.execute("DELETE FROM token_savings WHERE day < ?", (before,))
             return int(db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
         return await self._call(run)
@@ -166,6 +180,41 @@ class SQLiteStorage:
     async def server_stats(self, since: float) -> list[ServerStats]:
         sql = stats_sql(lambda n: "?")
         return collect_stats(await self._call(lambda db: db.execute(sql, (since, STATS_ROWS)).fetchall()))
+
+    async def usage_buckets(self, since: float, width: float) -> tuple[list[Bucket], float | None]:
+        def run(db: sqlite3.Connection) -> tuple[list[Bucket], float | None]:
+            rows = db.execute(buckets_sql(_mark, _whole), (since, width, STATS_ROWS)).fetchall()
+            unread = db.execute(unread_sql(_mark), (STATS_ROWS,)).fetchone()
+            return collect_buckets(rows), unread[0] if unread and unread[0] >= since else None
+
+        return await self._call(run)
+
+    async def approval_counts(self, since: float, width: float) -> list[ApprovalCount]:
+        sql = approvals_sql(_mark, _whole)
+        return [ApprovalCount(int(b), str(d), int(n))
+                for b, d, n in await self._call(lambda db: db.execute(sql, (since, width)).fetchall())]
+
+    async def quota_refusals(self, since: float) -> dict[str, int]:
+        return dict(await self._call(lambda db: db.execute(refusals_sql(_mark), (since,)).fetchall()))
+
+    async def counter_use(self, rate_keys: Sequence[str], since: float, budget_keys: Sequence[str]) -> dict[str, float]:
+        def run(db: sqlite3.Connection) -> dict[str, float]:
+            rates = ", ".join("?" for _ in rate_keys)
+            budgets = ", ".join("?" for _ in budget_keys)
+            found = db.execute(f"SELECT key, COUNT(*) FROM rate_events WHERE key IN ({rates}) AND ts > ? GROUP BY key",
+                               (*rate_keys, since)).fetchall()
+            found += db.execute(f"SELECT key, spent FROM budgets WHERE key IN ({budgets})", budget_keys).fetchall()
+            return {str(k): float(v) for k, v in found}
+
+        return await self._call(run)
+
+    async def book_savings(self, rows: Sequence[Saving]) -> None:
+        sql = book_savings_sql(_mark)
+        await self._call(partial(_transaction, lambda db: db.executemany(sql, savings_rows(rows))))
+
+    async def savings(self, since: float) -> list[Saving]:
+        found = await self._call(lambda db: db.execute(savings_sql(_mark), (since,)).fetchall())
+        return [Saving(*row) for row in found]
 
     async def save_session(self, session: SharedSession) -> None:
         row = (session.id, session.owner, session.protocol_version, session.client, session.created)
@@ -269,6 +318,16 @@ def _statements(sql: str) -> list[str]:
     """A migration's statements (`;` at a line's end ends one; comments are dropped)."""
     lines = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in re.split(r";\s*$", lines, flags=re.M) if s.strip()]
+
+
+def _mark(n: int) -> str:
+    """The n-th parameter, numbered: the usage queries use their window's start twice."""
+    return f"?{n}"
+
+
+def _whole(expr: str) -> str:
+    """A bucket's number: truncation, which is its floor here (rows are at or after the window's start)."""
+    return f"CAST({expr} AS INTEGER)"
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:
