@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -87,6 +87,9 @@ class Upstream:
     resilience: Resilience = field(default_factory=lambda: Resilience.of(GatewaySettings()))
     hooks: Hooks | None = None
     on_change: Callable[[Upstream], None] | None = None
+    companions: list[Callable[[Client], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Run beside each session with its client, cancelled when it ends (resource subscriptions are kept up
+    this way, so a new session gets them again); they must not raise."""
     state: State = "connecting"
     error: str | None = None
     since: float = field(default_factory=time.time)
@@ -163,6 +166,8 @@ class Upstream:
                     async with anyio.create_task_group() as tg:
                         if _announces_tool_changes(client):
                             tg.start_soon(self._listen, client)
+                        for companion in self.companions:
+                            tg.start_soon(companion, client)
                         await self._hold(client)
                         tg.cancel_scope.cancel()
             if connecting.cancelled_caught:

@@ -86,7 +86,7 @@ def build_server(gw: Gateway) -> Server[Any]:
         title="mcp-gateway",
         lifespan=lifespan,
         on_list_tools=list_tools,
-        on_subscriptions_listen=listen,
+        on_subscriptions_listen=state.resources.listening(listen),
     )
     server.middleware.append(Entry(gw, state.relay))
     server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)  # a dict: not on_call_tool
