@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 
 from ._version import __version__
+from .auth_commands import add_auth_parser, auth_command
 from .clients import (
     Duplicate,
     Listing,
@@ -72,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
         return anyio.run(check, config)
     if args.command == "keys":
         return keys_command(config, args)
+    if args.command == "auth":
+        return auth_command(config, args)
     if args.command == "logs":
         return logs_command(config, args)
     if args.command == "migrate":
@@ -125,10 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     connect_p.add_argument("--run", action="store_true", help="run the `claude mcp add` command instead of printing it")
     connect_p.add_argument("--move", action="store_true",
                            help="remove the servers the gateway serves from the client's config (backup first)")
-    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, *keys_sub.choices.values()):
+    auth_parsers = add_auth_parser(sub)
+    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, *keys_sub.choices.values(), *auth_parsers):
         p.add_argument("--config", "-c", required=p is not connect_p, default="gateway.toml",
                        help="gateway.toml, or a .mcp.json file")
-    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, init_p, *keys_sub.choices.values()):
+    for p in (serve_p, check_p, logs_p, migrate_p, connect_p, init_p, *keys_sub.choices.values(), *auth_parsers):
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 

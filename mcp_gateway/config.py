@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -60,6 +61,13 @@ class GatewaySettings(_Strict):
     max_sessions_per_key: int = Field(default=64, gt=0)
     max_request_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=4 * 1024 * 1024)
     state_dir: str = ".mcp-gateway"
+    secret_key_file: str | None = None
+    """A file holding the key that seals OAuth tokens in the store (when `MCP_GATEWAY_SECRET_KEY` is not set);
+    a file rather than a value so the key never sits in a config that is committed or shared. Relative paths
+    are relative to the config file's folder."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/]+$")
+    """The gateway's address as users' browsers reach it (`https://gw.example.com`), for OAuth callbacks
+    (`<public_url>/oauth/callback`); unset: the origin of `sign_in.resource`, else `http://<host>:<port>`."""
     allow_open: bool = False
     anonymous: bool = False
     audit_arguments: bool = False
@@ -137,6 +145,20 @@ class LimitSettings(_Strict):
         return PoolLimits(**self.model_dump(include=set(PoolLimits.__dataclass_fields__)))
 
 
+class UpstreamOAuth(_Strict):
+    """`[servers.<name>.oauth]`: the upstream is an OAuth-protected resource; the gateway is its OAuth client
+    (docs/identity.md). `mcp-gateway auth login <name>` makes the shared login."""
+
+    identity: Literal["shared", "per_user"] = "shared"
+    """`shared`: one login serves every caller; `per_user`: each caller's calls use the caller's own login
+    (the shared login, when there is one, only lists the server's tools)."""
+    client_id: str | None = None
+    """A client registered at the upstream's authorization server; unset: dynamic registration (RFC 7591)."""
+    client_secret: str | None = None
+    scopes: list[str] = []
+    """Scopes to ask for; unset: those the upstream's metadata names."""
+
+
 class ServerConfig(_Strict):
     """One `[servers.<name>]` table: an upstream MCP server."""
 
@@ -151,6 +173,7 @@ class ServerConfig(_Strict):
     enabled: bool = True
     timeout_s: float | None = Field(default=None, gt=0)
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=MIN_MESSAGE_BYTES)
+    oauth: UpstreamOAuth | None = None
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
@@ -160,6 +183,10 @@ class ServerConfig(_Strict):
             raise ValueError("`transport` and `headers` apply only to `url` servers")
         if self.url is not None and (self.args or self.env or self.cwd):
             raise ValueError("`args`, `env` and `cwd` apply only to `command` servers")
+        if self.oauth is not None and self.kind != "http":
+            raise ValueError("`oauth` applies only to streamable HTTP servers (`url`, no `transport = \"sse\"`)")
+        if self.oauth is not None and "authorization" in {h.lower() for h in self.headers}:
+            raise ValueError("set either `oauth` or an Authorization header, not both")
         if self.enabled and self.url is not None and not re.match(r"https?://", self.url, re.I):
             hint = f'; did you mean "http://{self.url}"?' if "://" not in self.url else ""
             raise ValueError(f"`url` must start with http:// or https://, got {self.url!r}{hint}")
@@ -321,6 +348,17 @@ class GatewayConfig(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def callback_url(self) -> str:
+        """Where upstreams' authorization servers send a user's browser back after an OAuth login."""
+        base = self.gateway.public_url
+        if base is None and self.sign_in is not None:
+            parts = urlsplit(self.sign_in.resource)
+            base = f"{parts.scheme}://{parts.netloc}"
+        if base is None:
+            host = "127.0.0.1" if self.gateway.host in ("0.0.0.0", "::", "") else self.gateway.host
+            base = f"http://{f'[{host}]' if ':' in host else host}:{self.gateway.port}"
+        return base + "/oauth/callback"
 
     def mode_of(self, server: ServerConfig) -> Mode:
         return server.mode or self.gateway.default_mode

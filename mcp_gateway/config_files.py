@@ -42,8 +42,8 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 
 def _state_beside(config: GatewayConfig, path: Path) -> GatewayConfig:
-    """A relative `state_dir`, SQLite `[storage] url` and server `cwd` are relative to the config file's folder,
-    wherever the command runs."""
+    """A relative `state_dir`, `secret_key_file`, SQLite `[storage] url` and server `cwd` are relative to the
+    config file's folder, wherever the command runs."""
     folder = path.resolve().parent
     servers = {name: server.model_copy(update={"cwd": str(folder / Path(server.cwd).expanduser())})
                if server.cwd is not None and not Path(server.cwd).expanduser().is_absolute() else server
@@ -53,11 +53,10 @@ def _state_beside(config: GatewayConfig, path: Path) -> GatewayConfig:
     if url is not None and url.startswith(SQLITE_PREFIX) and not Path(url[len(SQLITE_PREFIX):]).is_absolute():
         storage = config.storage.model_copy(update={"url": SQLITE_PREFIX + str(folder / url[len(SQLITE_PREFIX):])})
         config = config.model_copy(update={"storage": storage})
-    state = Path(config.gateway.state_dir).expanduser()
-    if state.is_absolute():
-        return config
-    settings = config.gateway.model_copy(update={"state_dir": str(folder / state)})
-    return config.model_copy(update={"gateway": settings})
+    paths = {"state_dir": config.gateway.state_dir, "secret_key_file": config.gateway.secret_key_file}
+    beside = {name: str(folder / Path(value).expanduser()) for name, value in paths.items()
+              if value is not None and not Path(value).expanduser().is_absolute()}
+    return config.model_copy(update={"gateway": config.gateway.model_copy(update=beside)}) if beside else config
 
 
 def load_gateway_settings(path: str | Path) -> GatewaySettings:

@@ -7,6 +7,8 @@ sandbox's workers. Every tool call goes through `calls.call_tool`.
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -27,6 +29,8 @@ from .governance.quotas import Quota
 from .logs import configure_logging
 from .metrics import Metrics
 from .naming import client_prefix
+from .oauth.auth import UpstreamAuth
+from .oauth.grants import SHARED, open_grants
 from .observe import Observer
 from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
@@ -55,6 +59,11 @@ class Gateway:
         self.storage: Storage = storage if storage is not None else open_storage(config)
         self.replica = config.storage.replica or f"{socket.gethostname()}:{config.gateway.port}"
         self.keys = KeyRing(config, self.storage)
+        self.grants = open_grants(config, self.storage, os.environ)
+        """The gateway's own OAuth logins to upstreams (None when no `[servers.<name>.oauth]`)."""
+        for up in self.upstreams:
+            if up.config.oauth is not None and self.grants is not None:
+                up.auth = functools.partial(UpstreamAuth, self.grants, up.name, SHARED)
         self.metrics = Metrics()
         self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway, replica=self.replica))
         self.quota = Quota(config, self.storage)
@@ -115,6 +124,8 @@ class Gateway:
         finally:
             if self.keys.sign_in is not None:
                 await self.keys.sign_in.aclose()
+            if self.grants is not None:
+                await self.grants.http.aclose()
             await self.storage.close()
 
     async def _open_store(self) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import anyio
+import httpx2
 import mcp_types as types
 import structlog
 from mcp.client import Client
@@ -28,7 +29,15 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from .config import GatewaySettings, ServerConfig
 from .errors import UpstreamUnavailable, describe_exception
-from .upstream_client import ClientOptions, Seen, explain_failure, is_stale_session, list_all_tools, open_client
+from .upstream_client import (
+    ClientOptions,
+    Seen,
+    explain_failure,
+    is_stale_session,
+    list_all_tools,
+    login_hint,
+    open_client,
+)
 
 log = structlog.get_logger("mcp_gateway.upstream")
 _NOT_JSON_RPC = "its answer is not a JSON-RPC message: "
@@ -87,6 +96,8 @@ class Upstream:
     resilience: Resilience = field(default_factory=lambda: Resilience.of(GatewaySettings()))
     hooks: Hooks | None = None
     on_change: Callable[[Upstream], None] | None = None
+    auth: Callable[[], httpx2.Auth] | None = None
+    """Makes the `Authorization` of each HTTP session's requests (an OAuth-protected upstream's login)."""
     companions: list[Callable[[Client], Coroutine[Any, Any, None]]] = field(default_factory=list)
     """Run beside each session with its client, cancelled when it ends (resource subscriptions are kept up
     this way, so a new session gets them again); they must not raise."""
@@ -100,6 +111,8 @@ class Upstream:
     _broken: str | None = None
     _tools_changed: bool = False
     _wake: anyio.Event = field(default_factory=anyio.Event)
+    _retry: anyio.Event = field(default_factory=anyio.Event)
+    _auth: httpx2.Auth | None = None
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _settled: anyio.Event = field(default_factory=anyio.Event)
     _finished: anyio.Event = field(default_factory=anyio.Event)
@@ -141,8 +154,9 @@ class Upstream:
                 self.failures += 1
                 log.info("upstream reconnect scheduled", server=self.name, attempt=self.failures,
                          delay_s=round(delay, 2))
+                self._retry = anyio.Event()
                 with anyio.move_on_after(delay):
-                    await self._stop.wait()
+                    await _first(self._stop, self._retry)
         finally:
             self._client = None
             self._settled.set()
@@ -156,7 +170,8 @@ class Upstream:
         seen = Seen()
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + limit) as connecting:
-                async with open_client(self.config, self._client_options(seen), seen) as client:
+                auth = self._auth = self.auth() if self.auth is not None else None
+                async with open_client(self.config, self._client_options(seen), seen, auth) as client:
                     tools = await list_all_tools(client)
                     connecting.deadline = math.inf
                     self._client, self.instructions, self.tools = client, client.instructions, tools
@@ -299,7 +314,15 @@ class Upstream:
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
                 self._lost(exc.message)
+                refused = getattr(self._auth, "refused", None)
+                if refused is not None:  # the login behind the connection is gone: say what to do
+                    raise UpstreamUnavailable(self.name, "needs an OAuth login", login_hint(refused)) from None
             raise
+
+    def retry_now(self) -> None:
+        """Reconnect at once if waiting to (a login was just made for it), from the shortest backoff."""
+        self.failures = 0
+        self._retry.set()
 
     async def _reconnected(self) -> None:
         """Restart the backoff from its shortest delay; wait for the next session (the caller's timeout bounds it)."""
@@ -349,3 +372,13 @@ class Upstream:
 def _announces_tool_changes(client: Client) -> bool:
     tools = client.server_capabilities.tools
     return client.protocol_version in MODERN_PROTOCOL_VERSIONS and tools is not None and bool(tools.list_changed)
+
+
+async def _first(*events: anyio.Event) -> None:
+    """Return when any of `events` is set."""
+    async with anyio.create_task_group() as tg:
+        for event in events:
+            async def wait(e: anyio.Event = event) -> None:
+                await e.wait()
+                tg.cancel_scope.cancel()
+            tg.start_soon(wait)

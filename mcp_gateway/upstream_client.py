@@ -28,6 +28,7 @@ from mcp.shared.subscriptions import ServerEvent
 from ._version import __version__
 from .config import ServerConfig
 from .errors import describe_exception
+from .oauth.errors import LoginRequired
 from .upstream_http import Bodies, restored
 from .upstream_stdio import stdio_transport
 
@@ -83,8 +84,10 @@ class Seen:
 
 
 @contextlib.asynccontextmanager
-async def open_client(config: ServerConfig, options: ClientOptions, seen: Seen | None = None) -> AsyncIterator[Client]:
-    """Open an SDK `Client` for any of the three transports; `seen` records what `explain_failure` may name."""
+async def open_client(config: ServerConfig, options: ClientOptions, seen: Seen | None = None,
+                      auth: httpx2.Auth | None = None) -> AsyncIterator[Client]:
+    """Open an SDK `Client` for any of the three transports; `seen` records what `explain_failure` may name;
+    `auth` signs streamable HTTP requests (an OAuth login)."""
     async with contextlib.AsyncExitStack() as stack:
         transport: Transport
         if config.kind == "stdio":
@@ -97,7 +100,7 @@ async def open_client(config: ServerConfig, options: ClientOptions, seen: Seen |
             bodies = Bodies(config.max_message_bytes)
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
-                    headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False,
+                    headers=config.headers, timeout=httpx2.Timeout(30.0, read=300.0), follow_redirects=False, auth=auth,
                     event_hooks={"response": [(seen or Seen()).response, bodies.bound]},
                 )
             )
@@ -159,6 +162,9 @@ def explain_failure(config: ServerConfig, exc: BaseException | str, seen: Seen) 
     at = where(config)
     causes = list(_chain(exc)) if isinstance(exc, BaseException) else []
     status = next((c.response.status_code for c in causes if isinstance(c, httpx2.HTTPStatusError)), seen.status)
+    login = next((c for c in causes if isinstance(c, LoginRequired)), None)
+    if login is not None:
+        return f"{at} needs an OAuth login: {login_hint(login)}"
     if seen.stray is not None and config.kind == "stdio":
         return (f"{at} wrote something that is not MCP on stdout ({seen.stray}): a stdio server must write "
                 f"only JSON-RPC there (its logs belong on stderr)")
@@ -178,6 +184,10 @@ def explain_failure(config: ServerConfig, exc: BaseException | str, seen: Seen) 
     if config.kind == "stdio" and text == "Connection closed":
         text = "the command exited or closed its stdout (its stderr may say why)"
     return f"{at}: {text}"
+
+
+def login_hint(login: LoginRequired) -> str:
+    return f"{login.why}; an admin runs `mcp-gateway auth login {login.server}` and opens the link it prints"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -29,6 +29,7 @@ from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit
 from .entry import KeyAuth, identify
 from .handlers import build_server
+from .oauth_callback import callback_route, deliver_login
 from .sessions import SessionManager
 from .shared import shared_state
 
@@ -96,6 +97,7 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
             Route("/mcp/{group}", mcp_app),
             Route("/healthz", healthz, methods=["GET"]),
             *oauth,
+            callback_route(gw),
             Route("/metrics", KeyAuth(request_response(metrics), gw.keys, admin_only=True), methods=["GET"]),
             *ui,
         ],
@@ -105,9 +107,13 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
 
 @contextlib.asynccontextmanager
 async def _lifespan(manager: SessionManager, gw: Gateway) -> AsyncIterator[None]:
-    """The session manager, and the answers other replicas publish for its sessions."""
+    """The session manager, and what other replicas publish: answers for its sessions, logins made."""
+    async def deliver(message: str) -> None:
+        if not await deliver_login(gw, message):
+            await manager.deliver(message)
+
     async with manager.run(), anyio.create_task_group() as tg:
-        tg.start_soon(gw.storage.listen, manager.deliver)
+        tg.start_soon(gw.storage.listen, deliver)
         yield
         tg.cancel_scope.cancel()
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .oauth import OAuthRecords
 from .usage import ApprovalCount, Bucket, Saving
 
 
@@ -188,7 +189,7 @@ class Counters(Protocol):
         ...
 
 
-class Storage(Counters, Protocol):
+class Storage(Counters, OAuthRecords, Protocol):
     name: str
     """The backend and where it is, without credentials (for logs and `/healthz`)."""
 

@@ -41,6 +41,7 @@ from .base import (
     stats_sql,
 )
 from .migrations import TABLE, pending
+from .oauth import PostgresOAuth
 from .usage import (
     ApprovalCount,
     Bucket,
@@ -74,7 +75,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStorage:
+class PostgresStorage(PostgresOAuth):
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0,
                  query_timeout_s: float = 10.0, synchronous_commit: bool = False) -> None:
         self.url = url

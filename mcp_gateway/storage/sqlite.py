@@ -40,6 +40,7 @@ from .base import (
     stats_sql,
 )
 from .migrations import TABLE, pending
+from .oauth import SQLiteOAuth
 from .usage import (
     ApprovalCount,
     Bucket,
@@ -57,7 +58,7 @@ from .usage import (
 T = TypeVar("T")
 
 
-class SQLiteStorage:
+class SQLiteStorage(SQLiteOAuth):
     """The file is opened (and migrated) on first use, so constructing one has no side effect."""
 
     def __init__(self, path: str | Path) -> None:

@@ -1,0 +1,161 @@
+"""Logging the gateway in to an OAuth-protected upstream: a link now, the tokens at the callback.
+
+`start_login` finds the upstream's authorization server (RFC 9728, then RFC 8414 / OIDC discovery, with
+the MCP SDK's discovery helpers), registers the gateway there once (RFC 7591; or uses the configured
+client), and returns the authorization URL (PKCE S256, RFC 8707 `resource`). What the callback needs
+(the code verifier, whose login it is) is sealed into the store's short-lived state under the `state`
+parameter, so the callback may land on any replica. `finish_login` exchanges the code and stores the
+tokens. A login link is single-use and lasts `LOGIN_TTL_S`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from urllib.parse import urlencode
+
+import httpx2
+from mcp.client.auth.oauth2 import PKCEParameters
+from mcp.client.auth.utils import (
+    build_oauth_authorization_server_metadata_discovery_urls,
+    build_protected_resource_metadata_discovery_urls,
+    create_client_registration_request,
+    handle_auth_metadata_response,
+    handle_protected_resource_response,
+    handle_registration_response,
+    issuers_match,
+)
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthMetadata
+from mcp.shared.auth_utils import resource_url_from_server_url
+from pydantic import AnyUrl
+
+from ..config import ServerConfig
+from ..storage import Storage
+from .errors import LoginError, TokenRequestError
+from .grants import Grants, Registration
+
+LOGIN_TTL_S = 600.0
+STATE_OWNER = "oauth-login"
+
+
+async def start_login(grants: Grants, server: str, config: ServerConfig, owner: str, redirect_uri: str) -> str:
+    """The authorization URL at which `owner` logs the gateway in to `server`."""
+    registration = await grants.registration(server)
+    if registration is None or not _still_valid(registration, config, redirect_uri):
+        registration = await register(grants.http, server, config, redirect_uri)
+        await grants.save_registration(server, registration)
+    pkce = PKCEParameters.generate()
+    state = secrets.token_urlsafe(32)
+    pending = {"server": server, "owner": owner, "verifier": pkce.code_verifier, "redirect_uri": redirect_uri}
+    sealed = grants.vault.seal(json.dumps(pending).encode(), f"login:{state}")
+    await grants.storage.put_state(_state_key(state), STATE_OWNER, base64.b64encode(sealed).decode(),
+                                   time.time() + LOGIN_TTL_S)
+    params = {"response_type": "code", "client_id": registration.client.client_id or "", "redirect_uri": redirect_uri,
+              "state": state, "code_challenge": pkce.code_challenge, "code_challenge_method": "S256",
+              "resource": registration.resource}
+    if registration.scope:
+        params["scope"] = registration.scope
+        if "offline_access" in registration.scope.split():
+            params["prompt"] = "consent"  # OpenID Connect asks it with offline_access
+    return f"{registration.metadata.authorization_endpoint}?{urlencode(params)}"
+
+
+async def finish_login(grants: Grants, state: str, code: str, iss: str | None) -> tuple[str, str]:
+    """Exchange the code of the login `state` named; returns (server, owner)."""
+    storage: Storage = grants.storage
+    body = await storage.get_state(_state_key(state), STATE_OWNER)
+    if body is None:
+        raise LoginError("this login link is unknown, used already or older than 10 minutes: ask for a new one")
+    await storage.put_state(_state_key(state), STATE_OWNER, "", 0.0)  # single use
+    try:
+        pending = json.loads(grants.vault.open(base64.b64decode(body), f"login:{state}"))
+    except Exception:
+        raise LoginError("this login link cannot be read here (another secret key?): ask for a new one") from None
+    server, owner = str(pending["server"]), str(pending["owner"])
+    registration = await grants.registration(server)
+    if registration is None:
+        raise LoginError(f"the gateway has no client registration for {server} any more: ask for a new link")
+    expected = str(registration.metadata.issuer)
+    if iss is not None and not issuers_match(iss, expected):
+        raise LoginError("the answer came from another authorization server than the one asked (RFC 9207)")
+    try:
+        tokens = await grants.token_request(registration, {
+            "grant_type": "authorization_code", "code": code, "redirect_uri": str(pending["redirect_uri"]),
+            "code_verifier": str(pending["verifier"])})
+    except TokenRequestError as exc:
+        raise LoginError(f"{server}'s authorization server refused the login: {exc}") from None
+    await grants.save(server, owner, tokens)
+    return server, owner
+
+
+async def register(http: httpx2.AsyncClient, server: str, config: ServerConfig, redirect_uri: str) -> Registration:
+    """Discover the upstream's authorization server and register the gateway there (or take the configured
+    client)."""
+    assert config.url is not None
+    resource = resource_url_from_server_url(config.url)
+    auth_server: str | None = None
+    named_scopes: list[str] = []
+    for url in build_protected_resource_metadata_discovery_urls(None, config.url):
+        found = await handle_protected_resource_response(await _get(http, url))
+        if found is not None:
+            auth_server = str(found.authorization_servers[0])
+            resource = str(found.resource) if found.resource else resource
+            named_scopes = list(found.scopes_supported or [])
+            break
+    metadata: OAuthMetadata | None = None
+    for url in build_oauth_authorization_server_metadata_discovery_urls(auth_server, config.url):
+        ok, found_metadata = await handle_auth_metadata_response(await _get(http, url))
+        if found_metadata is not None:
+            metadata = found_metadata
+            break
+        if not ok:
+            break
+    if metadata is None:
+        raise LoginError(f"{server} names no OAuth authorization server the gateway can read "
+                         f"(protected-resource and authorization-server metadata)")
+    if auth_server is not None and not issuers_match(str(metadata.issuer), auth_server):
+        raise LoginError(f"{server}'s authorization server metadata names another issuer ({metadata.issuer})")
+    oauth = config.oauth
+    wanted_scopes = list(oauth.scopes) if oauth and oauth.scopes else named_scopes
+    if "offline_access" in (metadata.scopes_supported or []) and "offline_access" not in wanted_scopes:
+        wanted_scopes.append("offline_access")
+    scope = " ".join(wanted_scopes) or None
+    if oauth is not None and oauth.client_id:
+        client = OAuthClientInformationFull(
+            client_id=oauth.client_id, client_secret=oauth.client_secret, redirect_uris=[AnyUrl(redirect_uri)],
+            token_endpoint_auth_method="client_secret_basic" if oauth.client_secret else "none", scope=scope)
+        return Registration(client, metadata, resource, scope)
+    if metadata.registration_endpoint is None:
+        raise LoginError(f"{server}'s authorization server offers no dynamic registration: register a client "
+                         f"there and set [servers.{server}.oauth] client_id (and client_secret)")
+    wanted = OAuthClientMetadata(redirect_uris=[AnyUrl(redirect_uri)], client_name="mcp-gateway",
+                                 grant_types=["authorization_code", "refresh_token"], response_types=["code"],
+                                 token_endpoint_auth_method="client_secret_basic", scope=scope)
+    request = create_client_registration_request(metadata, wanted, str(metadata.issuer))
+    try:
+        response = await http.send(request)
+        client = await handle_registration_response(response)
+    except Exception as exc:  # OAuthRegistrationError, HTTP errors: their text may echo the request
+        raise LoginError(f"{server}'s authorization server refused the gateway's registration: "
+                         f"{type(exc).__name__}") from None
+    return Registration(client, metadata, resource, scope)
+
+
+async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
+    try:
+        return await http.get(url, headers={"accept": "application/json"})
+    except httpx2.HTTPError as exc:
+        raise LoginError(f"{url} did not answer: {type(exc).__name__}") from None
+
+
+def _still_valid(registration: Registration, config: ServerConfig, redirect_uri: str) -> bool:
+    """A stored registration serves while its redirect URI and the configured client (if any) are unchanged."""
+    configured = config.oauth.client_id if config.oauth else None
+    same_client = configured is None or registration.client.client_id == configured
+    return same_client and any(str(u) == redirect_uri for u in registration.client.redirect_uris or [])
+
+
+def _state_key(state: str) -> str:
+    return "oauth-login:" + state

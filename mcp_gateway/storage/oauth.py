@@ -1,0 +1,164 @@
+"""OAuth to upstream servers in the store: the client registration the gateway holds at each upstream's
+authorization server, and the tokens granted to it there, one grant per (server, owner).
+
+The store only ever holds these sealed (`oauth/vault.py`): the bytes are opaque here, so a dump of the
+store, a backup or a query log holds no usable token, and `GrantInfo` (what `mcp-gateway auth list`
+shows) carries no sealed bytes at all.
+
+The methods are mixed into each backend from here, which keeps the backends' files short; they are
+written as the backends' own are (SQLite's in its worker thread through `_call`, PostgreSQL's on the
+pool through `_run`, both raising `StorageUnavailable`), with one SQL text for both backends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    """A stored grant without its tokens: for which upstream, whose ("" the shared identity, else a caller
+    such as `user:<sub>` or `key:<name>`), and when it was last written (a refresh rewrites it)."""
+
+    server: str
+    owner: str
+    updated: float
+
+
+class OAuthRecords(Protocol):
+    """Sealed OAuth client registrations and grants (part of `Storage`)."""
+
+    async def get_oauth_client(self, server: str) -> bytes | None:
+        """The sealed client registration for `server`'s authorization server, if one was stored."""
+        ...
+
+    async def put_oauth_client(self, server: str, sealed: bytes) -> None:
+        """Store (or replace) the sealed client registration for `server`."""
+        ...
+
+    async def delete_oauth_client(self, server: str) -> bool:
+        """Forget `server`'s client registration; whether there was one."""
+        ...
+
+    async def get_grant(self, server: str, owner: str) -> bytes | None:
+        """`owner`'s sealed tokens for `server`, if any."""
+        ...
+
+    async def put_grant(self, server: str, owner: str, sealed: bytes) -> None:
+        """Store (or replace) `owner`'s sealed tokens for `server`, stamped with the time now."""
+        ...
+
+    async def list_grants(self) -> list[GrantInfo]:
+        """Every grant, by server then owner, without its tokens."""
+        ...
+
+    async def delete_grants(self, server: str | None = None, owner: str | None = None) -> int:
+        """Delete the grants of `server` and of `owner` (None: any; both None: every grant); returns how many."""
+        ...
+
+
+_SQL = {
+    "get_client": "SELECT sealed FROM oauth_clients WHERE server = {0}",
+    "put_client": ("INSERT INTO oauth_clients (server, sealed, updated) VALUES ({0}, {1}, {2}) "
+                   "ON CONFLICT (server) DO UPDATE SET sealed = excluded.sealed, updated = excluded.updated"),
+    "delete_client": "DELETE FROM oauth_clients WHERE server = {0}",
+    "get_grant": "SELECT sealed FROM oauth_grants WHERE server = {0} AND owner = {1}",
+    "put_grant": ("INSERT INTO oauth_grants (server, owner, sealed, updated) VALUES ({0}, {1}, {2}, {3}) "
+                  "ON CONFLICT (server, owner) DO UPDATE SET sealed = excluded.sealed, updated = excluded.updated"),
+    "list_grants": "SELECT server, owner, updated FROM oauth_grants ORDER BY server, owner",
+}
+
+
+def _spelled(mark: Callable[[int], str]) -> dict[str, str]:
+    """`_SQL` with a backend's placeholders (`mark(n)` is the n-th, from 1)."""
+    return {name: sql.format(*(mark(n) for n in range(1, 5))) for name, sql in _SQL.items()}
+
+
+def _delete_grants_sql(server: str | None, owner: str | None, mark: Callable[[int], str]) -> tuple[str, list[str]]:
+    clauses: list[str] = []
+    params: list[str] = []
+    for column, value in (("server", server), ("owner", owner)):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} = {mark(len(params))}")
+    return f"DELETE FROM oauth_grants WHERE {' AND '.join(clauses) or '1 = 1'}", params
+
+
+_LITE = _spelled(lambda n: f"?{n}")
+_PG = _spelled(lambda n: f"${n}")
+
+
+class _InThread(Protocol):
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+class _OnPool(Protocol):
+    async def _run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T: ...
+
+
+class SQLiteOAuth:
+    """`OAuthRecords` for `SQLiteStorage`."""
+
+    async def get_oauth_client(self: _InThread, server: str) -> bytes | None:
+        found = await self._call(lambda db: db.execute(_LITE["get_client"], (server,)).fetchone())
+        return None if found is None else bytes(found[0])
+
+    async def put_oauth_client(self: _InThread, server: str, sealed: bytes) -> None:
+        await self._call(lambda db: db.execute(_LITE["put_client"], (server, sealed, time.time())))
+
+    async def delete_oauth_client(self: _InThread, server: str) -> bool:
+        return await self._call(lambda db: db.execute(_LITE["delete_client"], (server,)).rowcount > 0)
+
+    async def get_grant(self: _InThread, server: str, owner: str) -> bytes | None:
+        found = await self._call(lambda db: db.execute(_LITE["get_grant"], (server, owner)).fetchone())
+        return None if found is None else bytes(found[0])
+
+    async def put_grant(self: _InThread, server: str, owner: str, sealed: bytes) -> None:
+        await self._call(lambda db: db.execute(_LITE["put_grant"], (server, owner, sealed, time.time())))
+
+    async def list_grants(self: _InThread) -> list[GrantInfo]:
+        rows = await self._call(lambda db: db.execute(_LITE["list_grants"]).fetchall())
+        return [GrantInfo(str(s), str(o), float(u)) for s, o, u in rows]
+
+    async def delete_grants(self: _InThread, server: str | None = None, owner: str | None = None) -> int:
+        sql, params = _delete_grants_sql(server, owner, lambda n: f"?{n}")
+        return await self._call(lambda db: int(db.execute(sql, params).rowcount))
+
+
+class PostgresOAuth:
+    """`OAuthRecords` for `PostgresStorage`."""
+
+    async def get_oauth_client(self: _OnPool, server: str) -> bytes | None:
+        found = await self._run(lambda p: p.fetchval(_PG["get_client"], server))
+        return None if found is None else bytes(found)
+
+    async def put_oauth_client(self: _OnPool, server: str, sealed: bytes) -> None:
+        await self._run(lambda p: p.execute(_PG["put_client"], server, sealed, time.time()))
+
+    async def delete_oauth_client(self: _OnPool, server: str) -> bool:
+        status: str = await self._run(lambda p: p.execute(_PG["delete_client"], server))
+        return status != "DELETE 0"
+
+    async def get_grant(self: _OnPool, server: str, owner: str) -> bytes | None:
+        found = await self._run(lambda p: p.fetchval(_PG["get_grant"], server, owner))
+        return None if found is None else bytes(found)
+
+    async def put_grant(self: _OnPool, server: str, owner: str, sealed: bytes) -> None:
+        await self._run(lambda p: p.execute(_PG["put_grant"], server, owner, sealed, time.time()))
+
+    async def list_grants(self: _OnPool) -> list[GrantInfo]:
+        rows = await self._run(lambda p: p.fetch(_PG["list_grants"]))
+        return [GrantInfo(str(r["server"]), str(r["owner"]), float(r["updated"])) for r in rows]
+
+    async def delete_grants(self: _OnPool, server: str | None = None, owner: str | None = None) -> int:
+        sql, params = _delete_grants_sql(server, owner, lambda n: f"${n}")
+        status: str = await self._run(lambda p: p.execute(sql, *params))
+        return int(status.split()[-1])
