@@ -19,6 +19,7 @@ from .errors import (
     ApprovalRefused,
     GatewayError,
     KeyRevoked,
+    LoginNeeded,
     StoreUnavailable,
     UnknownTool,
     UpstreamError,
@@ -28,6 +29,9 @@ from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
 from .governance.rounds import current_round
+from .oauth.errors import LoginError, LoginRequired
+from .oauth.grants import owner_of
+from .oauth.login import start_login
 from .storage import StorageUnavailable
 
 
@@ -73,7 +77,10 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
         timeout = gw.config.timeout_of(up.config)
         failure: GatewayError | None = None
         try:
-            result = await up.call_tool(entry.tool.name, args, timeout)
+            result = await up.call_tool(entry.tool.name, args, timeout,
+                                        owner_of(identity) if up.personal is not None else None)
+        except LoginRequired as exc:
+            failure = await _login_needed(gw, ref, exc)
         except TimeoutError:
             failure = UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)")
         except GatewayError as exc:
@@ -88,6 +95,18 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
             raise failure
         seen.result(result)
         return result
+
+
+async def _login_needed(gw: Gateway, ref: str, login: LoginRequired) -> GatewayError:
+    """The caller's own login to an upstream that acts as each caller: a link made for this caller only."""
+    up = gw.upstream(login.server)
+    try:
+        assert gw.grants is not None
+        link = await start_login(gw.grants, up.name, up.config, login.owner, gw.config.callback_url())
+    except (LoginError, StorageUnavailable) as exc:
+        return UpstreamError(ref, f"it needs your own login, and none could be started: {exc}")
+    return LoginNeeded(f"{up.name} acts as each caller and needs your own login ({login.why}): open {link} "
+                       f"within 10 minutes, sign in, then call {ref} again")
 
 
 def _allowed(identity: Identity, target: ToolEntry | NotFound) -> ToolEntry:

@@ -30,6 +30,10 @@ class UpstreamUnavailable(GatewayError):
                          f"server {server} is unavailable ({status})")
 
 
+class LoginNeeded(GatewayError):
+    """An upstream that acts as each caller has no login of this caller's; the message carries the link."""
+
+
 class QuotaExceeded(GatewayError):
     """A rate limit or budget of the caller's key or team is used up."""
 

@@ -36,6 +36,7 @@ from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
+from .upstream_personal import PersonalSessions
 from .validation import Validators
 
 log = structlog.get_logger("mcp_gateway")
@@ -64,6 +65,9 @@ class Gateway:
         for up in self.upstreams:
             if up.config.oauth is not None and self.grants is not None:
                 up.auth = functools.partial(UpstreamAuth, self.grants, up.name, SHARED)
+                if up.config.oauth.identity == "per_user":
+                    up.personal = PersonalSessions(up.name, up.config, up.client_options,
+                                                   functools.partial(UpstreamAuth, self.grants, up.name))
         self.metrics = Metrics()
         self.observer = Observer(self.metrics, Auditor(self.storage, config.gateway, replica=self.replica))
         self.quota = Quota(config, self.storage)
@@ -109,6 +113,8 @@ class Gateway:
         self._tg.start_soon(self.token_savings.run, name="token savings")
         for up in self.upstreams:
             self._tg.start_soon(up.run, name=f"upstream:{up.name}")
+            if up.personal is not None:
+                self._tg.start_soon(up.personal.run, name=f"personal sessions:{up.name}")
         await self._stack.enter_async_context(self.sandbox)
         with anyio.move_on_after(self.config.gateway.startup_timeout_s):
             async with anyio.create_task_group() as tg:

@@ -38,6 +38,7 @@ from .upstream_client import (
     login_hint,
     open_client,
 )
+from .upstream_personal import PersonalSessions
 
 log = structlog.get_logger("mcp_gateway.upstream")
 _NOT_JSON_RPC = "its answer is not a JSON-RPC message: "
@@ -113,6 +114,8 @@ class Upstream:
     _wake: anyio.Event = field(default_factory=anyio.Event)
     _retry: anyio.Event = field(default_factory=anyio.Event)
     _auth: httpx2.Auth | None = None
+    personal: PersonalSessions | None = None
+    """Each caller's own session, for an upstream whose OAuth identity is per user."""
     _stop: anyio.Event = field(default_factory=anyio.Event)
     _settled: anyio.Event = field(default_factory=anyio.Event)
     _finished: anyio.Event = field(default_factory=anyio.Event)
@@ -171,7 +174,7 @@ class Upstream:
         try:
             with anyio.CancelScope(deadline=anyio.current_time() + limit) as connecting:
                 auth = self._auth = self.auth() if self.auth is not None else None
-                async with open_client(self.config, self._client_options(seen), seen, auth) as client:
+                async with open_client(self.config, self.client_options(seen), seen, auth) as client:
                     tools = await list_all_tools(client)
                     connecting.deadline = math.inf
                     self._client, self.instructions, self.tools = client, client.instructions, tools
@@ -287,13 +290,20 @@ class Upstream:
         with anyio.move_on_after(grace_s):
             await self._finished.wait()
 
-    async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> types.CallToolResult:
-        """Call one tool on the shared session, bounded by `timeout_s`.
+    async def call_tool(self, tool: str, arguments: dict[str, Any], timeout_s: float,
+                        owner: str | None = None) -> types.CallToolResult:
+        """Call one tool on the shared session (or, for a per-user OAuth upstream, in `owner`'s own session),
+        bounded by `timeout_s`.
 
         A stale HTTP session (the upstream answered 404 for it, so the call never ran) is replaced
         and the call retried once; a call lost with its connection may have run and is not retried.
         """
         with anyio.fail_after(timeout_s):
+            if self.personal is not None and owner is not None:
+                if self.state != "ready":  # its tools come from the shared session
+                    raise UpstreamUnavailable(self.name, self.status)
+                progress = self.hooks.progress_callback() if self.hooks else None
+                return await self.personal.call_tool(owner, tool, arguments, timeout_s, progress)
             try:
                 return await self._call_once(tool, arguments, timeout_s)
             except MCPError as exc:
@@ -338,7 +348,8 @@ class Upstream:
             log.warning("upstream lost", server=self.name, error=self.error)
         self._wake.set()
 
-    def _client_options(self, seen: Seen) -> ClientOptions:
+    def client_options(self, seen: Seen) -> ClientOptions:
+        """The SDK `Client`'s options for one of this upstream's sessions (the hooks, and tool-list changes)."""
         options: ClientOptions = self.hooks.client_options() if self.hooks else {}
         relay = options.get("message_handler")
 

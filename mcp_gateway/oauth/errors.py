@@ -12,7 +12,12 @@ class LoginRequired(Exception):
 
 
 class TokenRequestError(Exception):
-    """The authorization server refused a token request; the message is its error code, never a secret."""
+    """A token request failed; the message is the server's error code, never a secret. `refused`: the server
+    answered no (the grant is dead); else it could not be asked (the grant is kept for the next try)."""
+
+    def __init__(self, message: str, *, refused: bool = True) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class LoginError(Exception):

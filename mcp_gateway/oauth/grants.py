@@ -23,6 +23,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthMetadata, OAuthToke
 from pydantic import ValidationError
 
 from ..config import GatewayConfig
+from ..governance.identity import Identity
 from ..storage import Storage
 from .errors import LoginRequired, TokenRequestError
 from .vault import Vault, VaultError
@@ -31,6 +32,11 @@ log = structlog.get_logger("mcp_gateway.oauth")
 
 SHARED = ""
 """The owner of a shared login: it serves every caller."""
+
+
+def owner_of(identity: Identity) -> str:
+    """Whose login a caller's calls use on a per-user upstream: a signed-in user's (by `sub`), else the key's."""
+    return f"user:{identity.subject}" if identity.subject is not None else f"key:{identity.name}"
 REFRESH_MARGIN_S = 60.0
 """Tokens are refreshed this long before they expire."""
 
@@ -62,8 +68,12 @@ class Grant:
     tokens: OAuthToken
     expires_at: float | None
 
-    def due(self, margin_s: float = REFRESH_MARGIN_S) -> bool:
-        return self.expires_at is not None and time.time() >= self.expires_at - margin_s
+    def due(self) -> bool:
+        """Whether to refresh before use: within a minute of expiry (a quarter of a shorter lifetime)."""
+        if self.expires_at is None:
+            return False
+        margin = min(REFRESH_MARGIN_S, (self.tokens.expires_in or 0) / 4)
+        return time.time() >= self.expires_at - margin
 
 
 class Grants:
@@ -138,25 +148,34 @@ class Grants:
                 raise LoginRequired(server, owner, "no login yet")
             if not grant.due() and grant.tokens.access_token != rejected:
                 return grant
-            if grant.tokens.refresh_token is None:
-                await self.forget(server, owner)
-                raise LoginRequired(server, owner, "the access token expired and there is no refresh token")
-            registration = await self.registration(server)
-            if registration is None:
-                raise LoginRequired(server, owner, "the gateway's client registration is gone")
-            try:
-                tokens = await self.token_request(registration, {"grant_type": "refresh_token",
-                                                                 "refresh_token": grant.tokens.refresh_token})
-            except TokenRequestError as exc:
-                newer = await self.grant(server, owner)  # another replica may have refreshed it first
-                if newer is not None and newer.tokens.access_token != grant.tokens.access_token and not newer.due():
-                    return newer
-                await self.forget(server, owner)
-                log.warning("oauth refresh refused: a new login is needed", server=server, owner=owner,
-                            error=str(exc))
-                raise LoginRequired(server, owner, f"the refresh was refused ({exc})") from None
-            log.info("oauth tokens refreshed", server=server, owner=owner)
-            return await self.save(server, owner, tokens, kept_refresh=grant.tokens.refresh_token)
+            async with self.storage.exclusive(f"oauth-refresh:{server}:{owner}"):  # one replica refreshes
+                return await self._refresh(server, owner, rejected)
+
+    async def _refresh(self, server: str, owner: str, rejected: str | None) -> Grant:
+        """Under the store's lock: read again (another replica may have just refreshed), then refresh."""
+        grant = await self.grant(server, owner)
+        if grant is None:
+            raise LoginRequired(server, owner, "no login yet")
+        if not grant.due() and grant.tokens.access_token != rejected:
+            return grant
+        if grant.tokens.refresh_token is None:
+            await self.forget(server, owner)
+            raise LoginRequired(server, owner, "the access token expired and there is no refresh token")
+        registration = await self.registration(server)
+        if registration is None:
+            raise LoginRequired(server, owner, "the gateway's client registration is gone")
+        try:
+            tokens = await self.token_request(registration, {"grant_type": "refresh_token",
+                                                             "refresh_token": grant.tokens.refresh_token})
+        except TokenRequestError as exc:
+            if not exc.refused:
+                raise  # the authorization server is unreachable: the login is kept for the next attempt
+            await self.forget(server, owner)
+            log.warning("oauth refresh refused: a new login is needed", server=server, owner=owner,
+                        error=str(exc))
+            raise LoginRequired(server, owner, f"the refresh was refused ({exc})") from None
+        log.info("oauth tokens refreshed", server=server, owner=owner)
+        return await self.save(server, owner, tokens, kept_refresh=grant.tokens.refresh_token)
 
     async def token_request(self, registration: Registration, form: dict[str, str]) -> OAuthToken:
         """POST to the token endpoint with the client's authentication (RFC 6749 section 2.3) and `resource`."""
@@ -175,7 +194,8 @@ class Grants:
                                             auth=auth or httpx2.USE_CLIENT_DEFAULT,
                                             headers={"accept": "application/json"})
         except httpx2.HTTPError as exc:
-            raise TokenRequestError(f"the token endpoint did not answer: {type(exc).__name__}") from None
+            raise TokenRequestError(f"the token endpoint did not answer: {type(exc).__name__}", refused=False) \
+                from None
         if response.status_code != 200:
             try:
                 code = str(response.json().get("error", "unknown"))

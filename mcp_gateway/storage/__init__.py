@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import SQLITE_PREFIX, GatewayConfig
-from .base import AuditRow, Budget, Counters, SharedSession, Storage, StorageUnavailable, StoredKey, Window
+from .base import AuditRow, Budget, Counters, SharedSession, Storage, StoredKey, Window
+from .errors import StorageUnavailable
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 

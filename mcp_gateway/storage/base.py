@@ -171,10 +171,6 @@ def collect_stats(rows: Iterable[Sequence[Any]]) -> list[ServerStats]:
     return list(found.values())
 
 
-class StorageUnavailable(Exception):
-    """The store could not be reached or did not answer; `str()` says why, without credentials."""
-
-
 class Counters(Protocol):
     """Rate-limit windows and budgets, checked and booked in one atomic step (exact across replicas)."""
 

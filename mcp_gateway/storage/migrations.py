@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from .base import StorageUnavailable
+from .errors import StorageUnavailable
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 

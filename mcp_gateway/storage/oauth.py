@@ -12,15 +12,24 @@ pool through `_run`, both raising `StorageUnavailable`), with one SQL text for b
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
 
+import anyio
 import asyncpg
 
+from .errors import StorageUnavailable
+
 T = TypeVar("T")
+LOCK_WAIT_S = 15.0
+"""How long `exclusive` waits for another process's critical section (a token refresh takes well under it)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,11 @@ class OAuthRecords(Protocol):
 
     async def put_grant(self, server: str, owner: str, sealed: bytes) -> None:
         """Store (or replace) `owner`'s sealed tokens for `server`, stamped with the time now."""
+        ...
+
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold `name` against every process on this store for a short critical section (a token refresh, so
+        two replicas never spend the same refresh token); raises `StorageUnavailable` after `LOCK_WAIT_S`."""
         ...
 
     async def list_grants(self) -> list[GrantInfo]:
@@ -102,6 +116,11 @@ class _InThread(Protocol):
 
 class _OnPool(Protocol):
     async def _run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T: ...
+    async def _get_pool(self) -> asyncpg.Pool: ...
+
+
+class _OnFile(Protocol):
+    path: Path
 
 
 class SQLiteOAuth:
@@ -131,6 +150,32 @@ class SQLiteOAuth:
     async def delete_grants(self: _InThread, server: str | None = None, owner: str | None = None) -> int:
         sql, params = _delete_grants_sql(server, owner, lambda n: f"?{n}")
         return await self._call(lambda db: int(db.execute(sql, params).rowcount))
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self: _OnFile, name: str) -> AsyncIterator[None]:
+        """An advisory lock on a file beside the database (every name shares it: processes that share a
+        SQLite file are few, and what it guards is rare and short)."""
+        if str(self.path) == ":memory:":
+            yield
+            return
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StorageUnavailable(f"{name} is held by another process for over {LOCK_WAIT_S:g} s") \
+                            from None
+                    await anyio.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 class PostgresOAuth:
@@ -162,3 +207,28 @@ class PostgresOAuth:
         sql, params = _delete_grants_sql(server, owner, lambda n: f"${n}")
         status: str = await self._run(lambda p: p.execute(sql, *params))
         return int(status.split()[-1])
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self: _OnPool, name: str) -> AsyncIterator[None]:
+        """A transaction-scoped advisory lock on one pooled connection, held for the block."""
+        pool = await self._get_pool()
+        try:
+            with anyio.fail_after(LOCK_WAIT_S):
+                conn = await pool.acquire()
+        except Exception as exc:
+            raise StorageUnavailable(f"no connection for the lock {name}: {type(exc).__name__}") from None
+        try:
+            transaction = conn.transaction()
+            try:
+                with anyio.fail_after(LOCK_WAIT_S):
+                    await transaction.start()
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+            except Exception as exc:
+                raise StorageUnavailable(f"the lock {name} was not had: {type(exc).__name__}") from None
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()  # ends the lock with the transaction
+        finally:
+            await pool.release(conn)

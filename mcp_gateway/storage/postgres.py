@@ -34,12 +34,12 @@ from .base import (
     Budget,
     ServerStats,
     SharedSession,
-    StorageUnavailable,
     StoredKey,
     Window,
     collect_stats,
     stats_sql,
 )
+from .errors import StorageUnavailable
 from .migrations import TABLE, pending
 from .oauth import PostgresOAuth
 from .usage import (

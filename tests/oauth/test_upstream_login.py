@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,15 +21,26 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp_types import CallToolResult
 
 from mcp_gateway.config_files import load_config
 from mcp_gateway.oauth.grants import SHARED, Grants, open_grants
 from mcp_gateway.storage import SQLiteStorage
-from tests.helpers import free_port, http_fixture, wait_for_port
-from tests.identity.idp import RESOURCE_SERVER_CLIENT, IdentityProvider, OAuthClient, Resource, revoke, sign_in
+from tests.helpers import free_port, http_fixture, key_client, wait_for_port
+from tests.identity.idp import (
+    ACCOUNTS,
+    RESOURCE_SERVER_CLIENT,
+    Account,
+    IdentityProvider,
+    OAuthClient,
+    Resource,
+    revoke,
+    sign_in,
+)
 
 pytestmark = pytest.mark.anyio
+
+ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789ab"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +50,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[IdentityProvider]:
-    with IdentityProvider(access_token_ttl=5) as provider:
+    accounts = {**ACCOUNTS, "svc": Account("svc@example.com")}  # a service account for shared logins
+    with IdentityProvider(accounts=accounts, access_token_ttl=5) as provider:
         yield provider
 
 
@@ -51,24 +64,33 @@ async def upstream(idp: IdentityProvider) -> AsyncIterator[str]:
         yield url
 
 
-def write_config(tmp_path: Path, port: int, upstream: str) -> Path:
+def write_config(tmp_path: Path, port: int, upstream: str, extra: str = "[gateway]\nanonymous = true\n") -> Path:
     config = tmp_path / "gw.toml"
-    config.write_text(f"""
-[gateway]
-port = {port}
-anonymous = true
-state_dir = "{tmp_path / 'state'}"
-audit_arguments = true
+    config.write_text(f"""{extra}
 [servers.secure]
 url = "{upstream}"
 mode = "direct"
 [servers.secure.oauth]
+identity = "{'per_user' if '# per_user' in extra else 'shared'}"
 """)
     return config
 
 
 def cli(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "mcp_gateway.cli", *args, "--config", str(config)]
+
+
+@contextlib.contextmanager
+def serving(config: Path, port: int, log_path: Path) -> Iterator[None]:
+    """`mcp-gateway serve` on `port`, its stderr into `log_path`."""
+    with log_path.open("w") as log:
+        gateway = subprocess.Popen(cli(config, "serve", "--port", str(port)), stdout=subprocess.DEVNULL,
+                                   stderr=log)
+    try:
+        yield
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=20)
 
 
 async def login(config: Path, user: str) -> None:
@@ -91,18 +113,22 @@ async def login(config: Path, user: str) -> None:
     assert b"logged in: secure serves every caller" in said
 
 
-async def whoami(url: str) -> dict[str, object]:
-    async with Client(url) as client:
-        result = await client.call_tool("secure_whoami", {})
-        assert not result.is_error, result
-        return dict(result.structured_content or json.loads(result.content[0].text))  # type: ignore[union-attr]
+async def whoami(url: str, key: str | None = None) -> dict[str, object]:
+    result = await call_whoami(url, key)
+    assert not result.is_error, result.content[0].text  # type: ignore[union-attr]
+    return dict(result.structured_content or json.loads(result.content[0].text))  # type: ignore[union-attr]
 
 
-async def until_ready(url: str, user: str, timeout_s: float = 30) -> None:
+async def call_whoami(url: str, key: str | None = None) -> CallToolResult:
+    async with key_client(url, key) as client:
+        return await client.call_tool("secure_whoami", {})
+
+
+async def until_ready(url: str, key: str | None = None, timeout_s: float = 30) -> None:
     """The upstream's tools are served (the gateway reconnected after the login)."""
     with anyio.fail_after(timeout_s):
         while True:
-            async with Client(url) as client:
+            async with key_client(url, key) as client:
                 if any(t.name == "secure_whoami" for t in (await client.list_tools()).tools):
                     return
             await anyio.sleep(0.2)
@@ -111,14 +137,13 @@ async def until_ready(url: str, user: str, timeout_s: float = 30) -> None:
 async def test_a_shared_login_serves_every_caller_and_recovers(idp: IdentityProvider, upstream: str,
                                                                tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, port, upstream)
+    config = write_config(tmp_path, port, upstream,
+                          f'[gateway]\nanonymous = true\nstate_dir = "{tmp_path / "state"}"\nport = {port}\n')
     url = f"http://127.0.0.1:{port}/mcp"
     log_path = tmp_path / "stderr"
-    with log_path.open("w") as log:
-        gateway = subprocess.Popen(cli(config, "serve"), stdout=subprocess.DEVNULL, stderr=log)
-    try:
+    with serving(config, port, log_path):
         await wait_for_port(port, 30)
-        async with Client(url) as client:  # before any login: the upstream says what to do
+        async with key_client(url) as client:  # before any login: the upstream says what to do
             tools = (await client.list_tools()).tools
             assert not any(t.name.startswith("secure_") for t in tools)
         async with httpx2.AsyncClient() as http:
@@ -126,22 +151,25 @@ async def test_a_shared_login_serves_every_caller_and_recovers(idp: IdentityProv
         assert health["status"] == "degraded"
 
         await login(config, "alice")
-        await until_ready(url, "alice")
+        await until_ready(url)
         said = await whoami(url)
         assert said["sub"] == "alice"
 
-        # the provider's access tokens live 5 s and are refreshed a minute before expiry: every call refreshes
-        assert (await whoami(url))["sub"] == "alice"
+        # the provider's access tokens live 5 s: refreshed within the last quarter of their life
         seen = await held_tokens(config, tmp_path)
+        await anyio.sleep(4)
+        assert (await whoami(url))["sub"] == "alice"
+        refreshed = await held_tokens(config, tmp_path)
+        assert refreshed and refreshed != seen  # a new access token
+        seen |= refreshed
 
         # the whole grant revoked at the provider: the upstream refuses the token, the refresh is refused too,
         # and the upstream says it needs a new login; a new login brings it back
         await revoke_at_provider(idp, config, tmp_path)
-        async with Client(url) as client:
-            refused = await client.call_tool("secure_whoami", {})
+        refused = await call_whoami(url)
         assert refused.is_error and "auth login secure" in refused.content[0].text  # type: ignore[union-attr]
         await login(config, "bob")
-        await until_ready(url, "bob")
+        await until_ready(url)
         assert (await whoami(url))["sub"] == "bob"
         seen |= await held_tokens(config, tmp_path)
 
@@ -150,15 +178,61 @@ async def test_a_shared_login_serves_every_caller_and_recovers(idp: IdentityProv
         forgot = subprocess.run(cli(config, "auth", "revoke", "secure"), capture_output=True, text=True)
         assert forgot.returncode == 0, forgot.stderr
         assert await held_tokens(config, tmp_path) == set()
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=20)
     stored = b"".join(p.read_bytes() for p in (tmp_path / "state").glob("gateway.db*"))
     logged = log_path.read_text()
     assert "oauth login completed" in logged and "oauth tokens refreshed" in logged
     assert len(seen) >= 4
     for token in seen:
         assert token not in logged and token.encode() not in stored
+
+
+async def test_per_user_logins_act_as_each_caller(idp: IdentityProvider, upstream: str, tmp_path: Path) -> None:
+    """A service account's shared login lists the tools; each key's calls need that key's own login (its link
+    in the error), then reach the upstream as that user; another replica on the same store serves them too."""
+    port, port2 = free_port(), free_port()
+    state = tmp_path / "state"
+    config = write_config(tmp_path, port, upstream, f"""[gateway]
+port = {port}
+state_dir = "{state}"
+[keys.alice]
+key = "{ALICE}"
+groups = ["all"]
+[keys.bob]
+key = "{BOB}"
+groups = ["all"]
+[groups.all]
+tools = ["secure.*"]
+# per_user
+""")
+    url, url2 = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port2}/mcp"
+    with serving(config, port, tmp_path / "stderr"), serving(config, port2, tmp_path / "stderr2"):
+        await wait_for_port(port, 30)
+        await wait_for_port(port2, 30)
+        await login(config, "svc")  # the shared login: the tools are listed with it, never called with it
+        await until_ready(url, ALICE)
+        await until_ready(url2, ALICE)
+
+        for key, user in ((ALICE, "alice"), (BOB, "bob")):
+            asked = await call_whoami(url, key)
+            text = asked.content[0].text  # type: ignore[union-attr]
+            assert asked.is_error and "needs your own login" in text and "call secure.whoami again" in text
+            link = re.search(r"open (\S+) within 10 minutes", text)
+            assert link is not None
+            async with httpx2.AsyncClient() as browser:
+                page = await browser.get(await sign_in(browser, link.group(1), user))
+            assert page.status_code == 200 and "your calls" in page.text
+        assert (await whoami(url, ALICE))["sub"] == "alice"
+        assert (await whoami(url, BOB))["sub"] == "bob"
+        assert (await whoami(url2, BOB))["sub"] == "bob"  # a replica that did not see the login
+        assert (await whoami(url2, ALICE))["sub"] == "alice"
+        listing = subprocess.run(cli(config, "auth", "list"), capture_output=True, text=True, check=True).stdout
+        assert {line.split()[1] for line in listing.splitlines()[2:]} == {"shared", "key:alice", "key:bob"}
+        # alice's login forgotten: only alice is asked again
+        subprocess.run(cli(config, "auth", "revoke", "secure", "--owner", "key:alice"), check=True,
+                       capture_output=True)
+        again = await call_whoami(url2, ALICE)
+        assert again.is_error and "needs your own login" in again.content[0].text  # type: ignore[union-attr]
+        assert (await whoami(url2, BOB))["sub"] == "bob"
 
 
 async def held_tokens(config: Path, tmp_path: Path) -> set[str]:
