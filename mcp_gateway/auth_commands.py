@@ -77,7 +77,7 @@ def auth_command(config: GatewayConfig, args: argparse.Namespace) -> int:
 async def _login(config: GatewayConfig, grants: Grants, server: str, *, wait: bool) -> int:
     before = await grants.grant(server, SHARED)
     try:
-        url = await start_login(grants, server, config.servers[server], SHARED, config.callback_url())
+        url, _ = await start_login(grants, server, config.servers[server], SHARED, config.callback_url())
     except LoginError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

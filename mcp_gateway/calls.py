@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+from mcp.shared.exceptions import UrlElicitationRequiredError
 
 from .catalog import ToolEntry
 from .errors import (
@@ -28,7 +29,8 @@ from .errors import (
 from .gateway import Gateway
 from .governance.approvals import approve, needs_approval
 from .governance.identity import Identity
-from .governance.rounds import current_round
+from .governance.links import LOGIN_INPUT, can_open_links, url_request
+from .governance.rounds import current_round, digest_of
 from .oauth.errors import LoginError, LoginRequired
 from .oauth.grants import owner_of
 from .oauth.login import start_login
@@ -80,7 +82,7 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
             result = await up.call_tool(entry.tool.name, args, timeout,
                                         owner_of(identity) if up.personal is not None else None)
         except LoginRequired as exc:
-            failure = await _login_needed(gw, ref, exc)
+            failure = await _login_needed(gw, ref, exc, direct=via == "direct")
         except TimeoutError:
             failure = UpstreamError(ref, f"no answer within {timeout:g} s (timeout_s)")
         except GatewayError as exc:
@@ -97,16 +99,26 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
         return result
 
 
-async def _login_needed(gw: Gateway, ref: str, login: LoginRequired) -> GatewayError:
-    """The caller's own login to an upstream that acts as each caller: a link made for this caller only."""
+async def _login_needed(gw: Gateway, ref: str, login: LoginRequired, *, direct: bool) -> GatewayError:
+    """The caller's own login to an upstream that acts as each caller: a link made for this caller only. A client
+    that can open URLs is sent there (a 2026-07-28 client in an input-required round, a 2025-11-25 client's
+    direct call with the -32042 error); any other gets the link in the error."""
     up = gw.upstream(login.server)
     try:
         assert gw.grants is not None
-        link = await start_login(gw.grants, up.name, up.config, login.owner, gw.config.callback_url())
+        link, state = await start_login(gw.grants, up.name, up.config, login.owner, gw.config.callback_url())
     except (LoginError, StorageUnavailable) as exc:
         return UpstreamError(ref, f"it needs your own login, and none could be started: {exc}")
-    return LoginNeeded(f"{up.name} acts as each caller and needs your own login ({login.why}): open {link} "
-                       f"within 10 minutes, sign in, then call {ref} again")
+    message = f"{up.name} acts as each caller and needs your own login ({login.why})"
+    current = current_round()
+    if can_open_links() and current is not None:
+        question = digest_of("login", [up.name, login.owner])
+        if question not in current.answers:  # asked once per call: a retry without the login gets the text
+            current.ask(LOGIN_INPUT, url_request(f"{message}: sign in, then come back", link, state), question)
+    elif can_open_links() and direct:
+        raise UrlElicitationRequiredError([types.ElicitRequestURLParams(
+            message=f"{message}: sign in, then call {ref} again", url=link, elicitation_id=state)], message)
+    return LoginNeeded(f"{message}: open {link} within 10 minutes, sign in, then call {ref} again")
 
 
 def _allowed(identity: Identity, target: ToolEntry | NotFound) -> ToolEntry:

@@ -17,6 +17,7 @@ import time
 from urllib.parse import urlencode
 
 import httpx2
+import structlog
 from mcp.client.auth.oauth2 import PKCEParameters
 from mcp.client.auth.utils import (
     build_oauth_authorization_server_metadata_discovery_urls,
@@ -36,14 +37,22 @@ from ..storage import Storage
 from .errors import LoginError, TokenRequestError
 from .grants import Grants, Registration
 
+log = structlog.get_logger("mcp_gateway.oauth")
+
 LOGIN_TTL_S = 600.0
 STATE_OWNER = "oauth-login"
 
 
-async def start_login(grants: Grants, server: str, config: ServerConfig, owner: str, redirect_uri: str) -> str:
-    """The authorization URL at which `owner` logs the gateway in to `server`."""
+async def start_login(grants: Grants, server: str, config: ServerConfig, owner: str,
+                      redirect_uri: str) -> tuple[str, str]:
+    """The authorization URL at which `owner` logs the gateway in to `server`, and its `state` (which names
+    this login: the URL elicitation's id)."""
     registration = await grants.registration(server)
     if registration is None or not _still_valid(registration, config, redirect_uri):
+        if registration is not None:  # logins made with the old client cannot be refreshed with the new one
+            log.warning("oauth client registered again: the callback URL or the configured client changed (replicas "
+                        "must share gateway.public_url); earlier logins will be asked to log in again",
+                        server=server, callback=redirect_uri)
         registration = await register(grants.http, server, config, redirect_uri)
         await grants.save_registration(server, registration)
     pkce = PKCEParameters.generate()
@@ -59,7 +68,7 @@ async def start_login(grants: Grants, server: str, config: ServerConfig, owner: 
         params["scope"] = registration.scope
         if "offline_access" in registration.scope.split():
             params["prompt"] = "consent"  # OpenID Connect asks it with offline_access
-    return f"{registration.metadata.authorization_endpoint}?{urlencode(params)}"
+    return f"{registration.metadata.authorization_endpoint}?{urlencode(params)}", state
 
 
 async def finish_login(grants: Grants, state: str, code: str, iss: str | None) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from ..gateway import Gateway
 from ..governance.approvals import APPROVAL_INPUT, Approver, approval_request, approval_state, asking, given_answer
 from ..governance.identity import NOBODY, OPEN, Identity, acting_as
 from ..governance.keys import KEY_PREFIX, KeyRing
+from ..governance.links import opening_links
 from ..governance.rounds import InputNeeded, round_of, serving_round
 from ..oauth import SignIn, SignInUnavailable
 from ..oauth.claims import identity_of
@@ -188,8 +189,10 @@ class Entry:
         identity = await caller(self.gw, ctx)
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         approver = _input_approver(ctx) if modern else _elicitation_approver(ctx)
+        caps = ctx.session.client_capabilities
+        links = caps is not None and caps.elicitation is not None and caps.elicitation.url is not None
         with acting_as(identity), asking(approver), serving_round(round_of(ctx.params) if modern else None), \
-                self.relay.serving(ctx, identity):
+                self.relay.serving(ctx, identity), opening_links(links):
             scope = getattr(ctx.request, "scope", None)
             gone = scope.get(DISCONNECTED_SCOPE_KEY) if isinstance(scope, dict) else None
             if ctx.method == "initialize":

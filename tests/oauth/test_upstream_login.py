@@ -17,10 +17,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import CallToolResult
 
 from mcp_gateway.config_files import load_config
@@ -186,14 +189,12 @@ async def test_a_shared_login_serves_every_caller_and_recovers(idp: IdentityProv
         assert token not in logged and token.encode() not in stored
 
 
-async def test_per_user_logins_act_as_each_caller(idp: IdentityProvider, upstream: str, tmp_path: Path) -> None:
-    """A service account's shared login lists the tools; each key's calls need that key's own login (its link
-    in the error), then reach the upstream as that user; another replica on the same store serves them too."""
-    port, port2 = free_port(), free_port()
-    state = tmp_path / "state"
-    config = write_config(tmp_path, port, upstream, f"""[gateway]
+def per_user_config(tmp_path: Path, port: int, upstream: str) -> Path:
+    """Keys alice and bob; replicas started on other ports share `public_url` (as behind a load balancer)."""
+    return write_config(tmp_path, port, upstream, f"""[gateway]
 port = {port}
-state_dir = "{state}"
+public_url = "http://127.0.0.1:{port}"
+state_dir = "{tmp_path / 'state'}"
 [keys.alice]
 key = "{ALICE}"
 groups = ["all"]
@@ -204,6 +205,13 @@ groups = ["all"]
 tools = ["secure.*"]
 # per_user
 """)
+
+
+async def test_per_user_logins_act_as_each_caller(idp: IdentityProvider, upstream: str, tmp_path: Path) -> None:
+    """A service account's shared login lists the tools; each key's calls need that key's own login (its link
+    in the error), then reach the upstream as that user; another replica on the same store serves them too."""
+    port, port2 = free_port(), free_port()
+    config = per_user_config(tmp_path, port, upstream)
     url, url2 = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port2}/mcp"
     with serving(config, port, tmp_path / "stderr"), serving(config, port2, tmp_path / "stderr2"):
         await wait_for_port(port, 30)
@@ -233,6 +241,46 @@ tools = ["secure.*"]
         again = await call_whoami(url2, ALICE)
         assert again.is_error and "needs your own login" in again.content[0].text  # type: ignore[union-attr]
         assert (await whoami(url2, BOB))["sub"] == "bob"
+
+
+async def test_clients_that_open_urls_are_sent_to_the_login(idp: IdentityProvider, upstream: str,
+                                                             tmp_path: Path) -> None:
+    """A 2026-07-28 client that can open URLs is asked in an input-required round (URL-mode elicitation) and its
+    retry reaches the upstream as its user; a 2025-11-25 client gets the -32042 error carrying the URL."""
+    port = free_port()
+    config = per_user_config(tmp_path, port, upstream)
+    url = f"http://127.0.0.1:{port}/mcp"
+    opened: list[types.ElicitRequestParams] = []
+
+    def opener(user: str) -> Any:
+        async def open_url(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            opened.append(params)
+            assert isinstance(params, types.ElicitRequestURLParams)
+            async with httpx2.AsyncClient() as browser:
+                page = await browser.get(await sign_in(browser, params.url, user))
+            assert page.status_code == 200
+            return types.ElicitResult(action="accept")
+        return open_url
+
+    with serving(config, port, tmp_path / "stderr"):
+        await wait_for_port(port, 30)
+        await login(config, "svc")
+        await until_ready(url, ALICE)
+        async with key_client(url, ALICE, elicitation_callback=opener("alice")) as client:  # 2026-07-28
+            result = await client.call_tool("secure_whoami", {})
+        assert not result.is_error and len(opened) == 1, result
+        assert "needs your own login" in opened[0].message
+        assert (await whoami(url, ALICE))["sub"] == "alice"
+
+        async with key_client(url, BOB, mode="legacy", elicitation_callback=opener("bob")) as client:  # 2025-11-25
+            with pytest.raises(MCPError) as raised:
+                await client.call_tool("secure_whoami", {})
+            assert raised.value.error.code == types.URL_ELICITATION_REQUIRED
+            wanted = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
+            assert len(wanted) == 1 and "call secure.whoami again" in wanted[0].message
+            await opener("bob")(None, wanted[0])
+            again = await client.call_tool("secure_whoami", {})
+        assert not again.is_error and json.loads(again.content[0].text)["sub"] == "bob"  # type: ignore[union-attr]
 
 
 async def held_tokens(config: Path, tmp_path: Path) -> set[str]:
