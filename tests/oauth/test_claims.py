@@ -8,7 +8,9 @@ import pytest
 
 from mcp_gateway import GatewayConfig, parse_config
 from mcp_gateway.config import ConfigError
+from mcp_gateway.governance.identity import identity_for
 from mcp_gateway.oauth.claims import identity_of
+from mcp_gateway.oauth.grants import owner_of
 
 CONFIG = """
 [servers.math]
@@ -72,3 +74,12 @@ def test_introspection_needs_a_client_and_symmetric_algorithms_are_refused() -> 
     with pytest.raises(ConfigError, match="only public-key algorithms"):
         config(CONFIG.replace('resource = "https://gw.example.com/mcp"',
                               'resource = "https://gw.example.com/mcp"\nalgorithms = ["HS256"]'))
+
+
+def test_a_signed_in_user_logs_in_to_upstreams_as_their_subject_a_key_as_its_name() -> None:
+    cfg = config()
+    settings = cfg.sign_in
+    assert settings is not None
+    user = identity_of(cfg, settings, {"sub": "u1", "email": "ci@example.com"})
+    assert owner_of(user) == "user:u1"
+    assert owner_of(identity_for(cfg, "ci@example.com", None, [])) == "key:ci@example.com"  # never the user's
