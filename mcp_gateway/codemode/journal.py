@@ -9,7 +9,8 @@ answered from the journal, not made again. Starlark is deterministic (no clock, 
 so the same script given the same results makes the same calls in the same order; a call is known
 by its tool, its arguments and how many identical calls came before it, so `parallel` batches
 replay too. The journal lives in the store (any replica can continue it) for `PAUSE_TTL_S`, bound
-to the caller's key and to the script's source.
+to the caller's key and to the script's source, and continues one retry: a retry the client
+cancelled, or a replay of one, runs nothing more of it.
 """
 
 from __future__ import annotations
@@ -71,12 +72,20 @@ async def save(store: Storage, owner: str, journal: Journal) -> str:
 
 
 async def load(store: Storage, owner: str, state: str, code: str) -> Journal:
-    """The journal a retry names; raises `ValueError` saying why it cannot continue."""
+    """The journal a retry names, taken: it continues that one retry; raises `ValueError` saying why it cannot continue.
+
+    Taken, because a journal's calls end at its pause: a second retry naming it (a replay, or one sent
+    after the client cancelled the first) would make again every call the first retry made after the
+    pause. A retry that pauses again leaves a journal of its own, under a new state.
+    """
     body = await store.get_state(state, owner)
     if body is None:
         raise ValueError(f"the paused script expired ({PAUSE_TTL_S:g} s) or is not this key's")
     found = json.loads(body)
+    if found.get("taken"):
+        raise ValueError("an earlier retry continued it, or was cancelled")
     journal = Journal(found["source"], found["calls"], found["answers"], found["pending"] or {})
     if journal.source != digest(code):
         raise ValueError("the retry's script is not the one that paused")
+    await store.put_state(state, owner, json.dumps({"taken": True}), time.time() + PAUSE_TTL_S)
     return journal

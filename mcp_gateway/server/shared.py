@@ -8,14 +8,20 @@ made once per gateway (`shared_state`) and each upstream's hooks are set once.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ServerEvent
+from mcp.shared.subscriptions import (
+    SUBSCRIPTION_ID_META_KEY,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+)
 
 from ..gateway import Gateway
 from ..governance.identity import Identity
@@ -89,7 +95,14 @@ class UpstreamHooks:
         await self.state.relay.log_message(self.server, params)
 
     async def message(self, message: Any) -> None:
-        """Handshake-era notifications."""
+        """Notifications outside any listen stream: a handshake-era upstream's.
+
+        The SDK hands every frame of a 2026-07-28 upstream's `subscriptions/listen` stream to the message
+        handler as well as to the stream, whose events come to `event`: such a frame (stamped with its
+        stream's subscription id) is left to the stream, so that each change is relayed once.
+        """
+        if _on_listen_stream(message):
+            return
         if isinstance(message, types.ResourceUpdatedNotification):
             await self.state.resources.updated(self.server, message.params.uri)
         elif isinstance(message, types.ResourceListChangedNotification):
@@ -115,3 +128,9 @@ class UpstreamHooks:
     def _may_see(self) -> Callable[[Identity], bool]:
         up = self.gw.upstream(self.server)
         return lambda identity: may_access(identity, up)
+
+
+def _on_listen_stream(message: Any) -> bool:
+    """Whether a notification is a frame of a `subscriptions/listen` stream (its `_meta` names the stream)."""
+    meta = getattr(getattr(message, "params", None), "meta", None)
+    return isinstance(meta, Mapping) and meta.get(SUBSCRIPTION_ID_META_KEY) is not None
