@@ -152,7 +152,7 @@ async def test_claude_code_speaks_2026_07_28_and_print_mode_cancels_the_approval
     [end] = [e for e in events if e.get("type") == "result"]
     assert (end["subtype"], end["is_error"], end["result"], end["permission_denials"]) == ("success", False, "done", [])
 
-    assert audit == [("add", "input_required", None, None), ("add", "ApprovalRefused", None, CANCELLED)]
+    assert audit == [("add", "input_required", None, None), ("add", "ApprovalRefused", "cancel", CANCELLED)]
 
 
 HOOK = """import json, sys
