@@ -182,7 +182,7 @@ class Upstream:
                     log.info("upstream ready", server=self.name, tools=len(self.tools),
                              ms=round((time.perf_counter() - started) * 1000, 1))
                     async with anyio.create_task_group() as tg:
-                        if _announces_tool_changes(client):
+                        if _announces_list_changes(client):
                             tg.start_soon(self._listen, client)
                         for companion in self.companions:
                             tg.start_soon(companion, client)
@@ -224,12 +224,13 @@ class Upstream:
                 next_refresh = now + res.refresh_interval_s
 
     async def _listen(self, client: Client) -> None:
-        """2026-07-28 upstreams announce changes on a `subscriptions/listen` stream; re-listen if it drops."""
+        """2026-07-28 upstreams announce list changes (tools, prompts, resources) on a `subscriptions/listen`
+        stream; re-listen if it drops."""
         caps = client.server_capabilities
         for _ in range(100):
             try:
                 async with client.listen(
-                    tools_list_changed=True,
+                    tools_list_changed=bool(caps.tools and caps.tools.list_changed),
                     prompts_list_changed=bool(caps.prompts and caps.prompts.list_changed),
                     resources_list_changed=bool(caps.resources and caps.resources.list_changed),
                 ) as subscription:
@@ -380,9 +381,11 @@ class Upstream:
             self.on_change(self)
 
 
-def _announces_tool_changes(client: Client) -> bool:
-    tools = client.server_capabilities.tools
-    return client.protocol_version in MODERN_PROTOCOL_VERSIONS and tools is not None and bool(tools.list_changed)
+def _announces_list_changes(client: Client) -> bool:
+    """A 2026-07-28 upstream that announces changes to any of its lists (on a `subscriptions/listen` stream)."""
+    caps = client.server_capabilities
+    lists = (caps.tools, caps.prompts, caps.resources)
+    return client.protocol_version in MODERN_PROTOCOL_VERSIONS and any(c is not None and c.list_changed for c in lists)
 
 
 async def _first(*events: anyio.Event) -> None:

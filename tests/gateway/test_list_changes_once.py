@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -17,6 +18,7 @@ import mcp_types as types
 import pytest
 
 from mcp_gateway import Gateway
+from mcp_gateway.upstream import _announces_list_changes
 from tests.gateway.local_upstreams import local_upstream
 from tests.helpers import eventually, key_client, make_config, serve_gateway
 
@@ -59,3 +61,13 @@ async def test_one_change_reaches_each_client_once(upstream: str) -> None:
         assert (legacy, modern) == (["prompts", "resources"], ["prompts", "resources"])
         assert [p.name for p in (await old.list_prompts()).prompts] == ["first", "p1"]
         assert [r.uri for r in (await new.list_resources()).resources] == ["note://first", "note://n1"]
+
+
+def test_an_upstream_without_tools_is_followed_for_its_other_lists() -> None:
+    """A 2026-07-28 server with prompts but no tools (so no tools capability) still gets a listen stream."""
+    prompts_only = types.ServerCapabilities(prompts=types.PromptsCapability(list_changed=True))
+    silent = types.ServerCapabilities(prompts=types.PromptsCapability(list_changed=False))
+    cases = ((prompts_only, "2026-07-28"), (silent, "2026-07-28"), (prompts_only, "2025-11-25"))
+    follows = [_announces_list_changes(SimpleNamespace(server_capabilities=caps, protocol_version=version))  # type: ignore[arg-type]
+               for caps, version in cases]
+    assert follows == [True, False, False]
