@@ -28,6 +28,7 @@ from mcp_types import CallToolResult
 
 from mcp_gateway.config_files import load_config
 from mcp_gateway.oauth.grants import SHARED, Grants, open_grants
+from mcp_gateway.oauth.vault import new_secret_key
 from mcp_gateway.storage import SQLiteStorage
 from tests.helpers import free_port, http_fixture, key_client, wait_for_port
 from tests.identity.idp import (
@@ -40,6 +41,7 @@ from tests.identity.idp import (
     revoke,
     sign_in,
 )
+from tests.stores import postgres_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -189,9 +191,11 @@ async def test_a_shared_login_serves_every_caller_and_recovers(idp: IdentityProv
         assert token not in logged and token.encode() not in stored
 
 
-def per_user_config(tmp_path: Path, port: int, upstream: str) -> Path:
-    """Keys alice and bob; replicas started on other ports share `public_url` (as behind a load balancer)."""
-    return write_config(tmp_path, port, upstream, f"""[gateway]
+def per_user_config(tmp_path: Path, port: int, upstream: str, storage: str | None = None) -> Path:
+    """Keys alice and bob; replicas started on other ports share `public_url` (as behind a load balancer), and
+    `storage` (a PostgreSQL URL) when given."""
+    shared = f'[storage]\nurl = "{storage}"\n' if storage else ""
+    return write_config(tmp_path, port, upstream, f"""{shared}[gateway]
 port = {port}
 public_url = "http://127.0.0.1:{port}"
 state_dir = "{tmp_path / 'state'}"
@@ -207,11 +211,22 @@ tools = ["secure.*"]
 """)
 
 
-async def test_per_user_logins_act_as_each_caller(idp: IdentityProvider, upstream: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_per_user_logins_act_as_each_caller(idp: IdentityProvider, upstream: str, tmp_path: Path, backend: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A service account's shared login lists the tools; each key's calls need that key's own login (its link
-    in the error), then reach the upstream as that user; another replica on the same store serves them too."""
+    in the error), then reach the upstream as that user; another replica on the same store serves them too
+    (two processes on one SQLite file, or on PostgreSQL with the secret key from the environment)."""
+    async with contextlib.AsyncExitStack() as stack:
+        storage = await stack.enter_async_context(postgres_schema()) if backend == "postgres" else None
+        if storage is not None:  # replicas on PostgreSQL hold the same key, from the environment
+            monkeypatch.setenv("MCP_GATEWAY_SECRET_KEY", new_secret_key())
+        await per_user_logins(idp, upstream, tmp_path, storage)
+
+
+async def per_user_logins(idp: IdentityProvider, upstream: str, tmp_path: Path, storage: str | None) -> None:
     port, port2 = free_port(), free_port()
-    config = per_user_config(tmp_path, port, upstream)
+    config = per_user_config(tmp_path, port, upstream, storage)
     url, url2 = f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port2}/mcp"
     with serving(config, port, tmp_path / "stderr"), serving(config, port2, tmp_path / "stderr2"):
         await wait_for_port(port, 30)
