@@ -5,10 +5,12 @@
 The gateway's app is served in this process by uvicorn on 127.0.0.1 (an admin key in the config,
 five disabled upstreams so the upstreams page has rows). The rows span the last 24 hours: 50 keys
 in 5 teams, 5 servers, 20 tools, 1 in 25 an error, 1 in 10 a script with three calls under it,
-arguments of about 200 bytes, 1 in 50 tool calls with an approval decision. The teams have rate
-limits and budgets, and every key has 14 days of Code Mode savings rows (the usage page). Each
-page is loaded once to warm up, then `--runs` times; the table gives the median and the slowest
-load, in milliseconds, over real HTTP.
+arguments of about 200 bytes, 1 in 50 tool calls with an approval decision, each script's row with
+what it returned. The teams have rate limits and budgets, every key has 14 days of Code Mode savings
+rows (the usage page), and the upstreams have 20,000 recorded state changes (a flapping history, for
+the upstreams page's reconnect history). The live calls page's poll asks for the rows after the 20th
+newest. Each page is loaded once to warm up, then `--runs` times; the table gives the median and the
+slowest load, in milliseconds, over real HTTP.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ PAGES = [
     ("calls, outcome", "/ui/calls?outcome=tool_error"),
     ("calls, key + outcome (sparse)", "/ui/calls?key=k7&outcome=tool_error"),
     ("calls, no match", "/ui/calls?key=nobody"),
+    ("calls, live poll (20 newer rows)", "/ui/calls-rows?after={live}"),
+    ("calls, live poll (key, none newer)", "/ui/calls-rows?after={newest}&key=k7"),
     ("access", "/ui/access"),
     ("access, one key", "/ui/access?subject=key:ops"),
     ("usage, 24 h by hour", "/ui/usage"),
@@ -76,7 +80,8 @@ def rows(n: int) -> list[tuple[object, ...]]:
                 out.append(_row(rnd, base, args, run))
             out.append(tuple({**base, "kind": "meta", "server": None, "tool": "executeToolCode", "outcome": "ok",
                               "latency_ms": rnd.uniform(5, 200), "arg_bytes": 300, "error": None,
-                              "arguments": json.dumps({"code": "result = s1.tool3(q=1)"}), "execution_id": run}[c]
+                              "arguments": json.dumps({"code": "result = s1.tool3(q=1)"}), "execution_id": run,
+                              "result": 'result = {"rows": 3, "first": "' + "x" * 100 + '"}'}[c]
                              for c in COLUMNS))
         else:
             out.append(_row(rnd, base, args, None))
@@ -99,8 +104,17 @@ def _row(rnd: random.Random, base: dict[str, object], args: str, run: str | None
     values = {**base, "kind": "tool", "server": f"s{rnd.randrange(5)}", "tool": f"tool{rnd.randrange(20)}",
               "outcome": "tool_error" if bad else "ok", "latency_ms": rnd.lognormvariate(3, 0.8),
               "arg_bytes": len(args), "error": "upstream said no" if bad else None, "arguments": args,
-              "execution_id": run}
+              "execution_id": run, "result": None}
     return tuple(values[c] for c in COLUMNS)
+
+
+def events() -> list[tuple[object, ...]]:
+    """20,000 state changes over 30 days, spread over the five servers and two replicas (ts, server, replica,
+    event, detail)."""
+    now = time.time()
+    kinds = [("failed", "connection lost: health check: no answer within 5 s"), ("retrying", "attempt 1 in 0.7 s"),
+             ("ready", "20 tools")]
+    return [(now - 30 * 86400 * (1 - i / 20_000), f"s{i % 5}", f"r{i % 2}", *kinds[i % 3]) for i in range(20_000)]
 
 
 @contextlib.asynccontextmanager
@@ -114,6 +128,8 @@ async def sqlite_store(n: int) -> AsyncIterator[Storage]:
             db.executemany(f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})",
                            rows(n))
             db.executemany("INSERT INTO token_savings VALUES (?, ?, ?, ?, ?)", savings())
+            db.executemany("INSERT INTO upstream_events (ts, server, replica, event, detail) VALUES (?, ?, ?, ?, ?)",
+                           events())
         db.execute("ANALYZE")
         db.close()
         try:
@@ -132,14 +148,17 @@ async def postgres_store(url: str, n: int) -> AsyncIterator[Storage]:
             schema = schema_url.rsplit("=", 1)[1]
             await conn.copy_records_to_table("audit", records=rows(n), columns=COLUMNS, schema_name=schema)
             await conn.copy_records_to_table("token_savings", records=savings(), schema_name=schema)
+            await conn.copy_records_to_table("upstream_events", records=events(), schema_name=schema,
+                                             columns=("ts", "server", "replica", "event", "detail"))
             await conn.execute("ANALYZE audit")
+            await conn.execute("ANALYZE upstream_events")
             await conn.close()
             yield store
         finally:
             await store.close()
 
 
-async def measure(store: Storage, runs: int) -> dict[str, tuple[float, float, int]]:
+async def measure(store: Storage, runs: int, n: int) -> dict[str, tuple[float, float, int]]:
     config = parse_config({
         "gateway": {"state_dir": tempfile.mkdtemp(prefix="mcp-gateway-bench-")},
         "dashboard": {"enabled": True},
@@ -158,6 +177,7 @@ async def measure(store: Storage, runs: int) -> dict[str, tuple[float, float, in
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": ADMIN},
                                      timeout=60) as http:
             for name, path in PAGES:
+                path = path.format(live=n - 20, newest=n)
                 times = []
                 for _ in range(runs + 1):
                     start = time.perf_counter()
@@ -177,9 +197,9 @@ async def main() -> None:
     args = parser.parse_args()
     found: dict[str, dict[str, tuple[float, float, int]]] = {}
     async with sqlite_store(args.rows) as store:
-        found["SQLite"] = await measure(store, args.runs)
+        found["SQLite"] = await measure(store, args.runs, args.rows)
     async with postgres_store(args.postgres, args.rows) as store:
-        found["PostgreSQL"] = await measure(store, args.runs)
+        found["PostgreSQL"] = await measure(store, args.runs, args.rows)
     print(f"{args.rows:,} audit rows; median / slowest of {args.runs} loads, ms; rows shown\n")
     print("| page | SQLite median | SQLite max | PostgreSQL median | PostgreSQL max | rows shown |")
     print("|---|---|---|---|---|---|")

@@ -36,6 +36,7 @@ from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
 from .tokens import tool_definition_tokens
 from .upstream import Resilience, Upstream
+from .upstream_history import UpstreamHistory
 from .upstream_personal import PersonalSessions
 from .validation import Validators
 
@@ -62,7 +63,10 @@ class Gateway:
         self.keys = KeyRing(config, self.storage)
         self.grants = open_grants(config, self.storage, os.environ)
         """The gateway's own OAuth logins to upstreams (None when no `[servers.<name>.oauth]`)."""
+        self.upstream_history = UpstreamHistory(self.storage, self.replica)
+        """Each upstream's state changes, for the dashboard (written to the store in batches)."""
         for up in self.upstreams:
+            up.on_event = self.upstream_history.book
             if up.config.oauth is not None and self.grants is not None:
                 up.auth = functools.partial(UpstreamAuth, self.grants, up.name, SHARED)
                 if up.config.oauth.identity == "per_user":
@@ -106,11 +110,13 @@ class Gateway:
             configure_logging()  # embedded use: our log lines go to stderr, never into a host's stdout
         await self._open_store()
         self._stack.push_async_callback(self.token_savings.flush)  # last: after the tasks that book savings
+        self._stack.push_async_callback(self.upstream_history.flush)  # after the upstreams stopped
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._stack.push_async_callback(self._stop_upstreams)
         self._tg.start_soon(self._announce_changes, name="catalog changes")
         self._tg.start_soon(self._prune_audit, name="audit retention")
         self._tg.start_soon(self.token_savings.run, name="token savings")
+        self._tg.start_soon(self.upstream_history.run, name="upstream history")
         for up in self.upstreams:
             self._tg.start_soon(up.run, name=f"upstream:{up.name}")
             if up.personal is not None:

@@ -42,6 +42,8 @@ class Observation:
     result_bytes: int = 0
     approval: str | None = None
     row_id: int | None = None
+    answer: types.CallToolResult | None = field(default=None, repr=False)
+    """The tool result (a script's row keeps what it returned: `Auditor.returned`)."""
     _begin: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
 
     async def begin(self) -> None:
@@ -52,8 +54,10 @@ class Observation:
     def result(self, result: types.CallToolResult | types.ReadResourceResult | types.GetPromptResult) -> None:
         """Record the answer: its size, and for a tool result with `isError`, that outcome and its text."""
         self.result_bytes = result_bytes(result)
-        if isinstance(result, types.CallToolResult) and result.is_error:
-            self.outcome, self.error = "tool_error", error_text(result)
+        if isinstance(result, types.CallToolResult):
+            self.answer = result
+            if result.is_error:
+                self.outcome, self.error = "tool_error", error_text(result)
 
 
 class Observer:
@@ -71,7 +75,8 @@ class Observer:
 
         def row(outcome: str) -> AuditRow:
             return auditor.completed(opened, outcome=outcome, started=started, result_bytes=seen.result_bytes,
-                                     error=seen.error, approval=seen.approval)
+                                     error=seen.error, approval=seen.approval,
+                                     result=auditor.returned(opened, seen.answer) if outcome != "started" else None)
 
         seen = Observation(_begin=lambda: auditor.begin(row("started")))
         try:

@@ -97,6 +97,8 @@ class Upstream:
     resilience: Resilience = field(default_factory=lambda: Resilience.of(GatewaySettings()))
     hooks: Hooks | None = None
     on_change: Callable[[Upstream], None] | None = None
+    on_event: Callable[[Upstream, str, str | None], None] = lambda up, event, detail: None
+    """Told each state change (the state, its error) and scheduled reconnect, in this task; must not block or raise."""
     auth: Callable[[], httpx2.Auth] | None = None
     """Makes the `Authorization` of each HTTP session's requests (an OAuth-protected upstream's login)."""
     companions: list[Callable[[Client], Coroutine[Any, Any, None]]] = field(default_factory=list)
@@ -157,6 +159,7 @@ class Upstream:
                 self.failures += 1
                 log.info("upstream reconnect scheduled", server=self.name, attempt=self.failures,
                          delay_s=round(delay, 2))
+                self.on_event(self, "retrying", f"attempt {self.failures} in {delay:.1f} s")
                 self._retry = anyio.Event()
                 with anyio.move_on_after(delay):
                     await _first(self._stop, self._retry)
@@ -369,6 +372,7 @@ class Upstream:
     def _set(self, state: State, error: str | None = None) -> None:
         was_listed = bool(self.tools)
         self.state, self.error, self.since = state, error, time.time()
+        self.on_event(self, state, error)
         if state != "ready":
             self.tools = []
         if state in ("failed", "disabled", "ready"):

@@ -1,13 +1,16 @@
 """The dashboard: read-only pages at `/ui` for admin keys (upstreams, calls, access, usage); see docs/dashboard.md.
 
 Server-rendered Jinja2 templates (autoescaped: every name, argument and error from an upstream or
-a script is text), one stylesheet served from this package, no script, nothing fetched from
-elsewhere; every answer carries a strict Content-Security-Policy. Pages only read, so a forged
+a script is text), one stylesheet and one small script served from this package, nothing fetched
+from elsewhere; every answer carries a strict Content-Security-Policy. The script (the calls page's
+live updates) asks `/ui/calls-rows` for rows rendered by the page's own template macro, so they are
+escaped exactly as the page is, and every page works without it. Pages only read, so a forged
 cross-site request can change nothing; the two forms (sign in, sign out) refuse cross-site posts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
@@ -28,8 +31,8 @@ from . import auth, usage, views
 
 log = structlog.get_logger("mcp_gateway.dashboard")
 
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -38,6 +41,11 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 MAX_FORM_BYTES = 4096
+ASSETS = {"dashboard.css": "text/css", "favicon.svg": "image/svg+xml", "calls.js": "text/javascript"}
+"""The static files, served without a key (they hold no data) and named with a digest of their content
+(`static/calls.js?v=...`), so a browser caching them for an hour never runs an older script with a newer page."""
+LIVE_POLL_MS = 3000
+"""How often a live calls page asks for newer rows."""
 
 Page = Callable[[Request, Identity], Awaitable[Response]]
 
@@ -48,11 +56,15 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
     env = Environment(loader=PackageLoader("mcp_gateway.dashboard", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = lambda ts: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else ""
+    env.filters["when_ms"] = lambda ts: env.filters["when"](ts) + f".{int(ts % 1 * 1000):03d}"
     env.filters["ms"] = lambda v: f"{v:,.1f}" if v is not None else ""
     env.globals["query"] = lambda params, **extra: urlencode({**params, **{k: v for k, v in extra.items()
                                                                            if v is not None}})
-    css = resources.files(__package__).joinpath("static", "dashboard.css").read_bytes()
-    icon = resources.files(__package__).joinpath("static", "favicon.svg").read_bytes()
+    env.filters["source"] = views.script_source
+    files = {name: resources.files(__package__).joinpath("static", name).read_bytes() for name in ASSETS}
+    env.globals["asset"] = {name: f"static/{name}?v={hashlib.sha256(body).hexdigest()[:12]}"
+                            for name, body in files.items()}
+    env.globals["live_poll_ms"] = LIVE_POLL_MS
 
     def render(template: str, status: int = 200, **context: Any) -> Response:
         body = env.get_template(template).render(**context)
@@ -79,13 +91,20 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
 
     async def upstreams_page(request: Request, identity: Identity) -> Response:
         return render("upstreams.html", upstreams=await views.upstreams(gw), signed_in=identity.name,
-                      page="upstreams")
+                      page="upstreams", events=views.EVENTS, replica=gw.replica, history_rows=views.HISTORY_ROWS)
 
     async def calls_page(request: Request, identity: Identity) -> Response:
         params = dict(request.query_params)
         found = await views.calls(gw, params)
         return render("calls.html", calls=found, windows=list(views.WINDOWS), signed_in=identity.name, page="calls",
                       servers=[u.name for u in gw.upstreams], keys=list(gw.config.keys), teams=list(gw.config.teams))
+
+    async def calls_rows(request: Request, identity: Identity) -> Response:
+        """A live calls page's poll: the rows after its newest, as the page's own macro renders them."""
+        found = await views.calls_since(gw, request.query_params)
+        if found is None:
+            return secured(Response("after=<row id> is required", status_code=400))
+        return render("calls_rows.html", calls=found)
 
     async def access_page(request: Request, identity: Identity) -> Response:
         everyone = await views.subjects(gw)
@@ -134,26 +153,22 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
             return render("refused.html", 503, name=None, signed_in=None)
         return secured(response)
 
-    async def stylesheet(request: Request) -> Response:
-        response = secured(Response(css, media_type="text/css"))
+    async def static(request: Request) -> Response:  # the icon is named by every page: no /favicon.ico request
+        name = request.url.path.rsplit("/", 1)[-1]
+        response = secured(Response(files[name], media_type=ASSETS[name]))
         response.headers["Cache-Control"] = "max-age=3600"
-        return response
-
-    async def favicon(request: Request) -> Response:  # named by every page: no request for /favicon.ico
-        response = secured(Response(icon, media_type="image/svg+xml"))
-        response.headers["Cache-Control"] = "max-age=86400"
         return response
 
     app = Starlette(routes=[
         Route("/", guarded(upstreams_page), methods=["GET"]),
         Route("/upstreams", guarded(upstreams_page), methods=["GET"]),
         Route("/calls", guarded(calls_page), methods=["GET"]),
+        Route("/calls-rows", guarded(calls_rows), methods=["GET"]),
         Route("/access", guarded(access_page), methods=["GET"]),
         Route("/usage", guarded(usage_page), methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
-        Route("/static/dashboard.css", stylesheet, methods=["GET"]),
-        Route("/static/favicon.svg", favicon, methods=["GET"]),
+        *(Route(f"/static/{name}", static, methods=["GET"]) for name in ASSETS),
     ])
     return [Mount("/ui", app=app)]
 

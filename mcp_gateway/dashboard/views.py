@@ -7,6 +7,7 @@ it sees and may call, so the page cannot disagree with what a call would meet.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,12 +16,20 @@ from fnmatch import fnmatchcase
 from ..catalog import restrict
 from ..gateway import Gateway
 from ..governance.identity import Identity, identity_for
-from ..storage.base import AuditEntry, AuditFilter, ServerStats
+from ..storage.base import AuditEntry, AuditFilter, AuditRow, ServerStats
+from ..storage.events import UpstreamEvent
 
 WINDOWS: dict[str, float] = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400,
                              "30d": 30 * 86400}
 """The calls page's time windows (the newest rows within it); "" is every row."""
 FILTERS = ("key", "team", "server", "tool", "outcome")
+HISTORY_ROWS = 20
+"""State changes listed per upstream on the upstreams page (every replica's, newest first)."""
+EVENTS = {"ready": "connected", "failed": "failed", "retrying": "reconnect scheduled", "stopped": "stopped",
+          "disabled": "disabled"}
+"""How the upstreams page names each recorded event (`Upstream.on_event`)."""
+MAX_OPEN = 20
+"""Rows still `started` that one live poll of the calls page may ask about again."""
 
 
 @dataclass(frozen=True)
@@ -36,14 +45,21 @@ class UpstreamView:
     tools: int
     hour: ServerStats | None
     day: ServerStats | None
+    history: list[UpstreamEvent]
 
 
 async def upstreams(gw: Gateway) -> list[UpstreamView]:
+    """Each upstream as this process holds it, with its calls from the audit log and every replica's
+    recent state changes (this process's own written first, so the page is never behind it)."""
     now = time.time()
     hour = {s.server: s for s in await gw.storage.server_stats(now - 3600)}
     day = {s.server: s for s in await gw.storage.server_stats(now - 86400)}
+    await gw.upstream_history.flush()
+    history: dict[str, list[UpstreamEvent]] = {}
+    for event in await gw.storage.upstream_events([u.name for u in gw.upstreams], HISTORY_ROWS):
+        history.setdefault(event.server, []).append(event)
     return [UpstreamView(u.name, u.config.kind, gw.config.mode_of(u.config), u.state, u.status, u.error, u.since,
-                         u.failures, len(u.tools), hour.get(u.name), day.get(u.name))
+                         u.failures, len(u.tools), hour.get(u.name), day.get(u.name), history.get(u.name, []))
             for u in gw.upstreams]
 
 
@@ -56,6 +72,12 @@ class CallsPage:
     nested: bool
     older: int | None
     newer: int | None
+    newest: int = 0
+    """The live cursor: the highest id on the page (the newest row of all on an empty page)."""
+    live: bool = False
+    """Whether newer rows belong at the top of this page (the newest page: no `before` or `after`)."""
+    done: list[AuditEntry] = field(default_factory=list)
+    """Rows a live poll asked about again that are no longer `started`."""
 
 
 def calls_filter(params: Mapping[str, str]) -> tuple[dict[str, str], str, AuditFilter]:
@@ -88,12 +110,58 @@ async def calls(gw: Gateway, params: Mapping[str, str]) -> CallsPage:
         rows = got[:size]
         older = rows[-1].id if len(got) > size else None
         newer = rows[0].id if before is not None and rows else None
+    live = after is None and before is None
+    newest = rows[0].id if rows else await _newest(gw) if live else 0
+    return CallsPage(filters, window, rows, await _children(gw, where, rows), where.top_level, older, newer,
+                     newest, live)
+
+
+async def calls_since(gw: Gateway, params: Mapping[str, str]) -> CallsPage | None:
+    """For a live calls page: its filters' rows above `after` (the oldest page of them, newest first, so
+    polls catch up in order without a gap), and the rows listed in `open` (at most `MAX_OPEN` ids the
+    page shows as `started`) that have finished since. None without a valid `after`.
+
+    Ids are the cursor, as for the pages: on PostgreSQL a row another replica commits a moment after a
+    newer id was read can be passed over by a poll; it shows on the next load of the page."""
+    after = _cursor(params.get("after"))
+    if after is None:
+        return None
+    filters, window, where = calls_filter(params)
+    rows = await gw.storage.audit_page(where, after=after, limit=gw.config.dashboard.page_rows)
+    done = []
+    for row_id in [c for c in map(_cursor, params.get("open", "").split(",")[:MAX_OPEN]) if c]:
+        found = await gw.storage.audit_page(AuditFilter(), after=row_id - 1, limit=1)  # the row itself, by key
+        if found and found[0].id == row_id and found[0].row.outcome != "started":
+            done.append(found[0])
+    return CallsPage(filters, window, rows, await _children(gw, where, rows), where.top_level, None, None,
+                     rows[0].id if rows else after, True, done)
+
+
+async def _children(gw: Gateway, where: AuditFilter, rows: list[AuditEntry]) -> dict[str, list[AuditEntry]]:
+    """The calls each script on the page made, by execution id (when they are listed under it)."""
     children: dict[str, list[AuditEntry]] = {}
     if where.top_level:
         scripts = [e.row.execution_id for e in rows if e.row.kind == "meta" and e.row.execution_id]
         for child in await gw.storage.audit_of_executions(scripts):
             children.setdefault(child.row.execution_id or "", []).append(child)
-    return CallsPage(filters, window, rows, children, where.top_level, older, newer)
+    return children
+
+
+async def _newest(gw: Gateway) -> int:
+    """The newest row's id, so a live page with no row yet asks only for rows that come after it."""
+    found = await gw.storage.audit_page(AuditFilter(), limit=1)
+    return found[0].id if found else 0
+
+
+def script_source(row: AuditRow) -> str | None:
+    """A script row's source as its arguments stored it (redacted; cut arguments are no JSON: shown as stored)."""
+    if row.kind != "meta" or row.tool != "executeToolCode" or not row.arguments:
+        return None
+    try:
+        code = json.loads(row.arguments).get("code")
+    except (ValueError, AttributeError):
+        return row.arguments
+    return code if isinstance(code, str) else row.arguments
 
 
 def _cursor(value: str | None) -> int | None:

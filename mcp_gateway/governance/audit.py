@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import mcp_types as types
 import structlog
 
 from ..config import GatewaySettings
@@ -32,6 +33,8 @@ log = structlog.get_logger("mcp_gateway.audit")
 MAX_ERROR_CHARS = 2000
 """Characters of an error message kept in a row."""
 REDACTED = "[redacted]"
+RETURNED = "result = "
+"""How a script's answer introduces the value it returned (`codemode.scripts.format_execution`)."""
 COUNTER_RETENTION_S = 40 * 86400
 """Budgets not charged for this long (past days and months) are deleted by `prune`."""
 
@@ -72,11 +75,24 @@ class Auditor:
         )
 
     def completed(self, row: AuditRow, *, outcome: str, started: float, result_bytes: int = 0,
-                  error: str | None = None, approval: str | None = None) -> AuditRow:
+                  error: str | None = None, approval: str | None = None, result: str | None = None) -> AuditRow:
         """`row` with the call's outcome, `started` being its `time.perf_counter()` at the start."""
         return dataclasses.replace(row, outcome=outcome, latency_ms=round((time.perf_counter() - started) * 1000, 3),
                                    result_bytes=result_bytes, error=None if error is None else error[:MAX_ERROR_CHARS],
-                                   approval=approval)
+                                   approval=approval, result=result)
+
+    def returned(self, row: AuditRow, answer: types.CallToolResult | None) -> str | None:
+        """What a script's row keeps of its answer: the text its caller was sent (printed output, then
+        `result = <JSON>`, then any error, as `codemode.scripts.format_execution` writes them), only with
+        `audit_arguments`, redacted and bounded as arguments are: the returned value by key name, every other
+        line by string literal, cut at `audit_row_argument_bytes` and counted against the key's day."""
+        if answer is None or not self.settings.audit_arguments or (row.kind, row.tool) != ("meta", "executeToolCode"):
+            return None
+        texts = [b.text for b in answer.content if isinstance(b, types.TextContent)]
+        lines = [self._redacted_line(line) for line in "\n".join(texts).split("\n")]
+        if len(texts) < len(answer.content):
+            lines.append(f"[and {len(answer.content) - len(texts)} returned blocks: images, audio or resources]")
+        return self._capped(row.key, "\n".join(lines))
 
     def row(self, identity: Identity, *, kind: str, server: str | None, tool: str, arguments: Mapping[str, Any],
             outcome: str, started: float, result_bytes: int = 0, error: str | None = None,
@@ -114,7 +130,11 @@ class Auditor:
         return await self.storage.prune(before, self.now() - COUNTER_RETENTION_S)
 
     def _stored_arguments(self, key: str, arguments: Mapping[str, Any]) -> str:
-        text = json.dumps(self._redacted(arguments), ensure_ascii=False, default=str)
+        return self._capped(key, json.dumps(self._redacted(arguments), ensure_ascii=False, default=str))
+
+    def _capped(self, key: str, text: str) -> str:
+        """`text` cut at `audit_row_argument_bytes`, if `key` has room left today
+        (`audit_key_argument_bytes_per_day`)."""
         limit = self.settings.audit_row_argument_bytes
         encoded = text.encode()
         if len(encoded) > limit:
@@ -136,6 +156,16 @@ class Auditor:
         if isinstance(value, str) and self._literal is not None:
             return self._literal.sub(lambda m: m.group(1) + '"' + REDACTED + '"', value)
         return value
+
+    def _redacted_line(self, line: str) -> str:
+        if line.startswith(RETURNED):
+            try:
+                value = json.loads(line[len(RETURNED):])
+            except ValueError:
+                pass
+            else:
+                return RETURNED + json.dumps(self._redacted(value), ensure_ascii=False)
+        return str(self._redacted(line))
 
     def _secret(self, name: str) -> bool:
         folded = _folded(name)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .events import EventRecords
 from .oauth import OAuthRecords
 from .usage import ApprovalCount, Bucket, Saving
 
@@ -51,6 +52,8 @@ class AuditRow:
     approval: str | None = None
     ts: float = field(default_factory=time.time)
     replica: str | None = None
+    result: str | None = None
+    """What a script returned (its printed output, value and error), only with `audit_arguments`."""
 
 
 AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
@@ -185,7 +188,7 @@ class Counters(Protocol):
         ...
 
 
-class Storage(Counters, OAuthRecords, Protocol):
+class Storage(Counters, OAuthRecords, EventRecords, Protocol):
     name: str
     """The backend and where it is, without credentials (for logs and `/healthz`)."""
 
@@ -218,8 +221,8 @@ class Storage(Counters, OAuthRecords, Protocol):
 
     async def prune(self, before: float, counters_before: float) -> int:
         """Delete audit rows older than `before` (and token savings of days before it), and budgets
-        untouched and sessions opened before `counters_before` (seconds since the epoch); returns how
-        many audit rows."""
+        untouched and sessions opened before `counters_before` (seconds since the epoch), and upstream
+        events older than either; returns how many audit rows."""
         ...
 
     async def query_audit(self, *, key: str | None = None, tool: str | None = None, since: float | None = None,

@@ -40,6 +40,7 @@ from .base import (
     stats_sql,
 )
 from .errors import StorageUnavailable
+from .events import PostgresEvents
 from .migrations import TABLE, pending
 from .oauth import PostgresOAuth
 from .usage import (
@@ -75,7 +76,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStorage(PostgresOAuth):
+class PostgresStorage(PostgresOAuth, PostgresEvents):
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0,
                  query_timeout_s: float = 10.0, synchronous_commit: bool = False) -> None:
         self.url = url
@@ -177,6 +178,7 @@ class PostgresStorage(PostgresOAuth):
             await pool.execute("DELETE FROM sessions WHERE created < $1", counters_before)
             await pool.execute("DELETE FROM state WHERE expires < $1", time.time())
             await pool.execute("DELETE FROM token_savings WHERE day < $1", before)
+            await pool.execute("DELETE FROM upstream_events WHERE ts < $1", max(before, counters_before))
             status: str = await pool.execute("DELETE FROM audit WHERE ts < $1", before)
             return int(status.split()[-1])
 

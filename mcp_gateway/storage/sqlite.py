@@ -39,6 +39,7 @@ from .base import (
     stats_sql,
 )
 from .errors import StorageUnavailable
+from .events import SQLiteEvents
 from .migrations import TABLE, pending
 from .oauth import SQLiteOAuth
 from .usage import (
@@ -58,7 +59,7 @@ from .usage import (
 T = TypeVar("T")
 
 
-class SQLiteStorage(SQLiteOAuth):
+class SQLiteStorage(SQLiteOAuth, SQLiteEvents):
     """The file is opened (and migrated) on first use, so constructing one has no side effect."""
 
     def __init__(self, path: str | Path) -> None:
@@ -143,6 +144,7 @@ class SQLiteStorage(SQLiteOAuth):
             db.execute("DELETE FROM sessions WHERE created < ?", (counters_before,))
             db.execute("DELETE FROM state WHERE expires < ?", (time.time(),))
             db.execute("DELETE FROM token_savings WHERE day < ?", (before,))
+            db.execute("DELETE FROM upstream_events WHERE ts < ?", (max(before, counters_before),))
             return int(db.execute("DELETE FROM audit WHERE ts < ?", (before,)).rowcount)
 
         return await self._call(run)
