@@ -38,11 +38,12 @@ from .logs import configure_logging
 from .naming import client_prefix
 from .onboarding import connect_instructions, find_mcp_servers, render_config
 from .reload import watch_config
+from .resilience import Resilience
 from .server import serve_http, serve_stdio
 from .storage import StorageUnavailable
 from .store_commands import keys_command, logs_command, migrate_command, print_table
 from .tokens import tool_definition_tokens
-from .upstream import Resilience, Upstream
+from .upstream import Upstream
 from .upstream_client import NobodyToAsk
 
 

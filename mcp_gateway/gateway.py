@@ -32,10 +32,11 @@ from .naming import client_prefix
 from .oauth.auth import UpstreamAuth
 from .oauth.grants import SHARED, open_grants
 from .observe import Observer
+from .resilience import Resilience
 from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
 from .tokens import tool_definition_tokens
-from .upstream import Resilience, Upstream
+from .upstream import Upstream
 from .upstream_history import UpstreamHistory
 from .upstream_personal import PersonalSessions
 from .validation import Validators

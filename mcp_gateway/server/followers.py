@@ -35,7 +35,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from ..errors import describe_exception
 from ..gateway import Gateway
-from ..upstream import Resilience
+from ..resilience import Resilience
 
 log = structlog.get_logger("mcp_gateway.followers")
 
