@@ -351,6 +351,10 @@ class GatewayConfig(_Strict):
 
     def callback_url(self) -> str:
         """Where upstreams' authorization servers send a user's browser back after an OAuth login."""
+        return self.public_base() + "/oauth/callback"
+
+    def public_base(self) -> str:
+        """The gateway's origin as browsers reach it: `public_url`, else `sign_in.resource`'s, else host:port."""
         base = self.gateway.public_url
         if base is None and self.sign_in is not None:
             parts = urlsplit(self.sign_in.resource)
@@ -358,7 +362,7 @@ class GatewayConfig(_Strict):
         if base is None:
             host = "127.0.0.1" if self.gateway.host in ("0.0.0.0", "::", "") else self.gateway.host
             base = f"http://{f'[{host}]' if ':' in host else host}:{self.gateway.port}"
-        return base + "/oauth/callback"
+        return base
 
     def mode_of(self, server: ServerConfig) -> Mode:
         return server.mode or self.gateway.default_mode

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +24,7 @@ from ..gateway import Gateway
 from ..governance.identity import Identity, identity_for
 from ..governance.keys import config_key_hash, hash_key, matches
 from ..oauth import SignInUnavailable
+from ..oauth.claims import identity_of
 from ..oauth.sign_in import TokenRefused
 from ..server.entry import identify
 from ..storage import StorageUnavailable
@@ -53,7 +55,14 @@ async def session_identity(gw: Gateway, token: str) -> Identity | None:
     body = await gw.storage.get_state(STATE_PREFIX + hash_key(token), OWNER)
     if body is None:
         return None
-    key_hash = str(json.loads(body).get("key", ""))
+    found_body = json.loads(body)
+    claims = found_body.get("claims")
+    if isinstance(claims, dict):  # opened through the provider: the caller as the mapping makes it now
+        settings = gw.config.sign_in
+        if settings is None or not isinstance(claims.get("sub"), str):
+            return None  # sign-in switched off since: its sessions end
+        return identity_of(gw.config, settings, claims)
+    key_hash = str(found_body.get("key", ""))
     config = gw.config
     found: Identity | None = None
     for name, k in config.keys.items():  # every entry is compared, as in `KeyRing.authenticate`
@@ -67,10 +76,14 @@ async def session_identity(gw: Gateway, token: str) -> Identity | None:
 
 async def open_session(gw: Gateway, request: Request, secret: str, response: Response) -> None:
     """Keep a new session for the admin key `secret` and set its cookie on `response`."""
+    await store_session(gw, request, response, {"key": hash_key(secret)})
+
+
+async def store_session(gw: Gateway, request: Request, response: Response, body: dict[str, Any]) -> None:
+    """Keep a new session holding `body` (a key's hash, or a provider sign-in's claims) and set its cookie."""
     token = secrets.token_urlsafe(32)
     seconds = gw.config.dashboard.session_hours * 3600
-    await gw.storage.put_state(STATE_PREFIX + hash_key(token), OWNER, json.dumps({"key": hash_key(secret)}),
-                               time.time() + seconds)
+    await gw.storage.put_state(STATE_PREFIX + hash_key(token), OWNER, json.dumps(body), time.time() + seconds)
     response.set_cookie(COOKIE, token, max_age=int(seconds), path=_cookie_path(request), httponly=True,
                         samesite="strict", secure=is_https(request))
 

@@ -26,8 +26,9 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from ..gateway import Gateway
 from ..governance.identity import Identity
+from ..oauth import SignInUnavailable
 from ..storage import StorageUnavailable
-from . import auth, usage, views
+from . import auth, provider_login, usage, views
 
 log = structlog.get_logger("mcp_gateway.dashboard")
 
@@ -66,8 +67,11 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
                             for name, body in files.items()}
     env.globals["live_poll_ms"] = LIVE_POLL_MS
 
+    browser_sign_in = provider_login.provider_client(gw)
+    provider_issuer = browser_sign_in.settings.issuer if browser_sign_in is not None else None
+
     def render(template: str, status: int = 200, **context: Any) -> Response:
-        body = env.get_template(template).render(**context)
+        body = env.get_template(template).render(provider_issuer=provider_issuer, **context)
         return secured(HTMLResponse(body, status_code=status))
 
     def guarded(page: Page) -> Callable[[Request], Awaitable[Response]]:
@@ -143,6 +147,32 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
         log.info("dashboard sign-in", key=identity.name)
         return secured(response)
 
+    async def provider(request: Request) -> Response:
+        """Sign in through the organisation's provider (`[sign_in]` with the gateway's own client)."""
+        sign_in = provider_login.provider_client(gw)
+        if not _host_allowed(request, allowed_hosts) or sign_in is None:
+            return render("login.html", 404, message="this gateway offers no sign-in through a provider",
+                          signed_in=None)
+        try:
+            return secured(await provider_login.start(gw, sign_in, request))
+        except (StorageUnavailable, SignInUnavailable) as exc:
+            log.error("dashboard: provider sign-in unavailable", error=str(exc))
+            return render("refused.html", 503, name=None, signed_in=None)
+
+    async def signed_in(request: Request) -> Response:
+        sign_in = provider_login.provider_client(gw)
+        if not _host_allowed(request, allowed_hosts) or sign_in is None:
+            return render("login.html", 404, message="this gateway offers no sign-in through a provider",
+                          signed_in=None)
+        try:
+            identity, why, response = await provider_login.finish(gw, sign_in, request)
+        except (StorageUnavailable, SignInUnavailable) as exc:
+            log.error("dashboard: provider sign-in unavailable", error=str(exc))
+            return render("refused.html", 503, name=None, signed_in=None)
+        if response is None:
+            return render("login.html", 403 if identity is not None else 401, message=why, signed_in=None)
+        return secured(response)
+
     async def logout(request: Request) -> Response:
         if not _host_allowed(request, allowed_hosts) or auth.cross_site(request):
             return secured(Response("refused", status_code=403))
@@ -168,6 +198,8 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
         Route("/usage", guarded(usage_page), methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/provider", provider, methods=["GET"]),
+        Route("/signed-in", signed_in, methods=["GET"]),
         *(Route(f"/static/{name}", static, methods=["GET"]) for name in ASSETS),
     ])
     return [Mount("/ui", app=app)]

@@ -66,6 +66,27 @@ class SignIn:
         self._check_scopes(found)
         return found
 
+    async def provider(self) -> dict[str, Any]:
+        """The provider's metadata (read once); raises `SignInUnavailable`."""
+        return await self._provider()
+
+    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> str:
+        """The access token for this gateway that a browser login's `code` buys, with the gateway's own client
+        (`client_id`, `client_secret`); raises `TokenRefused` when the provider refuses it."""
+        endpoint = (await self._provider()).get("token_endpoint")
+        if not isinstance(endpoint, str):
+            raise SignInUnavailable(f"the provider {self.settings.issuer} publishes no token_endpoint")
+        form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
+                "redirect_uri": redirect_uri, "resource": self.settings.resource}
+        try:
+            answer = await self._fetch("POST", endpoint, data=form)
+        except SignInUnavailable as exc:
+            raise TokenRefused(f"not given by the provider ({exc})") from None
+        token = answer.get("access_token")
+        if not isinstance(token, str):
+            raise TokenRefused("not in the provider's answer")
+        return token
+
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()

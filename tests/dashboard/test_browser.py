@@ -50,7 +50,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 800}
-UNGUARDED = {"/login", "/logout", "/static/dashboard.css", "/static/favicon.svg", "/static/calls.js"}  # no data
+UNGUARDED = {"/login", "/logout", "/provider", "/signed-in",  # signing in and out: no data
+             "/static/dashboard.css", "/static/favicon.svg", "/static/calls.js"}
 """Chromium asks every new page's origin for an icon; the pages name none yet (the CSP's `img-src 'self'`
 refuses a `data:` one), so the gateway's 404 for it is logged: the one console error let through."""
 
