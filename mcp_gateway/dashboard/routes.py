@@ -148,23 +148,15 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
         return secured(response)
 
     async def provider(request: Request) -> Response:
-        """Sign in through the organisation's provider (`[sign_in]` with the gateway's own client)."""
+        """Sign in through the organisation's provider (`[sign_in]` with the gateway's own client): `/provider`
+        sends the browser there, `/signed-in` takes its answer."""
         sign_in = provider_login.provider_client(gw)
         if not _host_allowed(request, allowed_hosts) or sign_in is None:
             return render("login.html", 404, message="this gateway offers no sign-in through a provider",
                           signed_in=None)
         try:
-            return secured(await provider_login.start(gw, sign_in, request))
-        except (StorageUnavailable, SignInUnavailable) as exc:
-            log.error("dashboard: provider sign-in unavailable", error=str(exc))
-            return render("refused.html", 503, name=None, signed_in=None)
-
-    async def signed_in(request: Request) -> Response:
-        sign_in = provider_login.provider_client(gw)
-        if not _host_allowed(request, allowed_hosts) or sign_in is None:
-            return render("login.html", 404, message="this gateway offers no sign-in through a provider",
-                          signed_in=None)
-        try:
+            if request.url.path.endswith("/provider"):
+                return secured(await provider_login.start(gw, sign_in, request))
             identity, why, response = await provider_login.finish(gw, sign_in, request)
         except (StorageUnavailable, SignInUnavailable) as exc:
             log.error("dashboard: provider sign-in unavailable", error=str(exc))
@@ -199,7 +191,7 @@ def routes(gw: Gateway, allowed_hosts: Sequence[str] | None = None) -> list[Base
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/provider", provider, methods=["GET"]),
-        Route("/signed-in", signed_in, methods=["GET"]),
+        Route("/signed-in", provider, methods=["GET"]),
         *(Route(f"/static/{name}", static, methods=["GET"]) for name in ASSETS),
     ])
     return [Mount("/ui", app=app)]
