@@ -2,9 +2,9 @@
 
 One grant per (server, owner): owner "" is the shared login, `user:<sub>` a signed-in user, `key:<name>` an
 API key's own login. Every replica reads the same rows, so a login made through one serves all. Tokens are
-refreshed a minute before they expire; when two replicas refresh at once and the provider refuses the second
-(rotated refresh tokens), the second takes the first one's tokens from the store. A refused refresh forgets
-the grant: the next use asks for a new login (`LoginRequired`), never a dead upstream.
+refreshed a minute before they expire (a quarter of a shorter life), under a lock of the store's so that two
+replicas never spend one refresh token: the second reads the tokens the first stored. A refused refresh
+forgets the grant: the next use asks for a new login (`LoginRequired`), never a dead upstream.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ SHARED = ""
 def owner_of(identity: Identity) -> str:
     """Whose login a caller's calls use on a per-user upstream: a signed-in user's (by `sub`), else the key's."""
     return f"user:{identity.subject}" if identity.subject is not None else f"key:{identity.name}"
+
+
 REFRESH_MARGIN_S = 60.0
-"""Tokens are refreshed this long before they expire."""
+"""Tokens are refreshed this long before they expire (at most)."""
 
 
 @dataclass(frozen=True)
