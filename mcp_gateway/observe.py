@@ -43,7 +43,8 @@ class Observation:
     approval: str | None = None
     row_id: int | None = None
     answer: types.CallToolResult | None = field(default=None, repr=False)
-    """The tool result (a script's row keeps what it returned: `Auditor.returned`)."""
+    """A script's answer, for its row (`Auditor.returned`); other calls' results are not held."""
+    keeps_answer: bool = field(default=False, repr=False)
     _begin: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
 
     async def begin(self) -> None:
@@ -55,7 +56,8 @@ class Observation:
         """Record the answer: its size, and for a tool result with `isError`, that outcome and its text."""
         self.result_bytes = result_bytes(result)
         if isinstance(result, types.CallToolResult):
-            self.answer = result
+            if self.keeps_answer:
+                self.answer = result
             if result.is_error:
                 self.outcome, self.error = "tool_error", error_text(result)
 
@@ -78,7 +80,8 @@ class Observer:
                                      error=seen.error, approval=seen.approval,
                                      result=auditor.returned(opened, seen.answer) if outcome != "started" else None)
 
-        seen = Observation(_begin=lambda: auditor.begin(row("started")))
+        seen = Observation(_begin=lambda: auditor.begin(row("started")),
+                           keeps_answer=auditor.keeps_answer(kind, name))
         try:
             yield seen
         except GatewayError as exc:
@@ -103,7 +106,9 @@ class Observer:
             label = _label(kind, server, name)
             self.metrics.calls.labels(server or "", label, via, seen.outcome).inc()
             self.metrics.latency.labels(server or "", label).observe(elapsed)
-            await auditor.record(row(seen.outcome), seen.row_id)
+            completed = row(seen.outcome)
+            seen._begin, seen.answer = None, None  # `seen` and `row` refer to each other: let refcounting free them
+            await auditor.record(completed, seen.row_id)
 
 
 def _label(kind: Kind, server: str | None, name: str) -> str:

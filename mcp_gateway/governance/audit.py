@@ -81,12 +81,16 @@ class Auditor:
                                    result_bytes=result_bytes, error=None if error is None else error[:MAX_ERROR_CHARS],
                                    approval=approval, result=result)
 
+    def keeps_answer(self, kind: str, tool: str) -> bool:
+        """Whether a call's row keeps what it answered (`returned`): a script's, with `audit_arguments`."""
+        return self.settings.audit_arguments and (kind, tool) == ("meta", "executeToolCode")
+
     def returned(self, row: AuditRow, answer: types.CallToolResult | None) -> str | None:
         """What a script's row keeps of its answer: the text its caller was sent (printed output, then
         `result = <JSON>`, then any error, as `codemode.scripts.format_execution` writes them), only with
         `audit_arguments`, redacted and bounded as arguments are: the returned value by key name, every other
         line by string literal, cut at `audit_row_argument_bytes` and counted against the key's day."""
-        if answer is None or not self.settings.audit_arguments or (row.kind, row.tool) != ("meta", "executeToolCode"):
+        if answer is None or not self.keeps_answer(row.kind, row.tool):
             return None
         texts = [b.text for b in answer.content if isinstance(b, types.TextContent)]
         lines = [self._redacted_line(line) for line in "\n".join(texts).split("\n")]
