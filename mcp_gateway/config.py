@@ -174,6 +174,10 @@ class ServerConfig(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=MIN_MESSAGE_BYTES)
     oauth: UpstreamOAuth | None = None
+    roots: bool = False
+    """Declare the `roots` capability and answer the server's `roots/list` with the calling client's roots
+    (docs/protocol.md#roots). Off by default: declaring it changes how some servers behave (the filesystem
+    server replaces the directories of its arguments with the roots it is given)."""
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:

@@ -329,6 +329,8 @@ class Upstream:
     def client_options(self, seen: Seen) -> ClientOptions:
         """The SDK `Client`'s options for one of this upstream's sessions (the hooks, and tool-list changes)."""
         options: ClientOptions = self.hooks.client_options() if self.hooks else {}
+        if not self.config.roots:  # the SDK declares `roots` whenever it has the callback; only on opt-in
+            options.pop("list_roots_callback", None)
         relay = options.get("message_handler")
 
         async def on_message(message: IncomingMessage) -> None:

@@ -18,7 +18,14 @@ from typing import Protocol, TypedDict, TypeVar
 import httpx2
 import mcp_types as types
 from mcp.client import Client, Transport
-from mcp.client.session import ClientRequestContext, ElicitationFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
+from mcp.client.session import (
+    ClientRequestContext,
+    ElicitationFnT,
+    ListRootsFnT,
+    LoggingFnT,
+    MessageHandlerFnT,
+    SamplingFnT,
+)
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
@@ -42,6 +49,8 @@ class ClientOptions(TypedDict, total=False):
 
     sampling_callback: SamplingFnT
     elicitation_callback: ElicitationFnT
+    list_roots_callback: ListRootsFnT
+    """Given only to upstreams with `roots = true` (`Upstream.client_options`): the SDK declares `roots` when set."""
     logging_callback: LoggingFnT
     message_handler: MessageHandlerFnT
     log_level: types.LoggingLevel
@@ -49,13 +58,15 @@ class ClientOptions(TypedDict, total=False):
 
 class NobodyToAsk:
     """`Hooks` for sessions with no client behind them (`check`): sampling and elicitation are declared as
-    `serve` declares them (upstreams list some tools only to clients that do), and refused if asked."""
+    `serve` declares them (upstreams list some tools only to clients that do), and refused if asked; roots
+    (where `roots = true`) are an empty list, as `serve` answers outside any client's call."""
 
     def __init__(self, who: str) -> None:
         self.refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"{who} has no client to ask")
 
     def client_options(self) -> ClientOptions:
-        return ClientOptions(sampling_callback=self._sampling, elicitation_callback=self._elicitation)
+        return ClientOptions(sampling_callback=self._sampling, elicitation_callback=self._elicitation,
+                             list_roots_callback=self._roots)
 
     def progress_callback(self) -> ProgressFnT | None:
         return None
@@ -69,6 +80,9 @@ class NobodyToAsk:
 
     async def _elicitation(self, context: ClientRequestContext, params: types.ElicitRequestParams) -> types.ErrorData:
         return self.refusal
+
+    async def _roots(self, context: ClientRequestContext) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[])
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Upstream traffic relayed to the client whose request caused it: progress, log messages, sampling, elicitation.
+"""Upstream traffic relayed to the client whose request caused it: progress, log messages, sampling,
+elicitation and roots.
 
 Where a request enters, `Relay.serving` records it as the call in flight (in a context variable
 and in a list). The SDK runs an upstream's callbacks in the context of the call that caused them
@@ -6,6 +7,10 @@ and in a list). The SDK runs an upstream's callbacks in the context of the call 
 handshake-era upstream's requests arrive outside any call: they go to the one call in flight
 that may use that upstream, or are refused. Log messages outside any call go to every client
 that asked for logs (`logging/setLevel`) and may use the upstream.
+
+Roots are held to a stricter rule, because an upstream may keep them as the state of a session
+that serves every client: a `roots/list` the gateway cannot pin on one call (at connect, on the
+upstream's own initiative) is answered with an empty list, never with some client's roots.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import mcp_types as types
@@ -52,6 +57,9 @@ class DownstreamCall:
     relay_progress: bool
     round: Round | None = None
     """A 2026-07-28 client's round: its upstream's questions are asked through the client's retry."""
+    upstreams: set[str] = field(default_factory=set)
+    """Upstreams whose tools this call has called: a `roots/list` outside any call's context is pinned
+    on a call only if it is calling that upstream (see `Relay.roots`)."""
 
     @property
     def related(self) -> ServerMessageMetadata:
@@ -59,6 +67,7 @@ class DownstreamCall:
 
 
 _R = TypeVar("_R", bound=types.Result)
+_Question = types.CreateMessageRequest | types.ElicitRequest | types.ListRootsRequest
 _current_call: ContextVar[DownstreamCall | None] = ContextVar("mcp_gateway_downstream_call", default=None)
 
 
@@ -106,12 +115,16 @@ class Relay:
         candidates = [c for c in self.active if may_access(c.identity, self.gw.upstream(server))]
         return candidates[0] if len(candidates) == 1 else None
 
-    def progress_callback(self) -> ProgressFnT | None:
-        """Relay an upstream tool's progress to the client's progress token (direct tool calls only)."""
+    def progress_callback(self, server: str) -> ProgressFnT | None:
+        """Relay an upstream tool's progress to the client's progress token (direct tool calls only).
+
+        Asked just before each upstream tool call, in the calling client's context: the call is also
+        noted as one that uses `server` (see `roots`)."""
         call = _current_call.get()
-        if call is None or call.relay is not self or not call.relay_progress:
+        if call is None or call.relay is not self:
             return None
-        return call.ctx.session.report_progress
+        call.upstreams.add(server)
+        return call.ctx.session.report_progress if call.relay_progress else None
 
     async def sampling(
         self, server: str, params: types.CreateMessageRequestParams
@@ -125,6 +138,34 @@ class Relay:
         request = types.ElicitRequest(params=params.model_copy(update={"meta": None}))
         return await self._ask_client(server, "elicitation", request, types.ElicitResult)
 
+    async def roots(self, server: str, session: object) -> types.ListRootsResult | types.ErrorData:
+        """The roots of the client whose call an upstream's `roots/list` (on `session`) belongs to.
+
+        An empty list when it belongs to no call the gateway can name, or the client did not declare
+        `roots`: the upstream then works as without roots, rather than with another client's.
+        """
+        call = self._roots_call(server, session)
+        caps = call.ctx.session.client_capabilities if call is not None else None
+        if call is None or caps is None or caps.roots is None:
+            return types.ListRootsResult(roots=[])
+        return await self._ask(call, server, "roots", types.ListRootsRequest(), types.ListRootsResult)
+
+    def _roots_call(self, server: str, session: object) -> DownstreamCall | None:
+        """`route`, stricter: a call whose context the request came in must still be in flight (a session
+        opened during a call keeps that call's context), and a request outside any call's context (a
+        handshake-era upstream over stdio) must come on the upstream's shared session once it is ready (not
+        at connect, nor on a caller's own session) while exactly one call that may use the upstream is in
+        flight, and that call has called the upstream's tools."""
+        call = _current_call.get()
+        if call is not None and call.relay is self:
+            return call if call in self.active else None
+        up = self.gw.upstream(server)
+        shared = up.client
+        if shared is None or shared.session is not session:
+            return None
+        candidates = [c for c in self.active if may_access(c.identity, up)]
+        return candidates[0] if len(candidates) == 1 and server in candidates[0].upstreams else None
+
     async def _ask_client(self, server: str, what: str, request: types.CreateMessageRequest | types.ElicitRequest,
                           result_type: type[_R]) -> _R | types.ErrorData:
         """Send an upstream's request on to the client whose call it belongs to; any failure as an error."""
@@ -132,6 +173,12 @@ class Relay:
         refusal = _cannot_ask(call, what, server)
         if refusal is not None or call is None:
             return refusal or _error("no client")
+        return await self._ask(call, server, what, request, result_type)
+
+    @staticmethod
+    async def _ask(call: DownstreamCall, server: str, what: str, request: _Question,
+                   result_type: type[_R]) -> _R | types.ErrorData:
+        """Ask the calling client: mid-call (2025-11-25), or through its retry (2026-07-28)."""
         if call.round is not None:
             return _through_retry(call.round, server, what, request, result_type)
         try:
@@ -191,7 +238,7 @@ def _error(message: str) -> types.ErrorData:
     return types.ErrorData(code=types.INVALID_REQUEST, message=f"mcp-gateway: {message}")
 
 
-def _through_retry(current: Round, server: str, what: str, request: types.CreateMessageRequest | types.ElicitRequest,
+def _through_retry(current: Round, server: str, what: str, request: _Question,
                    result_type: type[_R]) -> _R | types.ErrorData:
     """A 2026-07-28 client: the answer its retry brought, or the question recorded for the input-required
     result (the upstream's request fails now; the call is made again on the retry, and answered then)."""

@@ -74,12 +74,14 @@ class UpstreamHooks:
         self.server = server
 
     def client_options(self) -> ClientOptions:
-        """Callbacks that route to the calling client; `log_level` opts in to logs on 2026-07-28 upstreams."""
+        """Callbacks that route to the calling client; `log_level` opts in to logs on 2026-07-28 upstreams.
+        (`list_roots_callback` is kept only for upstreams with `roots = true`: `Upstream.client_options`.)"""
         return ClientOptions(sampling_callback=self.sampling, elicitation_callback=self.elicitation,
-                             logging_callback=self.logging, message_handler=self.message, log_level="debug")
+                             list_roots_callback=self.roots, logging_callback=self.logging,
+                             message_handler=self.message, log_level="debug")
 
     def progress_callback(self) -> ProgressFnT | None:
-        return self.state.relay.progress_callback()
+        return self.state.relay.progress_callback(self.server)
 
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
@@ -90,6 +92,9 @@ class UpstreamHooks:
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
         return await self.state.relay.elicitation(self.server, params)
+
+    async def roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        return await self.state.relay.roots(self.server, context.session)
 
     async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
         await self.state.relay.log_message(self.server, params)
