@@ -25,7 +25,8 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
-.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory bench-scale bench-dashboard
+.PHONY: bench-tokens bench-sandbox bench-load bench-soak bench-hostile bench-memory bench-scale bench-dashboard \
+	bench-big-results bench-sign-in
 bench-tokens: install
 	$(BIN)/python benchmarks/tokens.py
 
@@ -42,6 +43,9 @@ bench-soak: install
 bench-hostile: install
 	$(BIN)/python benchmarks/hostile.py
 
+bench-big-results: install
+	$(BIN)/python benchmarks/big_results.py
+
 bench-memory: install
 	$(BIN)/python benchmarks/sandbox_memory.py
 
@@ -50,6 +54,10 @@ bench-scale: install
 
 bench-dashboard: install
 	$(BIN)/python benchmarks/dashboard.py
+
+# Starts oidc-provider (npm, Node 22) through tests/identity/idp.py, as the sign-in tests do.
+bench-sign-in: install
+	$(BIN)/python benchmarks/sign_in.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ from .memory import EXIT_MEMORY, limit_message
 from .process import Worker
 from .protocol import ProtocolError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError, failed
-from .values import BoundaryError, TooLarge, encode_json, plain
+from .values import BoundaryError, NotEncodable, TooLarge, encode_json, encode_plain, finish
 
 log = logging.getLogger("sandbox")
 
@@ -191,16 +191,14 @@ class Conversation:
             log.exception("tool caller raised for %s", name)
             return _Outcome(False, f"{name} failed: {type(exc).__name__}: {exc}")
         limit = self.limits.max_tool_result_bytes
-        try:
-            value = plain(raw, self.limits.max_depth, f"the result of {name}", max_bytes=limit)
+        try:  # in steps: a big result must not hold the event loop (and every other caller) for long
+            text = await finish(encode_plain(raw, self.limits.max_depth, f"the result of {name}", max_bytes=limit))
         except TooLarge as exc:
             return self._too_large(name, exc.at_least, at_least=True)
+        except NotEncodable as exc:
+            return _Outcome(False, f"{name} returned a value that cannot cross: {exc}")
         except BoundaryError as exc:
             return _Outcome(False, str(exc))
-        try:
-            text = encode_json(value)
-        except BoundaryError as exc:
-            return _Outcome(False, f"{name} returned a value that cannot cross: {exc}")
         return self._too_large(name, len(text)) if len(text) > limit else _Outcome(True, text)
 
     def _too_large(self, name: str, size: int, *, at_least: bool = False, batch: bool = False) -> _Outcome:

@@ -15,7 +15,7 @@ from ..calls import NotFound, call_tool
 from ..errors import GatewayError, UpstreamUnavailable
 from ..gateway import Gateway
 from ..governance.rounds import InputNeeded, current_round
-from ..results import error_text, mib, result_bytes, result_to_value, text_result
+from ..results import error_text, mib, result_bytes, result_to_value, text_result, wire_form
 from ..storage import StorageUnavailable
 from .journal import MAX_JOURNAL_BYTES, PREFIX, Journal, digest
 from .journal import load as journal_load
@@ -68,8 +68,7 @@ class ScriptRun:
                 result = types.CallToolResult.model_validate(recorded["result"])
             else:
                 result = await call_tool(self.gw, target, args, via="script")
-                self._record(key, result_bytes(result), lambda: {
-                    "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)})
+                self._record(key, result_bytes(result), lambda: {"result": wire_form(result)})
         except InputNeeded as need:  # the user must answer first: this round ends, the client retries
             self.paused = need
             self.scope.cancel()

@@ -27,6 +27,7 @@ from ..oauth.resource import metadata_routes
 from ..oauth.sign_in import TokenRefused
 from ..storage import StorageUnavailable
 from .connections import protocol, raise_file_limit
+from .encoded import Encoded
 from .entry import KeyAuth, identify
 from .handlers import build_server
 from .oauth_callback import callback_route, deliver_login
@@ -52,7 +53,8 @@ def build_app(gw: Gateway, *, host: str = "127.0.0.1") -> Starlette:
     manager = SessionManager(app=server, security_settings=security, store=gw.storage,
                              max_sessions_per_key=gw.config.gateway.max_sessions_per_key)
     manager.on_closed.append(shared_state(gw).forget)
-    mcp_app = KeyAuth(StreamableHTTPASGIApp(manager), gw.keys, max_request_bytes=gw.config.gateway.max_request_bytes)
+    mcp_app = KeyAuth(Encoded(StreamableHTTPASGIApp(manager)), gw.keys,
+                      max_request_bytes=gw.config.gateway.max_request_bytes)
 
     async def healthz(request: Request) -> JSONResponse:
         """Anyone: whether the gateway serves (`ok`, or `degraded` while an enabled upstream is not ready; HTTP 200

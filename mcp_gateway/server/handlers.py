@@ -27,6 +27,7 @@ from ..naming import client_prefix
 from ..results import text_result, wire_form
 from ..tokens import tool_definition_tokens
 from ..tools import dispatch_call, visible_tools
+from .encoded import wire_form_for
 from .entry import Entry
 from .sessions import session_key
 from .shared import shared_state
@@ -65,7 +66,8 @@ def build_server(gw: Gateway) -> Server[Any]:
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> dict[str, Any]:
         gw.calls_in_flight += 1
         try:
-            return wire_form(await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress))
+            result = await dispatch_call(gw, params.name, params.arguments or {}, ctx.session.report_progress)
+            return await wire_form_for(result, ctx.request)  # big structured content encoded in steps, not by the SDK
         except InputNeeded as need:  # a 2026-07-28 client asks the user, then retries this call with the answer
             current = current_round() or Round()
             try:
