@@ -2,7 +2,7 @@
 
     with IdentityProvider({"http://127.0.0.1:8000/mcp": Resource()}) as idp:   # JWT access tokens for that resource
         tokens = await token_for(idp, "alice", "http://127.0.0.1:8000/mcp")    # a plain code + PKCE login, by httpx
-        auth = oauth_client("http://127.0.0.1:8000/mcp", "alice", idp)         # or the SDK's own OAuth client:
+        auth = oauth_client("http://127.0.0.1:8000/mcp", "alice", idp)         # or the SDK's own (sdk_client.py):
         async with httpx2.AsyncClient(auth=auth) as http, Client(streamable_http_client(url, http_client=http)):
             ...
 
@@ -34,8 +34,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import httpx2
-from mcp.client.auth import OAuthClientProvider, OAuthFlowError
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientInformationFull
 
 from tests.interop.npm import node22_bin_dir, node_major, npm_package
 
@@ -387,59 +386,3 @@ async def revoke(idp: IdentityProvider, token: str, *, client: OAuthClient | str
     response = await _post(idp, "revocation_endpoint", client, {"token": token})
     if response.status_code != 200:
         raise IdentityProviderError(f"revocation failed ({response.status_code}): {response.text}")
-
-
-class MemoryTokenStorage:
-    """The SDK's `TokenStorage`, in memory: a test reads `tokens` (and `client_info`) to see what was issued."""
-
-    def __init__(self, client_info: OAuthClientInformationFull | None = None) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info = client_info
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
-
-
-class UserOAuth(OAuthClientProvider):
-    """The MCP SDK's OAuth client (an httpx2 auth) whose browser step signs `user` in by HTTP requests."""
-
-    def __init__(self, server_url: str, user: str, client: OAuthClient | None = None,
-                 scope: str | None = None) -> None:
-        self.user = user
-        self.storage = MemoryTokenStorage(client.information() if client else None)
-        self.authorizations: list[str] = []  # the authorization URL each browser step was sent to
-        self.sign_ins: list[str] = []  # and the redirect URL it ended at
-        metadata = OAuthClientMetadata.model_validate({
-            "redirect_uris": [client.redirect_uris[0] if client else REDIRECT_URI], "client_name": "mcp-gateway tests",
-            "scope": scope, "token_endpoint_auth_method": client.auth_method if client else "none",
-        })
-        super().__init__(server_url, metadata, self.storage, redirect_handler=self._browse,
-                         callback_handler=self._callback)
-
-    async def _browse(self, authorize_url: str) -> None:
-        self.authorizations.append(authorize_url)
-        async with httpx2.AsyncClient() as browser:
-            self.sign_ins.append(await sign_in(browser, authorize_url, self.user))
-
-    async def _callback(self) -> AuthorizationCodeResult:
-        answer = {key: values[0] for key, values in parse_qs(urlsplit(self.sign_ins[-1]).query).items()}
-        if "code" not in answer:
-            raise OAuthFlowError(f"the provider redirected to {self.sign_ins[-1]}")
-        return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"), iss=answer.get("iss"))
-
-
-def oauth_client(server_url: str, user: str, idp: IdentityProvider, *, client_id: str | None = None,
-                 scope: str | None = None) -> UserOAuth:
-    """The SDK's OAuth client for an MCP server at `server_url` whose protected-resource metadata names `idp`:
-    pass it as `httpx2.AsyncClient(auth=...)` under `streamable_http_client`. It registers itself (RFC 7591; a
-    public client) unless `client_id` names one of `idp`'s clients. Its tokens are in `.storage.tokens`."""
-    return UserOAuth(server_url, user, idp.client(client_id) if client_id else None, scope)

@@ -29,14 +29,13 @@ from tests.identity.idp import (
     OAuthClient,
     Resource,
     SignInError,
-    UserOAuth,
     introspect,
-    oauth_client,
     refresh,
     revoke,
     sign_in,
     token_for,
 )
+from tests.identity.sdk_client import UserOAuth, oauth_client
 
 pytestmark = pytest.mark.anyio
 

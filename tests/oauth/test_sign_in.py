@@ -31,10 +31,10 @@ from tests.identity.idp import (
     RESOURCE_SERVER_CLIENT,
     IdentityProvider,
     Resource,
-    oauth_client,
     revoke,
     token_for,
 )
+from tests.identity.sdk_client import oauth_client
 
 pytestmark = pytest.mark.anyio
 
