@@ -9,6 +9,7 @@ from .pool import Sandbox
 from .process import SandboxError
 from .result import ExecutionResult, ScriptError, ToolCaller, ToolError
 from .rewrite import direct_tool, rewrite
+from .values import finish, json_steps
 
 __all__ = [
     "MIN_MEMORY_MB",
@@ -21,5 +22,7 @@ __all__ = [
     "ToolCaller",
     "ToolError",
     "direct_tool",
+    "finish",
+    "json_steps",
     "rewrite",
 ]

@@ -22,7 +22,7 @@ import mcp_types as types
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.values import finish, json_steps
+from sandbox import finish, json_steps
 
 from ..results import wire_form
 
