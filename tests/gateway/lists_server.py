@@ -13,17 +13,14 @@ Written on the SDK's low-level `Server`, which derives `listChanged` from its li
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, PromptsListChanged, ResourcesListChanged
-from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 Ctx = ServerRequestContext[Any]
@@ -74,33 +71,18 @@ async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> ty
     return types.ReadResourceResult(contents=[types.TextResourceContents(uri=params.uri, text=params.uri)])
 
 
-async def no_discover(ctx: Ctx, params: types.RequestParams) -> types.EmptyResult:
-    raise MCPError(types.METHOD_NOT_FOUND, "Method not found", "server/discover")
-
-
-def build(*, legacy: bool) -> Server[Any]:
+def build() -> Server[Any]:
     server = Server("lists", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool,
                     on_list_prompts=list_prompts, on_get_prompt=get_prompt, on_list_resources=list_resources,
                     on_read_resource=read_resource, on_subscriptions_listen=ListenHandler(bus))
-    if legacy:
-        server.add_request_handler("server/discover", types.RequestParams, no_discover)
     return server
 
 
 def main() -> None:
-    legacy = "--legacy" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--legacy"]
-    server = build(legacy=legacy)
-    if not args or args[0] == "stdio":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        from tests.fixtures.updating_server import run_stdio  # refuses `server/discover` over stdio with --legacy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.fixtures.lowlevel import serve
 
-        anyio.run(run_stdio, server, legacy)
-        return
-    import uvicorn
-
-    config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=int(args[1]), log_level="warning")
-    asyncio.run(uvicorn.Server(config).serve())
+    serve(build())
 
 
 if __name__ == "__main__":

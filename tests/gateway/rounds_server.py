@@ -14,7 +14,6 @@ Run: python rounds_server.py [stdio | http PORT] [--legacy]
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
@@ -83,31 +81,16 @@ def _text(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
-async def no_discover(ctx: Ctx, params: types.RequestParams) -> types.EmptyResult:
-    raise MCPError(types.METHOD_NOT_FOUND, "Method not found", "server/discover")
-
-
-def build(*, legacy: bool) -> Server[Any]:
+def build() -> Server[Any]:
     server = Server("rounds", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
-    if legacy:
-        server.add_request_handler("server/discover", types.RequestParams, no_discover)
     return server
 
 
 def main() -> None:
-    legacy = "--legacy" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--legacy"]
-    server = build(legacy=legacy)
-    if not args or args[0] == "stdio":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        from tests.fixtures.updating_server import run_stdio  # refuses `server/discover` over stdio with --legacy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.fixtures.lowlevel import serve
 
-        anyio.run(run_stdio, server, legacy)
-        return
-    import uvicorn
-
-    config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=int(args[1]), log_level="warning")
-    asyncio.run(uvicorn.Server(config).serve())
+    serve(build())
 
 
 if __name__ == "__main__":
