@@ -3,9 +3,8 @@
 A Code Mode `tools/list` sends the meta-tools' definitions instead of the definitions of every
 code-mode tool the caller may see; each listing books both token counts under its key and UTC day.
 Booking is a dictionary update (no store round trip on the listing's path); the ledger writes its
-counts to the store in one batch every `FLUSH_S` seconds, when a usage page is read, and at
-shutdown. A store that cannot be written is logged and the counts are kept for the next attempt:
-savings are a report, so a listing never fails or waits for them.
+counts to the store in batches (`batches.py`): at most every `FLUSH_S` seconds, when a usage page is
+read, and at shutdown; a store that cannot be written delays them, never a listing.
 """
 
 from __future__ import annotations
@@ -13,13 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import anyio
-import structlog
-
+from .batches import Batches
 from .storage import Storage
 from .storage.usage import Saving
-
-log = structlog.get_logger("mcp_gateway.savings")
 
 FLUSH_S = 10.0
 """Seconds between batch writes (a replica that dies loses at most this long of savings counts)."""
@@ -34,32 +29,21 @@ class SavingsLedger:
     def __init__(self, storage: Storage, now: Callable[[], float] = time.time) -> None:
         self.storage = storage
         self.now = now
-        self._pending: dict[tuple[float, str], Saving] = {}
+        self._rows: Batches[Saving] = Batches(
+            "token savings", lambda rows: self.storage.book_savings(rows),  # the store as it is then
+            every_s=FLUSH_S, retry_s=FLUSH_S, limit=100_000, key=lambda r: (r.day, r.key), merge=_summed)
 
     def book(self, key: str, sent: int, full: int) -> None:
         """One listing to `key`: `sent` tokens of definitions sent, `full` those its catalog would cost."""
-        self._add(Saving(day_of(self.now()), key, 1, sent, full))
+        self._rows.add(Saving(day_of(self.now()), key, 1, sent, full))
 
     async def flush(self) -> None:
         """Write what was booked since the last flush; kept for the next one if the store fails."""
-        batch, self._pending = list(self._pending.values()), {}
-        if not batch:
-            return
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.storage.book_savings(batch)
-            except Exception as exc:
-                log.warning("token savings not written: kept for the next attempt", error=str(exc), rows=len(batch))
-                for row in batch:
-                    self._add(row)
+        await self._rows.flush()
 
     async def run(self) -> None:
-        """Flush every `FLUSH_S` seconds, until cancelled."""
-        while True:
-            await anyio.sleep(FLUSH_S)
-            await self.flush()
+        await self._rows.run()
 
-    def _add(self, row: Saving) -> None:
-        old = self._pending.get((row.day, row.key))
-        self._pending[(row.day, row.key)] = row if old is None else Saving(
-            row.day, row.key, old.lists + row.lists, old.sent + row.sent, old.full + row.full)
+
+def _summed(old: Saving, new: Saving) -> Saving:
+    return Saving(old.day, old.key, old.lists + new.lists, old.sent + new.sent, old.full + new.full)

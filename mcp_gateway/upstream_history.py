@@ -2,27 +2,20 @@
 
 The dashboard's upstreams page lists them per upstream, from every replica (`storage/events.py` says
 why they are stored rather than kept in memory). An upstream's task calls `book` from its connection
-loop, so booking is an append to a bounded buffer and nothing more: no store round trip, no await, no
-exception. A writer task flushes the buffer soon after each event (at most every `FLUSH_S`), when
-the upstreams page is read, and at shutdown. A store that cannot be written is logged once per outage
-and the events are kept for the next attempt, up to `MAX_PENDING` (the oldest go first): this is a
-report, so an upstream never waits or fails for it.
+loop, so booking must not wait or fail: events are written in batches (`batches.py`), soon after each
+(at most every `FLUSH_S`), when the upstreams page is read and at shutdown; while the store cannot be
+written, up to `MAX_PENDING` are kept (the oldest go first).
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
-import anyio
-import structlog
-
+from .batches import Batches
 from .storage import Storage
 from .storage.events import UpstreamEvent
 from .upstream import Upstream
-
-log = structlog.get_logger("mcp_gateway.upstream_history")
 
 FLUSH_S = 1.0
 """Shortest time between two batch writes (a reconnect burst is one write)."""
@@ -39,51 +32,25 @@ class UpstreamHistory:
         self.storage = storage
         self.replica = replica
         self.now = now
-        self.dropped = 0
+        self._events: Batches[UpstreamEvent] = Batches(
+            "upstream history", lambda rows: self.storage.add_upstream_events(rows),  # the store as it is then
+            every_s=FLUSH_S, retry_s=RETRY_S, limit=MAX_PENDING)
+
+    @property
+    def dropped(self) -> int:
         """Events lost because the store stayed down while more than `MAX_PENDING` came."""
-        self._pending: deque[UpstreamEvent] = deque()
-        self._wake = anyio.Event()
-        self._failing = False
+        return self._events.dropped
 
     def book(self, up: Upstream, event: str, detail: str | None) -> None:
         """`Upstream.on_event`: one state change or scheduled reconnect of `up`, now."""
         if event == "ready":
             detail = f"{len(up.tools)} tool{'' if len(up.tools) == 1 else 's'}"
-        if len(self._pending) >= MAX_PENDING:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(UpstreamEvent(self.now(), up.name, self.replica, event,
-                                           detail[:MAX_DETAIL_CHARS] if detail else None))
-        self._wake.set()
+        self._events.add(UpstreamEvent(self.now(), up.name, self.replica, event,
+                                       detail[:MAX_DETAIL_CHARS] if detail else None))
 
     async def flush(self) -> None:
-        """Write what was booked; on failure keep it (in order, before anything booked meanwhile)."""
-        if not self._pending:
-            return
-        batch = list(self._pending)
-        self._pending.clear()
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.storage.add_upstream_events(batch)
-            except Exception as exc:
-                if not self._failing:
-                    log.warning("upstream history not written: kept for the next attempt", error=str(exc),
-                                events=len(batch))
-                self._failing = True
-                kept = batch + list(self._pending)
-                self.dropped += max(0, len(kept) - MAX_PENDING)
-                self._pending = deque(kept[-MAX_PENDING:])
-                return
-        if self._failing:
-            log.info("upstream history written again", events=len(batch), dropped=self.dropped)
-        self._failing = False
+        """Write what was booked; on failure keep it."""
+        await self._events.flush()
 
     async def run(self) -> None:
-        """Write each event soon after it is booked, until cancelled."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            await self.flush()
-            await anyio.sleep(RETRY_S if self._failing else FLUSH_S)
-            if self._pending:  # booked meanwhile, or kept after a failed write
-                self._wake.set()
+        await self._events.run()
