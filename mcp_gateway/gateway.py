@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from sandbox import Sandbox
 
+from . import tokens
 from .catalog import Catalog, build_catalog, restrict
 from .config import GatewayConfig
 from .governance.audit import Auditor
@@ -35,7 +36,6 @@ from .observe import Observer
 from .resilience import Resilience
 from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
-from .tokens import tool_definition_tokens
 from .upstream import Upstream
 from .upstream_history import UpstreamHistory
 from .upstream_personal import PersonalSessions
@@ -125,6 +125,7 @@ class Gateway:
         await self._stack.enter_async_context(self.sandbox)
         with anyio.move_on_after(self.config.gateway.startup_timeout_s):
             async with anyio.create_task_group() as tg:
+                tg.start_soon(tokens.load)  # the savings count of code mode's tools/list needs it
                 for up in self.upstreams:
                     tg.start_soon(up.wait_settled)
         pending = [u.name for u in self.upstreams if u.state == "connecting"]
@@ -189,13 +190,17 @@ class Gateway:
             view = self._views[identity] = restrict(full, identity, self.config.gateway.layout)
         return view
 
-    def classic_tokens(self) -> int:
-        """Tokens of the code-mode tools the caller would be sent in classic mode (for the savings metric)."""
+    async def classic_tokens(self) -> int:
+        """Tokens of the code-mode tools the caller would be sent in classic mode (for the savings metric),
+        counted once per view of the catalog, in a worker thread."""
         catalog = self.catalog
-        if id(catalog) not in self._savings:
+        count = self._savings.get(id(catalog))
+        if count is None:
             code_tools = [e.tool for e in catalog.entries if e.direct_name is None]
-            self._savings[id(catalog)] = tool_definition_tokens(code_tools, client_prefix(self.config.gateway.name))
-        return self._savings[id(catalog)]
+            count = await tokens.definition_tokens(code_tools, client_prefix(self.config.gateway.name))
+            if self.catalog is catalog:  # not changed meanwhile (an id is only unique while its catalog lives)
+                self._savings[id(catalog)] = count
+        return count
 
     def apply_governance(self, new: GatewayConfig) -> list[str]:
         """Take `new`'s groups, teams, keys and tool rules (who may call what, limits, prices, approvals)

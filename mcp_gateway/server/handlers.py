@@ -8,7 +8,6 @@ request is bound by the `Entry` middleware before any handler runs.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from ..gateway import Gateway
 from ..governance.rounds import InputNeeded, Round, current_round
 from ..naming import client_prefix
 from ..results import text_result, wire_form
-from ..tokens import tool_definition_tokens
+from ..tokens import definition_tokens
 from ..tools import dispatch_call, visible_tools
 from .encoded import wire_form_for
 from .entry import Entry
@@ -58,7 +57,7 @@ def build_server(gw: Gateway) -> Server[Any]:
         if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
             state.changes.listed(session_key(ctx), ctx.session, gw.identity)
         if any(t.name in META_NAMES for t in tools):
-            sent, full = _meta_tokens(gw.config.gateway.name), gw.classic_tokens()
+            sent, full = await _meta_tokens(gw.config.gateway.name), await gw.classic_tokens()
             gw.metrics.tokens_saved.inc(max(0, full - sent))
             gw.token_savings.book(gw.identity.name, sent, full)
         return types.ListToolsResult(tools=tools)
@@ -134,9 +133,13 @@ class _GatewayServer(Server[Any]):
         return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 
-@functools.cache
-def _meta_tokens(gateway_name: str) -> int:
-    return tool_definition_tokens(META_TOOLS, client_prefix(gateway_name))
+_META_TOKENS: dict[str, int] = {}
+
+
+async def _meta_tokens(gateway_name: str) -> int:
+    if gateway_name not in _META_TOKENS:
+        _META_TOKENS[gateway_name] = await definition_tokens(META_TOOLS, client_prefix(gateway_name))
+    return _META_TOKENS[gateway_name]
 
 
 def upstream_instructions(gw: Gateway) -> str | None:
