@@ -22,7 +22,7 @@ from sandbox import Sandbox
 
 from . import tokens
 from .catalog import Catalog, build_catalog, restrict
-from .config import GatewayConfig
+from .config import GatewayConfig, SignInSettings
 from .governance.audit import Auditor
 from .governance.identity import NOBODY, OPEN, Identity, current_identity
 from .governance.keys import KeyRing
@@ -204,11 +204,15 @@ class Gateway:
 
     def apply_governance(self, new: GatewayConfig) -> list[str]:
         """Take `new`'s groups, teams, keys and tool rules (who may call what, limits, prices, approvals)
-        at once; returns the other tables that differ, which need a restart and were left as they are."""
-        left = [t for t in ("gateway", "storage", "limits", "dashboard", "servers")
-                if getattr(new, t) != getattr(self.config, t)]
-        self.config = self.config.model_copy(
-            update={"groups": new.groups, "teams": new.teams, "keys": new.keys, "tools": new.tools})
+        and how signed-in users are mapped at once; returns the other tables (or parts) that differ, which
+        need a restart and were left as they are."""
+        sign_in, provider_changed = _sign_in_after_reload(self.config.sign_in, new.sign_in)
+        left = [t for t in GatewayConfig.model_fields
+                if t not in _RELOADED and getattr(new, t) != getattr(self.config, t)] + provider_changed
+        self.config = self.config.model_copy(update={
+            "groups": new.groups, "teams": new.teams, "keys": new.keys, "tools": new.tools, "sign_in": sign_in})
+        if self.keys.sign_in is not None and sign_in is not None:
+            self.keys.sign_in.settings = sign_in
         self.keys.use(self.config)
         self.quota.config = self.config
         self._views.clear()
@@ -250,3 +254,23 @@ class Gateway:
 
     def upstream(self, name: str) -> Upstream:
         return next(u for u in self.upstreams if u.name == name)
+
+
+_RELOADED = ("groups", "teams", "keys", "tools", "sign_in")
+"""The config tables a reload applies (of `sign_in`, all but `_PROVIDER`)."""
+_PROVIDER = ("issuer", "resource", "audience", "tokens", "client_id", "client_secret", "algorithms")
+"""What of `[sign_in]` connects the gateway to the provider: read at start only."""
+
+
+def _sign_in_after_reload(old: SignInSettings | None,
+                          new: SignInSettings | None) -> tuple[SignInSettings | None, list[str]]:
+    """The `[sign_in]` to serve with after a reload, and what of it needs a restart.
+
+    Who signed-in users are (claims, groups, scopes, quotas) applies at once, as keys' groups do; the
+    provider's connection keeps what the gateway started with. A table taken out switches signing in off
+    at once (its tokens are refused); one put in needs a restart.
+    """
+    if old is None or new is None:
+        return None, ["sign_in"] if old is None and new is not None else []
+    kept = {name: getattr(old, name) for name in _PROVIDER}
+    return new.model_copy(update=kept), [f"sign_in.{name}" for name in _PROVIDER if getattr(new, name) != kept[name]]

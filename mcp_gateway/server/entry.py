@@ -147,13 +147,14 @@ async def identify(keys: KeyRing, scope: Scope) -> Identity | None:
     secret = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key", "").strip()
     if not secret:
         return None
-    sign_in = keys.sign_in
-    if sign_in is not None and secret.count(".") == 2:  # a JWT: API keys hold no dots (no store query for it)
-        return identity_of(keys.config, keys.config.sign_in or sign_in.settings, await sign_in.claims(secret))
+    mapping, sign_in = keys.config.sign_in, keys.sign_in
+    if mapping is None or sign_in is None:  # no signing in (or a reload took `[sign_in]` out: tokens refused)
+        return await keys.authenticate(secret)
+    if secret.count(".") == 2:  # a JWT: API keys hold no dots (no store query for it)
+        return identity_of(keys.config, mapping, await sign_in.claims(secret))
     found = await keys.authenticate(secret)
-    if found is None and sign_in is not None and sign_in.settings.tokens == "introspection" \
-            and not secret.startswith(KEY_PREFIX):
-        return identity_of(keys.config, keys.config.sign_in or sign_in.settings, await sign_in.claims(secret))
+    if found is None and sign_in.settings.tokens == "introspection" and not secret.startswith(KEY_PREFIX):
+        return identity_of(keys.config, mapping, await sign_in.claims(secret))
     return found
 
 

@@ -137,16 +137,17 @@ async def test_the_401_leads_to_the_provider(idp: IdentityProvider, resource: st
 
 async def test_tokens_that_are_not_for_this_gateway_are_refused(idp: IdentityProvider, resource: str,
                                                                 port: int) -> None:
-    good = (await token_for(idp, "alice", resource))["access_token"]
-    elsewhere = (await token_for(idp, "alice", OTHER))["access_token"]
-    header, payload, signature = good.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims["groups"] = ["admins"]
-    forged = ".".join([header, base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("="), signature])
-    with IdentityProvider({resource: Resource()}) as impostor:  # same resource, another issuer and keys
-        foreign = (await token_for(impostor, "alice", resource))["access_token"]
-    async with gateway(idp, resource, port):
+    async with gateway(idp, resource, port):  # tokens live 3 s: made once the gateway is up
+        good = (await token_for(idp, "alice", resource))["access_token"]
         assert (await post(resource, good)).status_code == 200
+        elsewhere = (await token_for(idp, "alice", OTHER))["access_token"]
+        header, payload, signature = good.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims["groups"] = ["admins"]
+        forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        forged = ".".join([header, forged_payload, signature])
+        with IdentityProvider({resource: Resource()}) as impostor:  # same resource, another issuer and keys
+            foreign = (await token_for(impostor, "alice", resource))["access_token"]
         for token, reason in ((elsewhere, "issued for another resource"), (forged, "signature does not verify"),
                               (foreign, "signed with a key the provider does not publish"),
                               ("not.a.jwt", "not a readable JWT"), ("mgw_unknown", None)):
@@ -156,7 +157,7 @@ async def test_tokens_that_are_not_for_this_gateway_are_refused(idp: IdentityPro
                 assert 'error="invalid_token"' in refused.headers["www-authenticate"]
                 assert reason in refused.json()["error"]["message"]
                 assert reason in refused.headers["www-authenticate"]
-        await anyio.sleep(3.2)  # the token lived 3 s; no leeway in this config
+        await anyio.sleep(3.2)  # the token lived 3 s (no leeway in this config), if it had not already
         expired = await post(resource, good)
         assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
 
@@ -267,3 +268,54 @@ async def test_a_provider_that_does_not_answer_refuses(resource: str, port: int)
         refused = await post(resource, token)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "identity provider" in refused.json()["error"]["message"]
+
+
+async def test_a_reload_applies_who_signed_in_users_are_at_once(idp: IdentityProvider, resource: str,
+                                                                port: int) -> None:
+    """Taking a provider group's tools or admin role away in the config takes them from its users at the reload;
+    taking `[sign_in]` out refuses their tokens; the provider's connection itself needs a restart."""
+
+    async def alice() -> str:  # engineering and admins; a token lives 3 s here
+        return str((await token_for(idp, "alice", resource))["access_token"])
+
+    async def tools_and_metrics() -> tuple[set[str], int]:
+        token = await alice()
+        async with bearer_client(resource, token) as client, httpx2.AsyncClient() as http:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            metrics = await http.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+        return tools, metrics.status_code
+
+    async with gateway(idp, resource, port) as gw:
+        tools, metrics = await tools_and_metrics()
+        assert tools >= {"math_add", "math_echo"} and metrics == 200
+        settings = gw.config.sign_in
+        assert settings is not None
+
+        fewer = settings.model_copy(update={"groups": {"engineering": settings.groups["engineering"]}})
+        assert gw.apply_governance(gw.config.model_copy(update={"sign_in": fewer})) == []
+        assert await tools_and_metrics() == ({"math_add"}, 403)  # the team's group only; no longer an admin
+
+        moved = fewer.model_copy(update={"issuer": "http://127.0.0.1:9/other", "name_claim": "sub"})
+        assert gw.apply_governance(gw.config.model_copy(update={"sign_in": moved})) == ["sign_in.issuer"]
+        async with bearer_client(resource, await alice()) as client:  # checked with the provider it started with
+            assert text_of(await client.call_tool("math_add", {"a": 1, "b": 2})) == "3"
+        assert next(r.key for r in await gw.storage.query_audit(tool="add")) != "alice@example.com"  # named by sub
+
+        assert gw.apply_governance(gw.config.model_copy(update={"sign_in": None})) == []
+        assert (await post(resource, await alice())).status_code == 401
+        assert (await post(resource, KEY)).status_code == 200  # keys are not affected
+
+
+def test_every_config_table_is_applied_by_a_reload_or_said_to_need_a_restart() -> None:
+    base = make_config({"math": stdio("math_server")}, sign_in={"issuer": "http://127.0.0.1:9", "resource": OTHER})
+    changed = make_config({"math": stdio("math_server"), "other": stdio("math_server")},
+                          gateway={"name": "elsewhere", "state_dir": base.gateway.state_dir},
+                          storage={"pool_size": 3}, limits={"timeout_s": 1},
+                          dashboard={"enabled": True}, groups={"g": {"tools": ["math.*"]}}, teams={"t": {}},
+                          keys={"k": {"key": KEY}}, tools={"math.add": {"approval": "always"}},
+                          sign_in={"issuer": "http://127.0.0.1:8", "resource": OTHER, "name_claim": "sub"})
+    gw = Gateway(base)
+    assert sorted(gw.apply_governance(changed)) == ["dashboard", "gateway", "limits", "servers", "sign_in.issuer",
+                                                    "storage"]
+    assert gw.config.sign_in is not None and gw.config.sign_in.name_claim == "sub"
+    assert gw.config.sign_in.issuer == "http://127.0.0.1:9" and gw.config.groups == changed.groups
