@@ -1,9 +1,9 @@
 """The one path every upstream tool call takes, whether a client called it directly or a script did.
 
 In order: the caller's allowlist (not allowed and not existing give the same error), the
-arguments against the tool's schema, the rate limit, approval, the budget, the audit row, then the
-upstream under its timeout. The whole call is observed once (log line, metrics, audit row), a
-refused one too.
+arguments against the tool's schema, the rate limit, approval, the budget, the audit row, the
+upstream under its timeout, then its result against the tool's output schema. The whole call is
+observed once (log line, metrics, audit row), a refused one too.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
                     via: str = "direct") -> types.CallToolResult:
     """Call `target` as the current caller.
 
-    Raises `GatewayError` for anything the caller did wrong or the upstream could not answer;
-    an upstream `isError` result is returned as it is.
+    Raises `GatewayError` for anything the caller did wrong or the upstream could not answer, or
+    answered against its own output schema (`InvalidOutput`); an upstream `isError` result is returned as it is.
     """
     identity = gw.identity
     args = dict(arguments)
@@ -95,6 +95,7 @@ async def call_tool(gw: Gateway, target: ToolEntry | NotFound, arguments: Mappin
             raise need
         if failure is not None:
             raise failure
+        await gw.validators.check_result(entry, result)  # the SDK client's own check is off (`open_client`)
         seen.result(result)
         return result
 

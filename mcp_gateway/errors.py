@@ -24,6 +24,16 @@ class InvalidArguments(GatewayError):
         super().__init__(f"invalid arguments for {ref}: " + "; ".join(problems))
 
 
+class InvalidOutput(GatewayError):
+    """A result that breaks the tool's own output schema: structured content it refuses (`problems`), or
+    none at all (`problems` None). The caller gets this error instead of the result."""
+
+    def __init__(self, ref: str, problems: list[str] | None) -> None:
+        super().__init__(
+            f"{ref} returned no structured content, although it declares an output schema" if problems is None else
+            f"{ref} returned structured content that does not match its output schema: " + "; ".join(problems))
+
+
 class UpstreamUnavailable(GatewayError):
     def __init__(self, server: str, status: str, hint: str | None = None) -> None:
         super().__init__(f"{server} is unavailable ({status}): {hint}" if hint else
