@@ -38,6 +38,7 @@ from .upstream_client import (
     login_hint,
     open_client,
 )
+from .upstream_messages import restore
 from .upstream_personal import PersonalSessions
 
 log = structlog.get_logger("mcp_gateway.upstream")
@@ -275,7 +276,12 @@ class Upstream:
 
         A stale HTTP session (the upstream answered 404 for it, so the call never ran) is replaced
         and the call retried once; a call lost with its connection may have run and is not retried.
+        Big structured content comes back from where it was held while the SDK handled the message.
         """
+        return restore(await self._call(tool, arguments, timeout_s, owner))
+
+    async def _call(self, tool: str, arguments: dict[str, Any], timeout_s: float,
+                    owner: str | None) -> types.CallToolResult:
         with anyio.fail_after(timeout_s):
             if self.personal is not None and owner is not None:
                 if self.state != "ready":  # its tools come from the shared session

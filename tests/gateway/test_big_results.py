@@ -29,7 +29,7 @@ from mcp.shared.message import SessionMessage
 
 from mcp_gateway.results import text_result, wire_form
 from mcp_gateway.upstream_http import Bodies
-from mcp_gateway.upstream_messages import answered_id, parse_message
+from mcp_gateway.upstream_messages import HOLD_FROM, MAX_HELD, STAND_IN, answered_id, parse_message, restore
 from mcp_gateway.upstream_stdio import Line
 from tests.helpers import FIXTURES, free_port, http_fixture, text_of
 
@@ -270,3 +270,66 @@ def test_a_result_goes_to_the_sdk_as_its_dump_with_the_structured_content_not_co
     assert wire["structuredContent"] is structured
     assert wire_form(text_result("no", is_error=True)) == {"content": [{"type": "text", "text": "no"}],
                                                            "isError": True, "resultType": "complete"}
+
+
+def _big_result(request_id: int, count: int) -> bytes:
+    result = {"content": [], "structuredContent": {"items": [{"i": n, "s": "x"} for n in range(count)]}}
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, separators=(",", ":")).encode()
+
+
+def _call_result(message: types.JSONRPCMessage) -> types.CallToolResult:
+    assert isinstance(message, types.JSONRPCResponse)
+    return types.CallToolResult.model_validate(message.result)
+
+
+def test_big_structured_content_is_held_aside_while_the_sdk_handles_the_message() -> None:
+    # the SDK's client checks a result against the protocol's schema by validating and dumping it: for 3.5 MB of
+    # small objects a 35 MiB copy and 40 ms of the event loop; it gets a stand-in, the content comes back after
+    count = HOLD_FROM // 10
+    big, small = parse_message(_big_result(1, count), "conn"), parse_message(_big_result(2, 3), "conn")
+    held = _call_result(big)
+    assert held.structured_content is not None and set(held.structured_content) == {STAND_IN}
+    assert restore(held).structured_content == {"items": [{"i": n, "s": "x"} for n in range(count)]}
+    assert _call_result(small).structured_content == {"items": [{"i": n, "s": "x"} for n in range(3)]}
+    with pytest.raises(ValueError, match="dropped"):  # once only
+        restore(_call_result(big))
+    forged = types.CallToolResult(content=[], structured_content={STAND_IN: "0" * 32})
+    with pytest.raises(ValueError, match="dropped"):
+        restore(forged)
+
+
+def test_answers_nobody_took_crowd_out_only_their_own_connection() -> None:
+    mine = _call_result(parse_message(_big_result(1, HOLD_FROM // 10), "mine"))
+    for n in range(MAX_HELD * 3):  # a connection answering calls that gave up
+        parse_message(_big_result(n, HOLD_FROM // 10), "noisy")
+    assert restore(mine).structured_content is not None
+    late = [_call_result(parse_message(_big_result(n, HOLD_FROM // 10), "noisy")) for n in range(MAX_HELD + 1)]
+    with pytest.raises(ValueError, match="dropped"):
+        restore(late[0])
+    assert restore(late[-1]).structured_content is not None
+
+
+async def test_a_fresh_gateways_first_big_result_stays_within_the_bound(tmp_path: Path) -> None:
+    """The first big call grows a fresh heap the most (later calls reuse its free memory): 113 MiB when the
+    token encoding was still loaded at the first listing, 70-75 MiB while the SDK client's protocol check still
+    copied the content, 43-46 MiB now."""
+    port = free_port()
+    config = tmp_path / "gw.toml"
+    hostile = FIXTURES / "hostile_server.py"
+    config.write_text(f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp_path / "state"}"\n'
+                      "[limits]\nmax_tool_result_bytes = 4194304\n"
+                      f'[servers.ds]\ncommand = "{sys.executable}"\nargs = ["{hostile}"]\nmode = "direct"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway.cli", "serve", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await _healthy(f"http://127.0.0.1:{port}/healthz")
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            await client.list_tools()
+            assert text_of(await client.call_tool("ds_ping", {})) == "pong"
+            gw = Gw(client, proc.pid)
+            out, growth = await gw.growth(lambda: client.call_tool("ds_objects", {"mb": 3.5, "shape": "structured"}))
+        assert out.structured_content is not None and len(out.structured_content["items"]) == _objects(3.5)
+        assert growth < GROWTH_BOUND_MIB, f"the gateway grew by {growth:.0f} MiB"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
