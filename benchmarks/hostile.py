@@ -3,6 +3,8 @@
 One `mcp-gateway serve` process (on 127.0.0.1) in front of the hostile fixture upstream; each case
 runs while a probe asks `/healthz` every 20 ms. A probe's latency is what any other client would
 wait for: the worst one is the longest the event loop was blocked (plus HTTP handling, ~1-2 ms).
+The probe is a process of its own, so the time this script's client takes with a big answer is not
+counted as the gateway's.
 The peak RSS growth is the gateway's VmHWM (reset before each case) minus its RSS before the case.
 
     .venv/bin/python benchmarks/hostile.py [--only NAME]
@@ -14,7 +16,9 @@ import argparse
 import contextlib
 import json
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -162,30 +166,42 @@ def peak_mb(pid: int) -> float:
 async def measure(name: str, fn: Case, client: Client, url: str, pid: int) -> tuple[float, float, float, str]:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = rss_mb(pid)
-    worst = 0.0
     health = url.removesuffix("/mcp") + "/healthz"
-    done = anyio.Event()
-
-    async def probe() -> None:
-        nonlocal worst
-        async with httpx.AsyncClient(timeout=60) as http:
-            while not done.is_set():
-                started = time.perf_counter()
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get(health)
-                worst = max(worst, time.perf_counter() - started)
-                await anyio.sleep(0.02)
-
     started = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(probe)
+    with tempfile.TemporaryDirectory() as tmp:
+        stop = Path(tmp) / "stop"
+        probe = subprocess.Popen([sys.executable, "-c", PROBE, health, str(stop)], stdout=subprocess.PIPE, text=True)
+        assert probe.stdout is not None
+        assert probe.stdout.readline().strip() == "ready"
         with anyio.fail_after(120):
             try:
                 outcome = await fn(client, url)
             except Exception as exc:  # the client side gave up: say so in the table
                 outcome = f"client: {type(exc).__name__}"
-        done.set()
-    return time.perf_counter() - started, worst * 1000, peak_mb(pid) - before, outcome
+        elapsed = time.perf_counter() - started
+        stop.touch()
+        worst = float(probe.communicate(timeout=70)[0])
+    return elapsed, worst * 1000, peak_mb(pid) - before, outcome
+
+
+PROBE = """
+import pathlib, sys, time, httpx
+health, stop = sys.argv[1], pathlib.Path(sys.argv[2])
+worst = 0.0
+with httpx.Client(timeout=60) as http:
+    http.get(health)
+    print("ready", flush=True)
+    while not stop.exists():
+        started = time.perf_counter()
+        try:
+            http.get(health)
+        except httpx.HTTPError:
+            pass
+        worst = max(worst, time.perf_counter() - started)
+        time.sleep(0.02)
+print(worst)
+"""
+"""`/healthz` every 20 ms from a process of its own until the file `stop` exists; prints the longest wait."""
 
 
 async def main(only: str | None) -> None:
