@@ -3,17 +3,16 @@
 `/ui/provider` sends the browser to the provider (authorization code, PKCE S256, this gateway as RFC 8707
 `resource`) with the gateway's own client (`sign_in.client_id` / `client_secret`); `/ui/signed-in` takes
 the code back, buys the access token, checks it as every token is checked (`SignIn.claims`), and opens a
-dashboard session for a caller whose groups make it an admin. The login's `state` is kept in the store (any
-replica may get the answer) and in a cookie of this browser, so an answer started elsewhere (login CSRF) is
-refused. The session keeps the token's claims, not the token: the caller is rebuilt from them at each
+dashboard session for a caller whose groups make it an admin. The login's `state` and PKCE verifier wait in
+a cookie of this browser (HttpOnly, SameSite=Lax, for `/ui`): any replica may get the answer, an answer
+started in another browser (login CSRF) is refused, and starting a login writes nothing (anyone may start
+one). The session keeps the token's claims, not the token: the caller is rebuilt from them at each
 request, so a change of the group mapping applies at once.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,12 +26,11 @@ from ..governance.identity import Identity
 from ..oauth import SignIn, SignInUnavailable
 from ..oauth.claims import identity_of
 from ..oauth.sign_in import TokenRefused
-from .auth import OWNER, is_https, store_session
+from .auth import is_https, store_session
 
 log = structlog.get_logger("mcp_gateway.dashboard")
 
 LOGIN_COOKIE = "mgw_ui_login"
-LOGIN_PREFIX = "ui-login:"
 LOGIN_TTL_S = 600
 KEPT_CLAIMS = ("sub", "email", "name", "preferred_username", "groups")
 
@@ -55,16 +53,14 @@ async def start(gw: Gateway, sign_in: SignIn, request: Request) -> Response:
         raise SignInUnavailable(f"the provider {sign_in.settings.issuer} publishes no authorization_endpoint")
     pkce = PKCEParameters.generate()
     state = secrets.token_urlsafe(32)
-    await gw.storage.put_state(LOGIN_PREFIX + state, OWNER, json.dumps({"verifier": pkce.code_verifier}),
-                               time.time() + LOGIN_TTL_S)
     scopes = " ".join(dict.fromkeys(["openid", *sign_in.settings.scopes]))
     query = urlencode({"response_type": "code", "client_id": sign_in.settings.client_id or "", "state": state,
                        "redirect_uri": redirect_uri(gw), "code_challenge": pkce.code_challenge,
                        "code_challenge_method": "S256", "resource": sign_in.settings.resource, "scope": scopes})
     response = RedirectResponse(f"{endpoint}?{query}", status_code=303)
     # Lax: the provider's redirect back is a top-level navigation from another site
-    response.set_cookie(LOGIN_COOKIE, state, max_age=LOGIN_TTL_S, path="/ui", httponly=True, samesite="lax",
-                        secure=is_https(request))
+    response.set_cookie(LOGIN_COOKIE, f"{state}.{pkce.code_verifier}", max_age=LOGIN_TTL_S, path="/ui",
+                        httponly=True, samesite="lax", secure=is_https(request))
     return response
 
 
@@ -75,18 +71,18 @@ async def finish(gw: Gateway, sign_in: SignIn, request: Request) -> tuple[Identi
     state, code = query.get("state", ""), query.get("code", "")
     if "error" in query:
         return None, f"the provider said: {query.get('error_description') or query['error']}", None
-    if not state or not code or not secrets.compare_digest(state, request.cookies.get(LOGIN_COOKIE, "")):
+    started, _, verifier = request.cookies.get(LOGIN_COOKIE, "").partition(".")
+    if not state or not code or not verifier or not secrets.compare_digest(state.encode(), started.encode()):
         return None, "this sign-in was not started in this browser (or took over 10 minutes): start again", None
-    body = await gw.storage.get_state(LOGIN_PREFIX + state, OWNER)
-    if body is None:
-        return None, "this sign-in is unknown or used already: start again", None
-    await gw.storage.put_state(LOGIN_PREFIX + state, OWNER, "{}", 0.0)  # single use
-    try:
-        token = await sign_in.exchange_code(code, str(json.loads(body)["verifier"]), redirect_uri(gw))
+    try:  # the code is single use at the provider
+        token = await sign_in.exchange_code(code, verifier, redirect_uri(gw))
         claims = await sign_in.claims(token)
     except TokenRefused as exc:
         return None, f"the sign-in token was refused: it is {exc}", None
-    identity = identity_of(gw.config, gw.config.sign_in or sign_in.settings, claims)
+    mapping = gw.config.sign_in
+    if mapping is None:
+        return None, "signing in with the provider was switched off", None
+    identity = identity_of(gw.config, mapping, claims)
     if not identity.admin:
         return identity, f"{identity.name} is in no group of the provider that [sign_in.groups] makes an admin", None
     response = RedirectResponse("./", status_code=303)

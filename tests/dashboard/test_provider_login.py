@@ -5,7 +5,9 @@ group is refused; an answer that this browser did not start (login CSRF) is refu
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -35,6 +37,12 @@ def idp(port: int) -> Iterator[IdentityProvider]:
 
 @contextlib.asynccontextmanager
 async def dashboard(idp: IdentityProvider, port: int) -> AsyncIterator[str]:
+    async with dashboard_of(idp, port) as (ui, _):
+        yield ui
+
+
+@contextlib.asynccontextmanager
+async def dashboard_of(idp: IdentityProvider, port: int) -> AsyncIterator[tuple[str, Gateway]]:
     base = f"http://127.0.0.1:{port}"
     client = idp.register_client(OAuthClient("", "asked", redirect_uris=(f"{base}/ui/signed-in",)))
     gw = Gateway(make_config(
@@ -43,7 +51,7 @@ async def dashboard(idp: IdentityProvider, port: int) -> AsyncIterator[str]:
                  "client_secret": client.client_secret, "groups": {"admins": {"admin": True, "groups": ["math"]}}},
     ))
     async with gw, serve_gateway(gw, port):
-        yield f"{base}/ui/"
+        yield f"{base}/ui/", gw
 
 
 async def browse_in(ui: str, browser: httpx2.AsyncClient, user: str) -> httpx2.Response:
@@ -82,3 +90,15 @@ async def test_an_answer_this_browser_did_not_start_is_refused(idp: IdentityProv
             answer = await victim.get(back)
             assert answer.status_code == 401 and "not started in this browser" in answer.text
             assert (await victim.get(ui)).status_code == 401
+
+
+async def test_starting_a_login_writes_nothing(idp: IdentityProvider, port: int) -> None:
+    """Anyone may start a login: its state waits in the browser's cookie, not in the store (a row per start
+    grew the store without bound: 5,000 rows from 5,000 anonymous requests in 30 s)."""
+    async with dashboard_of(idp, port) as (ui, gw), httpx2.AsyncClient() as anyone:
+        db = sqlite3.connect(Path(gw.config.gateway.state_dir) / "gateway.db")
+        before = db.execute("SELECT count(*) FROM state").fetchone()[0]
+        for _ in range(50):
+            assert (await anyone.get(ui + "provider")).status_code == 303
+        assert db.execute("SELECT count(*) FROM state").fetchone()[0] == before
+        db.close()
