@@ -102,7 +102,7 @@ class Observer:
         finally:
             elapsed = time.perf_counter() - started
             log.info("call", kind=kind, server=server, name=name, via=via, key=identity.name,
-                     ms=round(elapsed * 1000, 2), outcome=seen.outcome)
+                     principal=identity.principal, ms=round(elapsed * 1000, 2), outcome=seen.outcome)
             label = _label(kind, server, name)
             self.metrics.calls.labels(server or "", label, via, seen.outcome).inc()
             self.metrics.latency.labels(server or "", label).observe(elapsed)

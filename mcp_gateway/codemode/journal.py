@@ -9,8 +9,9 @@ answered from the journal, not made again. Starlark is deterministic (no clock, 
 so the same script given the same results makes the same calls in the same order; a call is known
 by its tool, its arguments and how many identical calls came before it, so `parallel` batches
 replay too. The journal lives in the store (any replica can continue it) for `PAUSE_TTL_S`, bound
-to the caller's key and to the script's source, and continues one retry: a retry the client
-cancelled, or a replay of one, runs nothing more of it.
+to the caller (its `Identity.principal`, never a name a signed-in user could share) and to the
+script's source, and continues one retry: a retry the client cancelled, or a replay of one, runs
+nothing more of it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ async def load(store: Storage, owner: str, state: str, code: str) -> Journal:
     """
     body = await store.get_state(state, owner)
     if body is None:
-        raise ValueError(f"the paused script expired ({PAUSE_TTL_S:g} s) or is not this key's")
+        raise ValueError(f"the paused script expired ({PAUSE_TTL_S:g} s) or is not this caller's")
     found = json.loads(body)
     if found.get("taken"):
         raise ValueError("an earlier retry continued it, or was cancelled")

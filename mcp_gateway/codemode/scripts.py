@@ -144,12 +144,12 @@ async def execute(gw: Gateway, code: str, progress: Progress | None = None) -> t
     run = ScriptRun(gw, progress, journal)
     direct = [e.direct_hint for e in gw.catalog.entries if e.direct_name]  # named in a script's errors only
     with run.scope:
-        outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.name)
+        outcome = await gw.sandbox.run(code, gw.catalog.server_names() + direct, run.call, owner=gw.identity.principal)
     if run.paused is not None:
         journal.pending = run.paused.pending
         journal.answers = dict(current.answers) if current is not None else {}
         try:
-            state = await journal_save(gw.storage, gw.identity.name, journal)
+            state = await journal_save(gw.storage, gw.identity.principal, journal)
         except (StorageUnavailable, ValueError) as exc:
             return text_result(f"the script needs the user's input and cannot pause for it: {exc}", is_error=True)
         raise InputNeeded(run.paused.requests, run.paused.pending, state)
@@ -165,7 +165,7 @@ async def _journal(gw: Gateway, code: str) -> Journal:
     if current is None or current.state is None or not current.state.startswith(PREFIX):
         return Journal(digest(code))
     try:
-        journal = await journal_load(gw.storage, gw.identity.name, current.state, code)
+        journal = await journal_load(gw.storage, gw.identity.principal, current.state, code)
     except StorageUnavailable as exc:
         raise ValueError(f"the paused script cannot be continued: {exc}") from None
     except ValueError as exc:

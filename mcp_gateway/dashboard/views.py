@@ -22,7 +22,9 @@ from ..storage.events import UpstreamEvent
 WINDOWS: dict[str, float] = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400,
                              "30d": 30 * 86400}
 """The calls page's time windows (the newest rows within it); "" is every row."""
-FILTERS = ("key", "team", "server", "tool", "outcome")
+FILTERS = ("key", "team", "server", "tool", "outcome", "principal")
+"""`key` is the name shown (a key's, a signed-in user's email: several callers may share one); `principal`
+(`key:<name>`, `user:<sub>`) is one caller's rows only."""
 HISTORY_ROWS = 20
 """State changes listed per upstream on the upstreams page (every replica's, newest first)."""
 EVENTS = {"ready": "connected", "failed": "failed", "retrying": "reconnect scheduled", "stopped": "stopped",
@@ -91,7 +93,8 @@ def calls_filter(params: Mapping[str, str]) -> tuple[dict[str, str], str, AuditF
     since = time.time() - WINDOWS[window] if window else None
     nested = not any(f in filters for f in ("server", "tool", "outcome"))
     where = AuditFilter(key=filters.get("key"), team=filters.get("team"), server=filters.get("server"),
-                        tool=filters.get("tool"), outcome=filters.get("outcome"), since=since, top_level=nested)
+                        tool=filters.get("tool"), outcome=filters.get("outcome"), since=since, top_level=nested,
+                        principal=filters.get("principal"))
     return filters, window, where
 
 

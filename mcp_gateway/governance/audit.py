@@ -1,10 +1,11 @@
 """The audit log: one row per call, written before an upstream tool runs and completed after it.
 
-A tool call that cannot be recorded is not made (`begin` raises `AuditUnavailable`). What one row
-and one key can write is bounded (`audit_row_argument_bytes`, `audit_key_argument_bytes_per_day`);
-secrets are redacted by key name (any key containing a `redact` word, ignoring case, `-` and `_`)
-and, in script sources, in string literals assigned to such names; rows older than
-`audit_retention_days` are pruned.
+A tool call that cannot be recorded is not made (`begin` raises `AuditUnavailable`). A row names its
+caller as shown (`key`: a key's name, a signed-in user's email) and unambiguously (`principal`: `key:<name>`
+or `user:<sub>`, `Identity.principal`). What one row and one caller (by principal) can write is bounded
+(`audit_row_argument_bytes`, `audit_key_argument_bytes_per_day`); secrets are redacted by key name (any
+key containing a `redact` word, ignoring case, `-` and `_`) and, in script sources, in string literals
+assigned to such names; rows older than `audit_retention_days` are pruned.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class Auditor:
             key=identity.name, team=identity.team, endpoint=f"/mcp/{identity.group}" if identity.group else "/mcp",
             kind=kind, server=server, tool=tool, outcome="started", latency_ms=0.0,
             arg_bytes=len(args_json.encode()), result_bytes=0, error=None,
-            arguments=self._stored_arguments(identity.name, arguments) if self.settings.audit_arguments else None,
+            arguments=self._stored_arguments(identity.principal, identity.name, arguments)
+            if self.settings.audit_arguments else None,
             execution_id=execution_id.get(), approval=None, ts=self.now(), replica=self.replica,
+            principal=identity.principal,
         )
 
     def completed(self, row: AuditRow, *, outcome: str, started: float, result_bytes: int = 0,
@@ -89,14 +92,14 @@ class Auditor:
         """What a script's row keeps of its answer: the text its caller was sent (printed output, then
         `result = <JSON>`, then any error, as `codemode.scripts.format_execution` writes them), only with
         `audit_arguments`, redacted and bounded as arguments are: the returned value by key name, every other
-        line by string literal, cut at `audit_row_argument_bytes` and counted against the key's day."""
+        line by string literal, cut at `audit_row_argument_bytes` and counted against the caller's day."""
         if answer is None or not self.keeps_answer(row.kind, row.tool):
             return None
         texts = [b.text for b in answer.content if isinstance(b, types.TextContent)]
         lines = [self._redacted_line(line) for line in "\n".join(texts).split("\n")]
         if len(texts) < len(answer.content):
             lines.append(f"[and {len(answer.content) - len(texts)} returned blocks: images, audio or resources]")
-        return self._capped(row.key, "\n".join(lines))
+        return self._capped(row.principal or f"key:{row.key}", row.key, "\n".join(lines))
 
     def row(self, identity: Identity, *, kind: str, server: str | None, tool: str, arguments: Mapping[str, Any],
             outcome: str, started: float, result_bytes: int = 0, error: str | None = None,
@@ -133,23 +136,24 @@ class Auditor:
         before = self.now() - days * 86400 if days > 0 else 0.0
         return await self.storage.prune(before, self.now() - COUNTER_RETENTION_S)
 
-    def _stored_arguments(self, key: str, arguments: Mapping[str, Any]) -> str:
-        return self._capped(key, json.dumps(self._redacted(arguments), ensure_ascii=False, default=str))
+    def _stored_arguments(self, principal: str, name: str, arguments: Mapping[str, Any]) -> str:
+        return self._capped(principal, name, json.dumps(self._redacted(arguments), ensure_ascii=False, default=str))
 
-    def _capped(self, key: str, text: str) -> str:
-        """`text` cut at `audit_row_argument_bytes`, if `key` has room left today
-        (`audit_key_argument_bytes_per_day`)."""
+    def _capped(self, principal: str, name: str, text: str) -> str:
+        """`text` cut at `audit_row_argument_bytes`, if the caller (`principal`, shown as `name`) has room left
+        today (`audit_key_argument_bytes_per_day`)."""
         limit = self.settings.audit_row_argument_bytes
         encoded = text.encode()
         if len(encoded) > limit:
             text = encoded[:limit].decode(errors="ignore") + f" [cut: {len(encoded) - limit} more bytes]"
         day = datetime.fromtimestamp(self.now(), UTC).strftime("%Y-%m-%d")
-        if (key, day) not in self._stored:
+        if (principal, day) not in self._stored:
             self._stored = {k: v for k, v in self._stored.items() if k[1] == day}  # forget earlier days
-        stored = self._stored.get((key, day), 0)
+        stored = self._stored.get((principal, day), 0)
         if stored + len(text) > self.settings.audit_key_argument_bytes_per_day:
-            return f"[not stored: key {key} reached audit_key_argument_bytes_per_day]"
-        self._stored[(key, day)] = stored + len(text)
+            who = "user" if principal.startswith("user:") else "key"
+            return f"[not stored: {who} {name} reached audit_key_argument_bytes_per_day]"
+        self._stored[(principal, day)] = stored + len(text)
         return text
 
     def _redacted(self, value: Any) -> Any:

@@ -33,6 +33,13 @@ class Identity:
     subject: str | None = None
     """A signed-in caller's `sub` at the provider ([sign_in]); None for an API key."""
 
+    @property
+    def principal(self) -> str:
+        """Who the caller is, unambiguously: `user:<sub>` for a signed-in user, `key:<name>` for an API key
+        (`key:local` for `OPEN`). Every per-caller share, counter and owner is keyed by it, and audit rows
+        record it: a name is for display only, since a user may choose an email equal to a key's name."""
+        return f"user:{self.subject}" if self.subject is not None else f"key:{self.name}"
+
     def allows(self, server: str, tool: str, alias: str | None = None) -> bool:
         """Deny by default; `deny` wins; a group endpoint must allow it too.
 
@@ -73,7 +80,8 @@ class Identity:
 
 
 OPEN = Identity("local", allow=("*",), admin=True)
-"""The caller when no keys exist: the gateway then serves loopback only, and everything is allowed."""
+"""The caller when no keys exist: the gateway then serves loopback only, and everything is allowed. Its
+principal is `key:local` (it never meets keys: once one exists, it is gone)."""
 
 NOBODY = Identity("nobody")
 """The caller when keys exist but none was presented through this path: nothing is visible."""

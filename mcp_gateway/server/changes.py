@@ -64,9 +64,10 @@ class ListChanges:
         """A handshake-era client (`key` names its connection) was just given its tool list.
 
         The SDK makes a `ServerSession` per request; a kept one still reaches its connection.
-        Each key's most recent connections are remembered (`sessions.PerKey`).
+        Each caller's most recent connections are remembered (`sessions.PerKey`, by `Identity.principal`: a
+        signed-in user named like a key never evicts that key's).
         """
-        self._sessions.put(key, identity.name, (session, _Watcher(identity, self.fingerprint(identity))))
+        self._sessions.put(key, identity.principal, (session, _Watcher(identity, self.fingerprint(identity))))
 
     async def notify(self) -> None:
         """The catalog changed: tell each client whose tool list is now different."""
@@ -93,7 +94,7 @@ class ListChanges:
         if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
             return  # 2026-07-28 clients learn of changes on their `subscriptions/listen` stream
         key = session_key(ctx)
-        self._list_watchers.put(key, identity.name, (ctx.session, identity))
+        self._list_watchers.put(key, identity.principal, (ctx.session, identity))
 
     async def upstream_list_changed(self, event: PromptsListChanged | ResourcesListChanged,
                                     may_see: Callable[[Identity], bool]) -> None:

@@ -198,7 +198,7 @@ class Relay:
         """Remember the client's level; lower the upstreams' level (shared by all clients) when needed."""
         identity = self.gw.identity
         key = session_key(ctx)
-        self.listeners.put(key, identity.name, _Listener(ctx.session, identity, params.level))
+        self.listeners.put(key, identity.principal, _Listener(ctx.session, identity, params.level))
         request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=params.level))
         for up in visible(self.gw, identity):
             current = self.upstream_levels.get(up.name)

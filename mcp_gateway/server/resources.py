@@ -172,7 +172,7 @@ class Resources:
     async def _hold(self, identity: Identity, holder: str, uris: list[str]) -> None:
         """Subscribe a listen stream to `uris`; wait (each upstream within its timeout) until the upstreams took
         them. One that did not is logged: the stream goes on, and the follower asks that upstream again."""
-        self.subscribers.room(identity.name, len(uris))
+        self.subscribers.room(identity, len(uris))
         by_server: dict[str, list[str]] = {}
         for uri, up in (await self.owners_of(identity, uris)).items():
             self.subscribers.add(up.name, uri, holder, Holder(identity))

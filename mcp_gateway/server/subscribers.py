@@ -31,7 +31,8 @@ from .requests import may_access
 MAX_SUBSCRIPTIONS = 10_000
 """Resource subscriptions on one gateway, all clients together."""
 MAX_SUBSCRIPTIONS_PER_KEY = 1000
-"""Resource subscriptions of one API key, all its connections and listen streams together."""
+"""Resource subscriptions of one caller (an API key, or a signed-in user: by `Identity.principal`), all its
+connections and listen streams together."""
 
 Entry = tuple[str, str]
 """(upstream, resource URI)"""
@@ -59,10 +60,11 @@ class Subscribers:
         self._per_key: dict[str, int] = {}
         self._total = 0
 
-    def room(self, key: str, more: int) -> None:
-        """Raise unless `key` may hold `more` subscriptions besides those it holds."""
-        if self._per_key.get(key, 0) + more > MAX_SUBSCRIPTIONS_PER_KEY:
-            raise MCPError(types.INTERNAL_ERROR, f"key {key} has {MAX_SUBSCRIPTIONS_PER_KEY} resource "
+    def room(self, caller: Identity, more: int) -> None:
+        """Raise unless `caller` (counted by its principal) may hold `more` subscriptions besides those it holds."""
+        if self._per_key.get(caller.principal, 0) + more > MAX_SUBSCRIPTIONS_PER_KEY:
+            who = "user" if caller.subject is not None else "key"
+            raise MCPError(types.INTERNAL_ERROR, f"{who} {caller.name} has {MAX_SUBSCRIPTIONS_PER_KEY} resource "
                                                  "subscriptions, the most one key may hold: unsubscribe first")
         if self._total + more > MAX_SUBSCRIPTIONS:
             raise MCPError(types.INTERNAL_ERROR, "too many resource subscriptions on this gateway")
@@ -72,12 +74,12 @@ class Subscribers:
         holders = self._table.get((server, uri), {})
         known = holder_id in holders
         if not known:
-            self.room(holder.identity.name, 1)
+            self.room(holder.identity, 1)
         self._table.setdefault((server, uri), holders)[holder_id] = holder
         if known:
             return False
         self._held.setdefault(holder_id, set()).add((server, uri))
-        self._count(holder.identity.name, 1)
+        self._count(holder.identity.principal, 1)
         wanted = self._wanted.setdefault(server, set())
         if uri not in wanted:
             wanted.add(uri)
@@ -90,7 +92,7 @@ class Subscribers:
         found = holders.pop(holder_id, None)
         if found is None:
             return
-        self._count(found.identity.name, -1)
+        self._count(found.identity.principal, -1)
         held = self._held.get(holder_id, set())
         held.discard((server, uri))
         if not held:
@@ -119,13 +121,13 @@ class Subscribers:
         """The URIs some client subscribed to at `server`."""
         return frozenset(self._wanted.get(server, ()))
 
-    def _count(self, key: str, delta: int) -> None:
+    def _count(self, principal: str, delta: int) -> None:
         self._total += delta
-        left = self._per_key.get(key, 0) + delta
+        left = self._per_key.get(principal, 0) + delta
         if left > 0:
-            self._per_key[key] = left
+            self._per_key[principal] = left
         else:
-            self._per_key.pop(key, None)
+            self._per_key.pop(principal, None)
 
     async def deliver(self, up: Upstream, uri: str) -> None:
         """`up` says `uri` changed: tell each holder whose caller may still use `up`."""

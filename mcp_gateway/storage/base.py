@@ -54,6 +54,9 @@ class AuditRow:
     replica: str | None = None
     result: str | None = None
     """What a script returned (its printed output, value and error), only with `audit_arguments`."""
+    principal: str | None = None
+    """Who called, unambiguously (`Identity.principal`: `key:<name>` or `user:<sub>`); `key` is only the name
+    shown, which a signed-in user's email may share with an API key. None on rows written before it was kept."""
 
 
 AUDIT_COLUMNS = tuple(AuditRow.__dataclass_fields__)
@@ -108,6 +111,8 @@ class AuditFilter:
     since: float | None = None
     until: float | None = None
     top_level: bool = False
+    principal: str | None = None
+    """One caller's rows (`key:<name>`, `user:<sub>`), where `key` matches every caller shown by that name."""
 
     def sql(self, mark: Callable[[int], str]) -> tuple[list[str], list[object]]:
         """The WHERE clauses (ANDed) and their parameters; `mark(n)` spells the n-th placeholder (from 1)."""
@@ -115,7 +120,7 @@ class AuditFilter:
         params: list[object] = []
         for clause, value in (("key = {}", self.key), ("team = {}", self.team), ("server = {}", self.server),
                               ("tool = {}", self.tool), ("outcome = {}", self.outcome), ("ts >= {}", self.since),
-                              ("ts < {}", self.until)):
+                              ("ts < {}", self.until), ("principal = {}", self.principal)):
             if value is not None:
                 params.append(value)
                 clauses.append(clause.format(mark(len(params))))
