@@ -112,7 +112,7 @@ class KeyAuth:
             identity = identity.at_endpoint(group, groups[group].tools)
         scope[IDENTITY_SCOPE_KEY] = identity
         endpoint = f"/mcp/{group}" if group is not None else "/mcp"
-        owner = identity.name if identity.subject is None else f"sign-in:{identity.subject}"  # never a key's
+        owner = identity.principal  # a key and a user of the same name never share sessions
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[], subject=endpoint))
         disconnected = scope[DISCONNECTED_SCOPE_KEY] = anyio.Event()
 
