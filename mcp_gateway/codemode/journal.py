@@ -88,5 +88,10 @@ async def load(store: Storage, owner: str, state: str, code: str) -> Journal:
     journal = Journal(found["source"], found["calls"], found["answers"], found["pending"] or {})
     if journal.source != digest(code):
         raise ValueError("the retry's script is not the one that paused")
-    await store.put_state(state, owner, json.dumps({"taken": True}), time.time() + PAUSE_TTL_S)
+    if await store.take_state(state, owner) != body:  # in one step: of two retries at once (any replicas) one wins
+        raise ValueError("an earlier retry continued it, or was cancelled")
+    await store.put_state(state, owner, _TAKEN, time.time() + PAUSE_TTL_S)  # later retries are told why
     return journal
+
+
+_TAKEN = json.dumps({"taken": True})

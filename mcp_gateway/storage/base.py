@@ -282,6 +282,10 @@ class Storage(Counters, OAuthRecords, EventRecords, Protocol):
         """The body kept under `key` for `owner`, if it has not expired (another owner's: None)."""
         ...
 
+    async def take_state(self, key: str, owner: str) -> str | None:
+        """`get_state` and forget it, in one step: of two takers at once (on any replicas) one gets the body."""
+        ...
+
     async def publish(self, message: str) -> None:
         """Send `message` to every process's `listen` on this store (none but this one on SQLite)."""
         ...

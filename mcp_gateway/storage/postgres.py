@@ -262,6 +262,11 @@ class PostgresStorage(PostgresOAuth, PostgresEvents):
         found = await self._run(lambda p: p.fetchval(sql, key, owner, time.time()))
         return None if found is None else str(found)
 
+    async def take_state(self, key: str, owner: str) -> str | None:
+        sql = "DELETE FROM state WHERE key = $1 AND owner = $2 AND expires > $3 RETURNING body"
+        found = await self._run(lambda p: p.fetchval(sql, key, owner, time.time()))
+        return None if found is None else str(found)
+
     async def publish(self, message: str) -> None:
         """NOTIFY carries up to 8000 bytes; a longer message goes through the `messages` table."""
         if len(message.encode()) <= NOTIFY_BYTES:

@@ -241,6 +241,11 @@ class SQLiteStorage(SQLiteOAuth, SQLiteEvents):
         found = await self._call(lambda db: db.execute(sql, (key, owner, time.time())).fetchone())
         return None if found is None else str(found[0])
 
+    async def take_state(self, key: str, owner: str) -> str | None:
+        sql = "DELETE FROM state WHERE key = ? AND owner = ? AND expires > ? RETURNING body"
+        found = await self._call(lambda db: db.execute(sql, (key, owner, time.time())).fetchone())
+        return None if found is None else str(found[0])
+
     async def publish(self, message: str) -> None:
         """One node: every session is served here, so there is no one else to tell."""
 
