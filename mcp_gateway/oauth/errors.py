@@ -1,4 +1,5 @@
-"""What goes wrong with the gateway's own OAuth logins to upstreams (no secret is ever in a message)."""
+"""What goes wrong with OAuth: the gateway's own logins to upstreams, and its callers' sign-in tokens (no secret
+and no token is ever in a message)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ class TokenRequestError(Exception):
 
 class LoginError(Exception):
     """A login could not be started or finished; the message says why, for the person logging in."""
+
+
+class SignInUnavailable(Exception):
+    """The provider could not be asked (metadata, keys or introspection): the request is refused with 503."""
+
+
+class TokenRefused(Exception):
+    """The token is not valid for this gateway; the message says why (never the token)."""

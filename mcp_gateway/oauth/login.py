@@ -5,7 +5,9 @@ the MCP SDK's discovery helpers), registers the gateway there once (RFC 7591; or
 client), and returns the authorization URL (PKCE S256, RFC 8707 `resource`). What the callback needs
 (the code verifier, whose login it is) is sealed into the store's short-lived state under the `state`
 parameter, so the callback may land on any replica. `finish_login` exchanges the code and stores the
-tokens. A login link is single-use and lasts `LOGIN_TTL_S`.
+tokens. A login link is single-use and lasts `LOGIN_TTL_S`. Every request goes through `fetch.py`: metadata
+documents are read up to `DOCUMENT_MAX_BYTES`, the registration's answer up to `ANSWER_MAX_BYTES`, each
+within the deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pydantic import AnyUrl
 from ..config import ServerConfig
 from ..storage import Storage
 from .errors import LoginError, TokenRequestError
+from .fetch import DOCUMENT_MAX_BYTES, BoundedClient, OutboundError, describe, fetch
 from .grants import Grants, Registration
 
 log = structlog.get_logger("mcp_gateway.oauth")
@@ -94,12 +97,14 @@ async def finish_login(grants: Grants, state: str, code: str, iss: str | None) -
             "grant_type": "authorization_code", "code": code, "redirect_uri": str(pending["redirect_uri"]),
             "code_verifier": str(pending["verifier"])})
     except TokenRequestError as exc:
+        if not exc.refused:
+            raise LoginError(f"the login to {server} could not be finished: {exc}; try again") from None
         raise LoginError(f"{server}'s authorization server refused the login: {exc}") from None
     await grants.save(server, owner, tokens)
     return server, owner
 
 
-async def register(http: httpx2.AsyncClient, server: str, config: ServerConfig, redirect_uri: str) -> Registration:
+async def register(http: BoundedClient, server: str, config: ServerConfig, redirect_uri: str) -> Registration:
     """Discover the upstream's authorization server and register the gateway there (or take the configured
     client)."""
     assert config.url is not None
@@ -144,19 +149,23 @@ async def register(http: httpx2.AsyncClient, server: str, config: ServerConfig, 
                                  token_endpoint_auth_method="client_secret_basic", scope=scope)
     request = create_client_registration_request(metadata, wanted, str(metadata.issuer))
     try:
-        response = await http.send(request)
+        response = await http.send(request)  # bounded by the client: ANSWER_MAX_BYTES, the deadline
         client = await handle_registration_response(response)
+    except OutboundError as exc:
+        raise LoginError(f"{server}'s authorization server did not register the gateway: {exc}") from None
     except Exception as exc:  # OAuthRegistrationError, HTTP errors: their text may echo the request
         raise LoginError(f"{server}'s authorization server refused the gateway's registration: "
                          f"{type(exc).__name__}") from None
     return Registration(client, metadata, resource, scope)
 
 
-async def _get(http: httpx2.AsyncClient, url: str) -> httpx2.Response:
+async def _get(http: BoundedClient, url: str) -> httpx2.Response:
     try:
-        return await http.get(url, headers={"accept": "application/json"})
+        return await fetch(http, "GET", url, max_bytes=DOCUMENT_MAX_BYTES)
+    except OutboundError as exc:
+        raise LoginError(f"{url} could not be read: {exc}") from None
     except httpx2.HTTPError as exc:
-        raise LoginError(f"{url} did not answer: {type(exc).__name__}") from None
+        raise LoginError(f"{url} did not answer: {describe(exc)}") from None
 
 
 def _still_valid(registration: Registration, config: ServerConfig, redirect_uri: str) -> bool:

@@ -5,11 +5,14 @@ configured issuer signed it (JWT, checked against the provider's published keys,
 again when a token names a key not yet seen: key rotation) or says it is active (RFC 7662
 introspection), it has not expired, and its audience is this gateway. A provider that cannot be
 reached makes the request fail (503), never pass.
+
+Introspection is bounded (`introspection.py`: answers and refusals remembered, one introspection per token
+at a time, a few in flight); the metadata is fetched by one request at a time; every request to the provider
+goes through `fetch.py` (answers capped, a deadline of `DEADLINE_S` for each).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -22,6 +25,10 @@ from joserfc.jwk import KeySet
 
 from ..config import SignInSettings
 from ..errors import describe_exception
+from .errors import SignInUnavailable as SignInUnavailable
+from .errors import TokenRefused as TokenRefused
+from .fetch import ANSWER_MAX_BYTES, DOCUMENT_MAX_BYTES, TOKEN_MAX_CHARS, BoundedClient, fetch
+from .introspection import Introspections
 from .metadata import MetadataError, provider_metadata
 
 log = structlog.get_logger("mcp_gateway.sign_in")
@@ -32,15 +39,8 @@ key id must not make the gateway hammer the provider)."""
 RETRY_S = 1.0
 """After the provider could not be reached, requests are refused for this long before it is tried again."""
 KEYS_MAX_AGE_S = 600.0
-MAX_CACHED = 10_000
-
-
-class SignInUnavailable(Exception):
-    """The provider could not be asked (metadata, keys or introspection): the request is refused with 503."""
-
-
-class TokenRefused(Exception):
-    """The token is not valid for this gateway; the message says why (never the token)."""
+DEADLINE_S = 5.0
+"""The longest one request to the provider may take, whole (its metadata, keys, introspection, token)."""
 
 
 class SignIn:
@@ -49,16 +49,19 @@ class SignIn:
     def __init__(self, settings: SignInSettings) -> None:
         self.settings = settings
         self.audience = settings.audience or settings.resource
-        self._http: httpx2.AsyncClient | None = None
+        self._http: BoundedClient | None = None
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
         self._keys_at = -REFETCH_S
         self._down_until = 0.0
         self._lock = anyio.Lock()
-        self._answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._metadata_lock = anyio.Lock()
+        self._introspections = Introspections()
 
     async def claims(self, token: str) -> dict[str, Any]:
         """The claims of `token`; raises `TokenRefused`, or `SignInUnavailable` when the provider cannot say."""
+        if len(token) > TOKEN_MAX_CHARS:
+            raise TokenRefused(f"longer than the {TOKEN_MAX_CHARS // 1024} KiB this gateway accepts")
         if self.settings.tokens == "introspection":
             found = await self._introspected(token)
         else:
@@ -79,7 +82,7 @@ class SignIn:
         form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
                 "redirect_uri": redirect_uri, "resource": self.settings.resource}
         try:
-            answer = await self._fetch("POST", endpoint, data=form)
+            answer = await self._fetch("POST", endpoint, data=form, max_bytes=ANSWER_MAX_BYTES)
         except SignInUnavailable as exc:
             raise TokenRefused(f"not given by the provider ({exc})") from None
         token = answer.get("access_token")
@@ -158,7 +161,7 @@ class SignIn:
         uri = metadata.get("jwks_uri")
         if not isinstance(uri, str):
             raise SignInUnavailable(f"the provider {self.settings.issuer} publishes no jwks_uri")
-        document = await self._fetch("GET", uri)
+        document = await self._fetch("GET", uri, max_bytes=DOCUMENT_MAX_BYTES)
         published = [k for k in document.get("keys", []) if isinstance(k, dict) and k.get("use", "sig") == "sig"]
         try:
             return KeySet.import_key_set({"keys": published})
@@ -168,16 +171,17 @@ class SignIn:
     # -- opaque tokens: RFC 7662 introspection ---------------------------------------------------------
 
     async def _introspected(self, token: str) -> dict[str, Any]:
-        digest = hashlib.sha256(token.encode()).hexdigest()  # the cache never holds a token
-        now = time.time()
-        cached = self._answers.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        return await self._introspections.answer(token, self._introspect)
+
+    async def _introspect(self, token: str) -> tuple[dict[str, Any], float]:
+        """The provider's answer for a valid token, and until when it may be reused; raises `TokenRefused`."""
         metadata = await self._provider()
         endpoint = metadata.get("introspection_endpoint")
         if not isinstance(endpoint, str):
             raise SignInUnavailable(f"the provider {self.settings.issuer} publishes no introspection_endpoint")
-        answer = await self._fetch("POST", endpoint, data={"token": token, "token_type_hint": "access_token"})
+        answer = await self._fetch("POST", endpoint, data={"token": token, "token_type_hint": "access_token"},
+                                   max_bytes=ANSWER_MAX_BYTES)
+        now = time.time()
         if answer.get("active") is not True:
             raise TokenRefused("the provider says it is not active (expired or revoked)")
         expires = answer.get("exp")
@@ -190,28 +194,31 @@ class SignIn:
             raise TokenRefused("issued for another resource (aud)")
         if not isinstance(answer.get("sub"), str):
             raise TokenRefused("names no subject")
-        if len(self._answers) >= MAX_CACHED:
-            self._answers.clear()
-        self._answers[digest] = (min(now + self.settings.cache_s, float(expires)), answer)
-        return answer
+        return answer, min(now + self.settings.cache_s, float(expires))
 
     # -- the provider ----------------------------------------------------------------------------------
 
     async def _provider(self) -> dict[str, Any]:
-        if self._metadata is None:
-            self._refuse_while_down()
-            try:
-                self._metadata = await provider_metadata(self._client(), self.settings.issuer)
-            except MetadataError as exc:
-                self._down_until = time.monotonic() + RETRY_S
-                raise SignInUnavailable(str(exc)) from None
-        return self._metadata
+        """The metadata, read once (by one request: the others wait for it)."""
+        if self._metadata is not None:
+            return self._metadata
+        async with self._metadata_lock:
+            if self._metadata is None:
+                self._refuse_while_down()
+                try:  # the client's cap is DOCUMENT_MAX_BYTES
+                    self._metadata = await provider_metadata(self._client(), self.settings.issuer)
+                except MetadataError as exc:
+                    self._down_until = time.monotonic() + RETRY_S
+                    raise SignInUnavailable(str(exc)) from None
+            return self._metadata
 
-    async def _fetch(self, method: str, url: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _fetch(self, method: str, url: str, *, max_bytes: int,
+                     data: dict[str, str] | None = None) -> dict[str, Any]:
         self._refuse_while_down()
-        auth = (self.settings.client_id or "", self.settings.client_secret or "") if data is not None else None
+        auth = httpx2.BasicAuth(self.settings.client_id or "", self.settings.client_secret or "") \
+            if data is not None else None
         try:
-            response = await self._client().request(method, url, data=data, auth=auth)
+            response = await fetch(self._client(), method, url, max_bytes=max_bytes, data=data, auth=auth)
         except httpx2.HTTPError as exc:
             self._down_until = time.monotonic() + RETRY_S
             raise SignInUnavailable(f"{url}: {describe_exception(exc)}") from None
@@ -229,9 +236,9 @@ class SignIn:
         if time.monotonic() < self._down_until:
             raise SignInUnavailable(f"the provider {self.settings.issuer} did not answer a moment ago")
 
-    def _client(self) -> httpx2.AsyncClient:
+    def _client(self) -> BoundedClient:
         if self._http is None:
-            self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(5.0), follow_redirects=False)
+            self._http = BoundedClient(max_bytes=DOCUMENT_MAX_BYTES, deadline_s=DEADLINE_S)
         return self._http
 
     def _check_scopes(self, claims: dict[str, Any]) -> None:

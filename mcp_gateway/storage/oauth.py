@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +31,8 @@ from .errors import StorageUnavailable
 
 T = TypeVar("T")
 LOCK_WAIT_S = 15.0
-"""How long `exclusive` waits for another process's critical section (a token refresh takes well under it)."""
+"""How long `exclusive` waits for a critical section of the same name to end (a token refresh takes well under
+it: its token request has a 10 s deadline, `oauth.fetch.DEADLINE_S`)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class OAuthRecords(Protocol):
         ...
 
     def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold `name` against every process on this store for a short critical section (a token refresh, so
-        two replicas never spend the same refresh token); raises `StorageUnavailable` after `LOCK_WAIT_S`."""
+        """Hold `name` against every task and process on this store for a short critical section (a token
+        refresh, so two replicas never spend the same refresh token); raises `StorageUnavailable` after
+        `LOCK_WAIT_S`. Each name is its own lock: holding one never delays another."""
         ...
 
     async def list_grants(self) -> list[GrantInfo]:
@@ -115,12 +119,61 @@ class _InThread(Protocol):
 
 
 class _OnPool(Protocol):
+    name: str
+
     async def _run(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T: ...
     async def _get_pool(self) -> asyncpg.Pool: ...
+    def _advisory(self, name: str, deadline: float) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
 class _OnFile(Protocol):
     path: Path
+    name: str
+
+
+class _LocalLocks:
+    """One in-process lock per (store, name), kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[anyio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, store: str, name: str, deadline: float) -> AsyncIterator[None]:
+        key = (store, name)
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or anyio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            try:
+                with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
+                    await lock.acquire()
+            except TimeoutError:
+                raise StorageUnavailable(f"{name} is held by another task of this process for over "
+                                         f"{LOCK_WAIT_S:g} s") from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._locks[key]
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+            else:
+                del self._locks[key]
+
+
+_LOCAL = _LocalLocks()
+
+
+def lock_file(database: Path, name: str) -> Path:
+    """The file `name` is locked on, in `<stem>.locks/` beside the database (`gateway.locks/` for `gateway.db`:
+    not matched by `gateway.db*`, which is the store's own files): the name made safe for a path, and its
+    digest (names that differ only in unsafe characters get different files)."""
+    folder = database.with_name(database.stem + ".locks")
+    folder = database.with_name(database.name + ".locks") if folder == database else folder
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return folder / f"{safe}-{digest}.lock"
 
 
 class SQLiteOAuth:
@@ -153,29 +206,34 @@ class SQLiteOAuth:
 
     @contextlib.asynccontextmanager
     async def exclusive(self: _OnFile, name: str) -> AsyncIterator[None]:
-        """An advisory lock on a file beside the database (every name shares it: processes that share a
-        SQLite file are few, and what it guards is rare and short)."""
-        if str(self.path) == ":memory:":
-            yield
-            return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + LOCK_WAIT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StorageUnavailable(f"{name} is held by another process for over {LOCK_WAIT_S:g} s") \
-                            from None
-                    await anyio.sleep(0.02)
-            try:
+        """An in-process lock for `name`, then an advisory lock on `name`'s own file (`lock_file`) beside the
+        database (against other processes on the file). The files stay: removing a lock file
+        while another process waits on it would let two hold `name`."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        memory = str(self.path) == ":memory:"
+        async with _LOCAL.hold(f"memory:{id(self)}" if memory else self.name, name, deadline):
+            if memory:
                 yield
+                return
+            path = lock_file(self.path, name)
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise StorageUnavailable(f"{name} is held by another process on this store for over "
+                                                     f"{LOCK_WAIT_S:g} s") from None
+                        await anyio.sleep(0.02)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                os.close(fd)
 
 
 class PostgresOAuth:
@@ -210,19 +268,29 @@ class PostgresOAuth:
 
     @contextlib.asynccontextmanager
     async def exclusive(self: _OnPool, name: str) -> AsyncIterator[None]:
-        """A transaction-scoped advisory lock on one pooled connection, held for the block."""
+        """An in-process lock for `name` (a task waiting for it holds no connection), then a transaction-scoped
+        advisory lock on the name's 64-bit hash, on one pooled connection, held for the block."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        async with _LOCAL.hold(self.name, name, deadline), self._advisory(name, deadline):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _advisory(self: _OnPool, name: str, deadline: float) -> AsyncIterator[None]:
         pool = await self._get_pool()
         try:
-            with anyio.fail_after(LOCK_WAIT_S):
+            with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
                 conn = await pool.acquire()
         except Exception as exc:
             raise StorageUnavailable(f"no connection for the lock {name}: {type(exc).__name__}") from None
         try:
             transaction = conn.transaction()
             try:
-                with anyio.fail_after(LOCK_WAIT_S):
+                with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
                     await transaction.start()
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+            except TimeoutError:
+                raise StorageUnavailable(f"{name} is held by another process on this store for over "
+                                         f"{LOCK_WAIT_S:g} s") from None
             except Exception as exc:
                 raise StorageUnavailable(f"the lock {name} was not had: {type(exc).__name__}") from None
             try:
