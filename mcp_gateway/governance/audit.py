@@ -36,6 +36,9 @@ MAX_ERROR_CHARS = 2000
 REDACTED = "[redacted]"
 RETURNED = "result = "
 """How a script's answer introduces the value it returned (`codemode.scripts.format_execution`)."""
+_LOGIN_STATE = re.compile(r"([?&]state=)[^&#\s\"'<>)]+")
+"""A login link's `state`: whoever opens the link decides whose upstream account the caller gets, so rows
+(read by admins, kept for months) keep the link without it."""
 COUNTER_RETENTION_S = 40 * 86400
 """Budgets not charged for this long (past days and months) are deleted by `prune`."""
 
@@ -81,7 +84,8 @@ class Auditor:
                   error: str | None = None, approval: str | None = None, result: str | None = None) -> AuditRow:
         """`row` with the call's outcome, `started` being its `time.perf_counter()` at the start."""
         return dataclasses.replace(row, outcome=outcome, latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                                   result_bytes=result_bytes, error=None if error is None else error[:MAX_ERROR_CHARS],
+                                   result_bytes=result_bytes,
+                                   error=None if error is None else without_login_state(error)[:MAX_ERROR_CHARS],
                                    approval=approval, result=result)
 
     def keeps_answer(self, kind: str, tool: str) -> bool:
@@ -96,7 +100,7 @@ class Auditor:
         if answer is None or not self.keeps_answer(row.kind, row.tool):
             return None
         texts = [b.text for b in answer.content if isinstance(b, types.TextContent)]
-        lines = [self._redacted_line(line) for line in "\n".join(texts).split("\n")]
+        lines = [self._redacted_line(line) for line in without_login_state("\n".join(texts)).split("\n")]
         if len(texts) < len(answer.content):
             lines.append(f"[and {len(answer.content) - len(texts)} returned blocks: images, audio or resources]")
         return self._capped(row.principal or f"key:{row.key}", row.key, "\n".join(lines))
@@ -192,3 +196,8 @@ def _literal_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     name = r"[\"']?\w*(?:" + "|".join(re.escape(w) for w in words) + r")\w*[\"']?"
     literal = r"(\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')"
     return re.compile(rf"(?i)({name}\s*[=:]\s*){literal}")
+
+
+def without_login_state(text: str) -> str:
+    """`text` with the `state` of any login link in it redacted."""
+    return _LOGIN_STATE.sub(r"\1" + REDACTED, text)

@@ -43,8 +43,9 @@ SHARED = ""
 
 
 def owner_of(identity: Identity) -> str:
-    """Whose login a caller's calls use on a per-user upstream: a signed-in user's (by `sub`), else the key's."""
-    return f"user:{identity.subject}" if identity.subject is not None else f"key:{identity.name}"
+    """Whose login a caller's calls use on a per-user upstream: the caller's principal (a signed-in user's `sub`,
+    else the key's name)."""
+    return identity.principal
 
 
 REFRESH_MARGIN_S = 60.0

@@ -58,12 +58,15 @@ async def start_login(grants: Grants, server: str, config: ServerConfig, owner: 
                         server=server, callback=redirect_uri)
         registration = await register(grants.http, server, config, redirect_uri)
         await grants.save_registration(server, registration)
+    waiting = await _waiting_login(grants, server, owner)
+    if waiting is not None:  # one link per caller and server at a time: asking again gives the same
+        return waiting
     pkce = PKCEParameters.generate()
     state = secrets.token_urlsafe(32)
     pending = {"server": server, "owner": owner, "verifier": pkce.code_verifier, "redirect_uri": redirect_uri}
     sealed = grants.vault.seal(json.dumps(pending).encode(), f"login:{state}")
-    await grants.storage.put_state(_state_key(state), STATE_OWNER, base64.b64encode(sealed).decode(),
-                                   time.time() + LOGIN_TTL_S)
+    expires = time.time() + LOGIN_TTL_S
+    await grants.storage.put_state(_state_key(state), STATE_OWNER, base64.b64encode(sealed).decode(), expires)
     params = {"response_type": "code", "client_id": registration.client.client_id or "", "redirect_uri": redirect_uri,
               "state": state, "code_challenge": pkce.code_challenge, "code_challenge_method": "S256",
               "resource": registration.resource}
@@ -71,21 +74,36 @@ async def start_login(grants: Grants, server: str, config: ServerConfig, owner: 
         params["scope"] = registration.scope
         if "offline_access" in registration.scope.split():
             params["prompt"] = "consent"  # OpenID Connect asks it with offline_access
-    return f"{registration.metadata.authorization_endpoint}?{urlencode(params)}", state
+    link = f"{registration.metadata.authorization_endpoint}?{urlencode(params)}"
+    waiting_key = _waiting_key(server, owner)
+    sealed = grants.vault.seal(json.dumps([link, state]).encode(), waiting_key)
+    await grants.storage.put_state(waiting_key, STATE_OWNER, base64.b64encode(sealed).decode(), expires - 60)
+    return link, state
+
+
+async def _waiting_login(grants: Grants, server: str, owner: str) -> tuple[str, str] | None:
+    """The link (and state) of `owner`'s login to `server` that waits for its answer, with a minute left at least."""
+    key = _waiting_key(server, owner)
+    body = await grants.storage.get_state(key, STATE_OWNER)
+    try:
+        link, state = json.loads(grants.vault.open(base64.b64decode(body), key)) if body else (None, None)
+    except Exception:  # sealed with another secret key: a new link
+        return None
+    return (str(link), str(state)) if link and state else None
 
 
 async def finish_login(grants: Grants, state: str, code: str, iss: str | None) -> tuple[str, str]:
     """Exchange the code of the login `state` named; returns (server, owner)."""
     storage: Storage = grants.storage
-    body = await storage.get_state(_state_key(state), STATE_OWNER)
+    body = await storage.take_state(_state_key(state), STATE_OWNER)  # single use: of two answers at once, one
     if body is None:
         raise LoginError("this login link is unknown, used already or older than 10 minutes: ask for a new one")
-    await storage.put_state(_state_key(state), STATE_OWNER, "", 0.0)  # single use
     try:
         pending = json.loads(grants.vault.open(base64.b64decode(body), f"login:{state}"))
     except Exception:
         raise LoginError("this login link cannot be read here (another secret key?): ask for a new one") from None
     server, owner = str(pending["server"]), str(pending["owner"])
+    await storage.take_state(_waiting_key(server, owner), STATE_OWNER)  # the next login gets a new link
     registration = await grants.registration(server)
     if registration is None:
         raise LoginError(f"the gateway has no client registration for {server} any more: ask for a new link")
@@ -173,6 +191,10 @@ def _still_valid(registration: Registration, config: ServerConfig, redirect_uri:
     configured = config.oauth.client_id if config.oauth else None
     same_client = configured is None or registration.client.client_id == configured
     return same_client and any(str(u) == redirect_uri for u in registration.client.redirect_uris or [])
+
+
+def _waiting_key(server: str, owner: str) -> str:
+    return f"oauth-login-for:{server}:{owner}"
 
 
 def _state_key(state: str) -> str:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
@@ -327,3 +329,42 @@ async def grants_of(config: Path, tmp_path: Path) -> AsyncIterator[Grants]:
         await storage.close()
 
 
+
+
+async def test_a_callers_login_link_is_made_once_answered_once_and_kept_out_of_the_audit(
+        idp: IdentityProvider, upstream: str, tmp_path: Path) -> None:
+    """Asking again gives the same link (one pending login per caller and server, not a row per call); ten answers
+    at once to it log in once; the audit rows and `mcp-gateway logs` keep the link without its `state`."""
+    port = free_port()
+    config = per_user_config(tmp_path, port, upstream)
+    url = f"http://127.0.0.1:{port}/mcp"
+    with serving(config, port, tmp_path / "stderr"):
+        await wait_for_port(port, 30)
+        await login(config, "svc")
+        await until_ready(url, ALICE)
+        links = set()
+        for _ in range(5):
+            text = (await call_whoami(url, ALICE)).content[0].text  # type: ignore[union-attr]
+            found = re.search(r"open (\S+) within 10 minutes", text)
+            assert found is not None
+            links.add(found.group(1))
+        assert len(links) == 1
+        [link] = links
+        state = parse_qs(urlsplit(link).query)["state"][0]
+        async with httpx2.AsyncClient() as browser:
+            back = await sign_in(browser, link, "alice")
+            pages = []
+
+            async def answer() -> None:
+                pages.append(await browser.get(back))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(answer)
+        assert sorted(p.status_code for p in pages) == [200] + [400] * 9
+        assert (await whoami(url, ALICE))["sub"] == "alice"
+        logs = subprocess.run(cli(config, "logs", "--json"), capture_output=True, text=True, check=True).stdout
+        assert "needs your own login" in logs and "state=[redacted]" in logs and state not in logs
+        db = sqlite3.connect(tmp_path / "state" / "gateway.db")
+        assert not any(state in str(row) for row in db.execute("SELECT error FROM audit"))
+        db.close()
