@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import secrets
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -23,6 +21,7 @@ from mcp.client._transport import TransportStreams
 from mcp.shared._context_streams import ContextReceiveStream
 from mcp.shared.message import SessionMessage
 
+from .held import Held
 from .upstream_messages import error_answer, not_json_rpc, parse_message, too_large
 
 PARSE_HERE_FROM = 64 * 1024
@@ -40,7 +39,7 @@ class Bodies:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.kept: dict[str, tuple[float, types.JSONRPCMessage]] = {}
+        self.kept: Held[types.JSONRPCMessage] = Held(_KEPT_S, _MAX_KEPT)  # answers to requests given up on go
 
     async def bound(self, response: httpx2.Response) -> None:
         if not response.headers.get("content-type", "").lower().startswith("application/json"):
@@ -66,12 +65,7 @@ class Bodies:
         del data[:]
         if not isinstance(message, types.JSONRPCResponse):
             return message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-        now = time.monotonic()  # below: answers to requests given up on while the SDK held their stand-ins
-        while self.kept and (len(self.kept) >= _MAX_KEPT or next(iter(self.kept.values()))[0] < now - _KEPT_S):
-            del self.kept[next(iter(self.kept))]
-        token = secrets.token_hex(16)
-        self.kept[token] = (now, message)
-        stand_in = types.JSONRPCResponse(jsonrpc="2.0", id=message.id, result={_KEPT: token})
+        stand_in = types.JSONRPCResponse(jsonrpc="2.0", id=message.id, result={_KEPT: self.kept.put(message)})
         return stand_in.model_dump_json(by_alias=True).encode()
 
     def restore(self, item: SessionMessage | Exception) -> SessionMessage | Exception:
@@ -81,9 +75,7 @@ class Bodies:
         token = item.message.result.get(_KEPT)
         if not isinstance(token, str) or len(item.message.result) != 1:
             return item
-        late = error_answer(item.message.id, "its answer was dropped, too late")
-        dropped: tuple[float, types.JSONRPCMessage] = (0.0, late)
-        _, message = self.kept.pop(token, dropped)
+        message = self.kept.take(token) or error_answer(item.message.id, "its answer was dropped, too late")
         return SessionMessage(message, metadata=item.metadata)
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import time
 from typing import Any
 
 import mcp_types as types
 
+from .held import Held
 from .results import mib
 from .visible import visible
 
@@ -36,8 +35,7 @@ KEEP_S, MAX_HELD = 10.0, 4
 """Held content waits for its call at most this long, and at most this many per connection (its oldest go
 first): a call takes its content back at once, so only answers nobody waits for (a call gave up) are dropped."""
 STAND_IN = "io.mcp-gateway/held"
-_held: dict[str, tuple[float, int, dict[str, Any]]] = {}
-"""Token -> (when it was held, the id of the connection it came on, the content), oldest first."""
+_held: Held[dict[str, Any]] = Held(KEEP_S, MAX_HELD)
 
 
 def too_large(size: int, limit: int, *, exact: bool = True) -> str:
@@ -55,34 +53,25 @@ def parse_message(data: bytes | bytearray, connection: object = None) -> types.J
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if len(data) >= HOLD_FROM:
-        hold(value, id(connection))
+        hold(value, connection)
     return types.jsonrpc_message_adapter.validate_python(value, by_name=False)
 
 
-def hold(message: Any, connection: int) -> None:
+def hold(message: Any, connection: object) -> None:
     """Put a response's structured content (an object) aside, and a stand-in naming it in its place."""
     result = message.get("result") if isinstance(message, dict) else None
-    if not isinstance(result, dict) or not isinstance(content := result.get("structuredContent"), dict):
-        return
-    now = time.monotonic()
-    theirs = [token for token, (_, held_for, _) in _held.items() if held_for == connection]
-    for token in theirs[: max(0, len(theirs) - MAX_HELD + 1)]:
-        del _held[token]
-    while _held and next(iter(_held.values()))[0] < now - KEEP_S:
-        del _held[next(iter(_held))]
-    token = secrets.token_hex(16)
-    _held[token] = (now, connection, content)
-    result["structuredContent"] = {STAND_IN: token}
+    if isinstance(result, dict) and isinstance(content := result.get("structuredContent"), dict):
+        result["structuredContent"] = {STAND_IN: _held.put(content, connection)}
 
 
 def restore(result: types.CallToolResult) -> types.CallToolResult:
     """`result` with held content back in place of its stand-in; `ValueError` if that content is gone."""
     content = result.structured_content
     if content is not None and len(content) == 1 and STAND_IN in content:
-        kept = _held.pop(content[STAND_IN], None) if isinstance(content[STAND_IN], str) else None
+        kept = _held.take(content[STAND_IN]) if isinstance(content[STAND_IN], str) else None
         if kept is None:
             raise ValueError("its answer was dropped while the gateway waited for others; call again")
-        result.structured_content = kept[2]
+        result.structured_content = kept
     return result
 
 

@@ -14,8 +14,6 @@ and used once; a text whose response never went out (the client left) is dropped
 
 from __future__ import annotations
 
-import secrets
-import time
 from typing import Any
 
 import mcp_types as types
@@ -24,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import finish, json_steps
 
+from ..held import TOKEN_BYTES, Held
 from ..results import wire_form
 
 log = structlog.get_logger("mcp_gateway.encoded")
@@ -36,10 +35,10 @@ STAND_IN = "io.mcp-gateway/encoded"
 SCOPE_KEY = "mcp_gateway.encoded"
 """Set in the scope of each request whose responses `Encoded` swaps stand-ins in."""
 _MARK = b'{"' + STAND_IN.encode() + b'":"'
-_TOKEN_BYTES = 16
 _END = b'"}'
-_texts: dict[str, tuple[float, bytes]] = {}
-"""Token -> (when it was made, the JSON text): the texts waiting for their responses, oldest first."""
+_texts: Held[bytes] = Held(KEEP_S, dropped=lambda text: log.info(
+    "an encoded result was never sent (its client went away)", bytes=len(text)))
+"""The JSON texts waiting for their responses."""
 
 
 async def wire_form_for(result: types.CallToolResult, request: Any) -> dict[str, Any]:
@@ -55,13 +54,7 @@ async def wire_form_for(result: types.CallToolResult, request: Any) -> dict[str,
         return dumped  # not JSON as it is: the SDK makes what it makes of it
     if len(text) < SWAP_FROM:
         return dumped
-    now = time.monotonic()
-    while _texts and next(iter(_texts.values()))[0] < now - KEEP_S:
-        _, dropped = _texts.pop(next(iter(_texts)))
-        log.info("an encoded result was never sent (its client went away)", bytes=len(dropped))
-    token = secrets.token_hex(_TOKEN_BYTES)
-    _texts[token] = (now, text.encode("ascii"))
-    dumped["structuredContent"] = {STAND_IN: token}
+    dumped["structuredContent"] = {STAND_IN: _texts.put(text.encode("ascii"))}
     return dumped
 
 
@@ -103,13 +96,13 @@ def swap(body: bytes) -> bytes:
     done = 0
     while (start := body.find(_MARK, done)) >= 0:
         token_at = start + len(_MARK)
-        end = token_at + 2 * _TOKEN_BYTES
-        kept = _texts.pop(body[token_at:end].decode("latin-1"), None) if body[end:end + 2] == _END else None
+        end = token_at + 2 * TOKEN_BYTES
+        kept = _texts.take(body[token_at:end].decode("latin-1")) if body[end:end + 2] == _END else None
         if kept is None:
             parts.append(body[done:token_at])
             done = token_at
             continue
-        parts += [body[done:start], kept[1]]
+        parts += [body[done:start], kept]
         done = end + len(_END)
     parts.append(body[done:])
     return b"".join(parts)

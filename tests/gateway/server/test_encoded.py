@@ -7,7 +7,6 @@ event), then the pieces: which results get a stand-in, and the swap in the respo
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import mcp_types as types
@@ -41,13 +40,13 @@ def _result(count: int, **extra: Any) -> types.CallToolResult:
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_client_of_either_protocol_gets_the_whole_content(served: str, mode: str) -> None:
-    waiting = set(encoded._texts)
+    waiting = len(encoded._texts)
     async with key_client(served, mode=mode) as client:
         out = await client.call_tool("ds_objects", {"mb": 0.3, "shape": "both"})  # in one 1 MiB SSE event
     items = out.structured_content["items"] if out.structured_content else []
     assert len(items) == 14979 and items[-1] == {"i": 14978, "s": "x"}
     assert json.loads(out.content[0].text) == out.structured_content  # type: ignore[union-attr]
-    assert set(encoded._texts) <= waiting  # sent, so dropped
+    assert len(encoded._texts) <= waiting  # sent, so dropped
 
 
 async def test_only_big_content_on_a_swapping_request_gets_a_stand_in() -> None:
@@ -68,11 +67,11 @@ async def test_only_big_content_on_a_swapping_request_gets_a_stand_in() -> None:
 
 
 def test_unknown_and_malformed_stand_ins_stay_as_they_are() -> None:
-    encoded._texts["a" * 32] = (0.0, b"[1]")
-    body = (b'{"x":{"io.mcp-gateway/encoded":"' + b"b" * 32 + b'"},"y":{"io.mcp-gateway/encoded":"' + b"a" * 31
-            + b'"},"z":{"io.mcp-gateway/encoded":"' + b"a" * 32 + b'"}}')
+    token = encoded._texts.put(b"[1]").encode()
+    body = (b'{"x":{"io.mcp-gateway/encoded":"' + b"b" * 32 + b'"},"y":{"io.mcp-gateway/encoded":"' + token[:31]
+            + b'"},"z":{"io.mcp-gateway/encoded":"' + token + b'"}}')
     assert json.loads(swap(body)) == {"x": {"io.mcp-gateway/encoded": "b" * 32},
-                                      "y": {"io.mcp-gateway/encoded": "a" * 31}, "z": [1]}
+                                      "y": {"io.mcp-gateway/encoded": token[:31].decode()}, "z": [1]}
 
 
 async def _through(start_headers: list[tuple[bytes, bytes]], bodies: list[bytes]) -> list[Message]:
@@ -95,21 +94,20 @@ async def _through(start_headers: list[tuple[bytes, bytes]], bodies: list[bytes]
 
 
 async def test_the_length_of_a_swapped_body_is_set_and_streams_are_not_held() -> None:
-    encoded._texts["c" * 32] = (time.monotonic(), b'{"big":true}')
-    body = b'{"r":{"io.mcp-gateway/encoded":"' + b"c" * 32 + b'"}}'
+    token = encoded._texts.put(b'{"big":true}').encode()
+    body = b'{"r":{"io.mcp-gateway/encoded":"' + token + b'"}}'
     start, out = await _through([(b"content-length", str(len(body)).encode())], [body])
     assert json.loads(out["body"]) == {"r": {"big": True}}
     assert dict(start["headers"])[b"content-length"] == str(len(out["body"])).encode()
-    encoded._texts["d" * 32] = (time.monotonic(), b"[2]")
-    event = b'data: {"r":{"io.mcp-gateway/encoded":"' + b"d" * 32 + b'"}}\n\n'
+    token = encoded._texts.put(b"[2]").encode()
+    event = b'data: {"r":{"io.mcp-gateway/encoded":"' + token + b'"}}\n\n'
     start, first, second = await _through([(b"content-type", b"text/event-stream")], [b": ping\n\n", event])
     assert start["type"] == "http.response.start" and first["body"] == b": ping\n\n"
     assert second["body"] == b'data: {"r":[2]}\n\n'
 
 
-async def test_texts_whose_responses_never_went_out_are_dropped() -> None:
-    encoded._texts.clear()
-    encoded._texts["e" * 32] = (time.monotonic() - encoded.KEEP_S - 1, b"[]")
+async def test_texts_whose_responses_never_went_out_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoded._texts, "keep_s", 0.0)
+    old = encoded._texts.put(b"[]")
     await wire_form_for(_result(SWAP_FROM // 20), _Request({SCOPE_KEY: True}))
-    assert list(encoded._texts) != ["e" * 32] and len(encoded._texts) == 1
-    encoded._texts.clear()
+    assert encoded._texts.take(old) is None and len(encoded._texts) == 1

@@ -1,0 +1,51 @@
+"""Values set aside for a moment under random tokens, each taken back once.
+
+The gateway hands the SDK small stand-ins in place of big values (an upstream's message, a result's
+structured content, a result's encoded text) and takes the values back by token when the SDK is
+done. A value nobody takes back (its request gave up) goes after `keep_s`, or when its group holds
+`most` values and another comes: the table stays bounded whatever an upstream or a client does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+TOKEN_BYTES = 16
+"""Random bytes of a token (written as 32 hex digits)."""
+
+
+class Held(Generic[T]):
+    """Token -> value, oldest first; `dropped` is told of each value that goes untaken."""
+
+    def __init__(self, keep_s: float, most: int | None = None, dropped: Callable[[T], None] | None = None) -> None:
+        self.keep_s = keep_s
+        self.most = most
+        self.dropped = dropped
+        self._items: dict[str, tuple[float, object, T]] = {}
+
+    def put(self, value: T, group: object = None) -> str:
+        """Hold `value` (of `group`, whose `most` values the oldest go past); returns its token."""
+        now = time.monotonic()
+        expired = [t for t, (at, _, _) in self._items.items() if at < now - self.keep_s]
+        theirs = [t for t, (_, g, _) in self._items.items() if g is group and t not in expired]
+        crowded = theirs[: len(theirs) - self.most + 1] if self.most is not None and len(theirs) >= self.most else []
+        for token in expired + crowded:
+            _, _, gone = self._items.pop(token)
+            if self.dropped is not None:
+                self.dropped(gone)
+        token = secrets.token_hex(TOKEN_BYTES)
+        self._items[token] = (now, group, value)
+        return token
+
+    def take(self, token: str) -> T | None:
+        """The value held under `token`, once (None for a token unknown, taken or dropped)."""
+        found = self._items.pop(token, None)
+        return None if found is None else found[2]
+
+    def __len__(self) -> int:
+        return len(self._items)

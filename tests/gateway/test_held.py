@@ -1,0 +1,31 @@
+"""The table of values set aside under tokens (`mcp_gateway/held.py`): taken once, and bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_gateway.held import Held
+
+
+def test_a_value_is_taken_back_once() -> None:
+    held: Held[str] = Held(60.0)
+    token = held.put("value")
+    assert len(token) == 32 and held.take(token) == "value"
+    assert held.take(token) is None and held.take("0" * 32) is None
+
+
+def test_values_nobody_takes_go_after_their_time_and_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    gone: list[str] = []
+    held: Held[str] = Held(60.0, dropped=gone.append)
+    old = held.put("old")
+    monkeypatch.setattr(held, "keep_s", 0.0)
+    new = held.put("new")  # puts sweep what waited too long
+    assert gone == ["old"] and held.take(old) is None and held.take(new) == "new"
+
+
+def test_a_crowded_group_loses_its_own_oldest_only() -> None:
+    held: Held[int] = Held(60.0, most=2)
+    mine = held.put(0, group="mine")
+    noisy = [held.put(n, group="noisy") for n in range(1, 6)]
+    assert len(held) == 3 and held.take(mine) == 0
+    assert [held.take(t) for t in noisy] == [None, None, None, 4, 5]
