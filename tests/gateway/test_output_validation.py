@@ -7,18 +7,13 @@ Unit tests of `Validators.check_result`, then end to end through the gateway wit
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import anyio
 import mcp_types as types
 import pytest
-from mcp import Client
 from structlog.testing import capture_logs
 
 from mcp_gateway import Gateway, catalog
@@ -27,9 +22,8 @@ from mcp_gateway.errors import InvalidOutput
 from mcp_gateway.upstream_client import open_client
 from mcp_gateway.validation import MAX_PROBLEMS, Validators
 from stubs import assign_identifiers
-from tests.fixtures.ticked_gateway import worst_gap_s
-from tests.gateway.test_loop_stall import ATTEMPTS, GROWTH_BOUND_MIB, STALL_FACTOR, STALL_SLACK_S, Ticked, _parse_s
-from tests.helpers import FIXTURES, free_port, key_client, make_config, serve_gateway, stdio, text_of, wait_for_port
+from tests.gateway.test_loop_stall import Ticked, held_about_a_parse, ticked_gateway
+from tests.helpers import FIXTURES, key_client, make_config, serve_gateway, stdio, text_of
 
 COUNT = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
 UNIQUE = {"type": "object", "properties": {"items": {"type": "array", "uniqueItems": True}}}
@@ -198,26 +192,13 @@ async def test_the_upstream_client_leaves_the_check_to_the_gateway() -> None:
 
 @pytest.fixture(scope="module")
 async def ticked(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ticked]:
-    tmp = tmp_path_factory.mktemp("output-stall")
-    port = free_port()
     server = FIXTURES / "typed_server.py"
-    config, ticks = tmp / "gw.toml", tmp / "ticks"
-    config.write_text(
-        f'[gateway]\nanonymous = true\nport = {port}\nstate_dir = "{tmp / "state"}"\n'
-        f'[servers.t]\ncommand = "{sys.executable}"\nargs = ["{server}"]\n'
-        f'[servers.dt]\ncommand = "{sys.executable}"\nargs = ["{server}"]\nmode = "direct"\n'
-    )
-    serve = [sys.executable, str(FIXTURES / "ticked_gateway.py"), str(config), str(ticks)]
-    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await wait_for_port(port, 60)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
-            await client.call_tool("executeToolCode", {"code": "result = t.objects(mb=0.1)"})
-            await client.call_tool("dt_objects", {"mb": 0.1})  # both paths warm
-            yield Ticked(client, proc.pid, ticks)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    servers = (f'[servers.t]\ncommand = "{sys.executable}"\nargs = ["{server}"]\n'
+               f'[servers.dt]\ncommand = "{sys.executable}"\nargs = ["{server}"]\nmode = "direct"\n')
+    async with ticked_gateway(tmp_path_factory.mktemp("output-stall"), servers,  # both paths warm
+                              ("executeToolCode", {"code": "result = t.objects(mb=0.1)"}),
+                              ("dt_objects", {"mb": 0.1})) as gw:
+        yield gw
 
 
 async def _call(gw: Ticked, way: str) -> None:
@@ -238,20 +219,4 @@ async def test_checking_a_big_result_against_its_output_schema_does_not_hold_the
     """The SDK client checked it on the loop: 175,000 objects held it 2.5-5.8 s. The gateway runs as its own
     process with a ticker, and the bound is the loop-stall test's (tests/gateway/test_loop_stall.py): relative to
     what `json.loads` of the same message takes this machine now, which the gateway also does in one go."""
-    tries = []
-    for _ in range(ATTEMPTS):
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{ticked.pid}/clear_refs").write_text("5")
-        rss = ticked.status_mib("VmRSS")
-        parse_s = _parse_s()
-        start = time.monotonic()
-        await _call(ticked, way)
-        end = time.monotonic()
-        await anyio.sleep(0.05)
-        growth = ticked.status_mib("VmHWM") - rss
-        assert growth < GROWTH_BOUND_MIB, f"the gateway grew by {growth:.0f} MiB"
-        stall_s, bound = worst_gap_s(ticked.ticks, start, end + 0.03), STALL_FACTOR * parse_s + STALL_SLACK_S
-        tries.append(f"{stall_s * 1000:.0f} ms (parsing takes {parse_s * 1000:.0f} ms)")
-        if stall_s < bound:
-            return
-    pytest.fail(f"the event loop was held for {', '.join(tries)}")
+    await held_about_a_parse(ticked, lambda: _call(ticked, way))
