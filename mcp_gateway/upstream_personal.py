@@ -3,7 +3,8 @@
 The upstream's shared session lists its tools; a caller's calls go through a session opened with that
 caller's own login, so the upstream sees them as themselves and no caller's calls use another's token.
 A caller's session is opened on its first call, kept while used, closed after `IDLE_S` without a call;
-at most `MAX_SESSIONS` per upstream are kept (the least recently used is closed first).
+at most `MAX_SESSIONS` per upstream are kept (the least recently used idle one is closed first; a session
+with a call in flight is never closed for room or idleness, and when all are busy a new caller is told so).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class _Session:
     auth: UpstreamAuth
     used: float = field(default_factory=time.monotonic)
     done: anyio.Event = field(default_factory=anyio.Event)
+    calls: int = 0
+    """Calls in flight."""
 
 
 class PersonalSessions:
@@ -70,6 +73,7 @@ class PersonalSessions:
         for attempt in range(2):
             session = await self._session(owner)
             session.used = time.monotonic()
+            session.calls += 1
             try:
                 return await session.client.call_tool(tool, arguments, read_timeout_seconds=timeout_s,
                                                       progress_callback=progress)
@@ -82,6 +86,9 @@ class PersonalSessions:
                     raise session.auth.refused from None
                 if attempt == 1 or exc.code == types.CONNECTION_CLOSED:  # a call lost with its connection may
                     raise  # have run: never sent twice
+            finally:
+                session.calls -= 1
+                session.used = time.monotonic()
         raise AssertionError("unreachable")
 
     async def _session(self, owner: str) -> _Session:
@@ -97,9 +104,7 @@ class PersonalSessions:
                 raise UpstreamUnavailable(self.name, "stopping")
             auth = self.auth_for(owner)
             await auth.grants.fresh(self.name, owner)  # no login: LoginRequired, before any connection
-            if len(self._sessions) >= MAX_SESSIONS:
-                oldest = min(self._sessions, key=lambda o: self._sessions[o].used)
-                self._drop(oldest, self._sessions[oldest])
+            self._make_room()
             session: _Session = await self._tg.start(self._hold, owner, auth)
             self._sessions[owner] = session
             return session
@@ -131,9 +136,19 @@ class PersonalSessions:
             del self._sessions[owner]
         session.done.set()
 
+    def _make_room(self) -> None:
+        """Room for one more session: the least recently used idle one closed at `MAX_SESSIONS` (all busy: refused)."""
+        if len(self._sessions) < MAX_SESSIONS:
+            return
+        idle = [owner for owner, session in self._sessions.items() if session.calls == 0]
+        if not idle:
+            raise UpstreamUnavailable(self.name, f"all {MAX_SESSIONS} callers' sessions are busy", "try again soon")
+        oldest = min(idle, key=lambda owner: self._sessions[owner].used)
+        self._drop(oldest, self._sessions[oldest])
+
     def _close_idle(self) -> None:
         now = time.monotonic()
         for owner, session in list(self._sessions.items()):
-            if now - session.used >= IDLE_S:
+            if session.calls == 0 and now - session.used >= IDLE_S:
                 self._drop(owner, session)
 
