@@ -2,8 +2,9 @@
 
 The gateway hands the SDK small stand-ins in place of big values (an upstream's message, a result's
 structured content, a result's encoded text) and takes the values back by token when the SDK is
-done. A value nobody takes back (its request gave up) goes after `keep_s`, or when its group holds
-`most` values and another comes: the table stays bounded whatever an upstream or a client does.
+done. A value nobody takes back (its request gave up) goes at the first put or take after `keep_s`, or
+when its group holds `most` values and another comes: the table stays bounded whatever an upstream or a
+client does.
 """
 
 from __future__ import annotations
@@ -30,14 +31,10 @@ class Held(Generic[T]):
 
     def put(self, value: T, group: object = None) -> str:
         """Hold `value` (of `group`, whose `most` values the oldest go past); returns its token."""
-        now = time.monotonic()
-        expired = [t for t, (at, _, _) in self._items.items() if at < now - self.keep_s]
-        theirs = [t for t, (_, g, _) in self._items.items() if g is group and t not in expired]
-        crowded = theirs[: len(theirs) - self.most + 1] if self.most is not None and len(theirs) >= self.most else []
-        for token in expired + crowded:
-            _, _, gone = self._items.pop(token)
-            if self.dropped is not None:
-                self.dropped(gone)
+        now = self._sweep()
+        theirs = [t for t, (_, g, _) in self._items.items() if g is group]
+        for old in theirs[: len(theirs) - self.most + 1] if self.most is not None and len(theirs) >= self.most else []:
+            self._drop(old)
         token = secrets.token_hex(TOKEN_BYTES)
         self._items[token] = (now, group, value)
         return token
@@ -45,7 +42,20 @@ class Held(Generic[T]):
     def take(self, token: str) -> T | None:
         """The value held under `token`, once (None for a token unknown, taken or dropped)."""
         found = self._items.pop(token, None)
+        self._sweep()
         return None if found is None else found[2]
+
+    def _sweep(self) -> float:
+        """Drop what waited over `keep_s`; returns the time now."""
+        now = time.monotonic()
+        while self._items and next(iter(self._items.values()))[0] < now - self.keep_s:
+            self._drop(next(iter(self._items)))
+        return now
+
+    def _drop(self, token: str) -> None:
+        _, _, gone = self._items.pop(token)
+        if self.dropped is not None:
+            self.dropped(gone)
 
     def __len__(self) -> int:
         return len(self._items)

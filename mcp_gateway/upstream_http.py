@@ -59,7 +59,7 @@ class Bodies:
     def _keep(self, data: bytearray, request_id: types.RequestId | None) -> bytes:
         """A stand-in body for a large one: the message parsed and kept here, under a token only it knows."""
         try:
-            message = parse_message(data, self)
+            message = parse_message(data)
         except ValueError as exc:
             return error_answer(request_id, not_json_rpc(data, exc)).model_dump_json(by_alias=True).encode()
         del data[:]

@@ -8,9 +8,11 @@ objects, against 175 MiB). A refused message becomes an error for the request it
 A big tool result's structured content is held aside while the SDK's client handles the message
 (`hold`, `restore`): the SDK checks each result against the protocol's schema by validating and
 dumping it, a walk over every value and a whole copy (for 3.5 MB of small objects 35 MiB and
-40 ms of the event loop) thrown away at once. It sees a small stand-in instead, and the content
-parsed here goes back into the result when the call returns (`Upstream.call_tool`); the content is
-still checked, against the tool's output schema, by the gateway (`validation`).
+40 ms of the event loop) thrown away at once. It sees a stand-in instead: a string to the SDK,
+which carries the content, and which `Upstream.call_tool` opens when the call returns. Nothing
+else holds the content: an answer nobody waits for (its call gave up) is freed with its message,
+and a value parsed from JSON is a plain string, so no upstream can forge one. The content is still
+checked, against the tool's output schema, by the gateway (`validation`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 
 import mcp_types as types
 
-from .held import Held
 from .results import mib
 from .visible import visible
 
@@ -31,11 +32,14 @@ QUOTED = 200
 """Characters quoted of a message that is not JSON-RPC (a stdio server's stray output, say)."""
 HOLD_FROM = 64 * 1024
 """Bytes of a message from which its result's structured content is held aside."""
-KEEP_S, MAX_HELD = 10.0, 4
-"""Held content waits for its call at most this long, and at most this many per connection (its oldest go
-first): a call takes its content back at once, so only answers nobody waits for (a call gave up) are dropped."""
 STAND_IN = "io.mcp-gateway/held"
-_held: Held[dict[str, Any]] = Held(KEEP_S, MAX_HELD)
+
+
+class _Held(str):
+    """The stand-in for held content (its text is `STAND_IN`); only `hold` makes one."""
+
+    __slots__ = ("content",)
+    content: dict[str, Any]
 
 
 def too_large(size: int, limit: int, *, exact: bool = True) -> str:
@@ -45,33 +49,32 @@ def too_large(size: int, limit: int, *, exact: bool = True) -> str:
             "ask the tool for less (a filter, a smaller page, fewer fields)")
 
 
-def parse_message(data: bytes | bytearray, connection: object = None) -> types.JSONRPCMessage:
+def parse_message(data: bytes | bytearray) -> types.JSONRPCMessage:
     """One JSON-RPC message: `json.loads` (standard JSON only), then the SDK's models; else `ValueError`.
-    A big result's structured content is held aside for `connection` (the reader of its messages)."""
+    A big result's structured content is held aside (`hold`)."""
     try:
         value = json.loads(data, parse_constant=_not_json)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if len(data) >= HOLD_FROM:
-        hold(value, connection)
+        hold(value)
     return types.jsonrpc_message_adapter.validate_python(value, by_name=False)
 
 
-def hold(message: Any, connection: object) -> None:
-    """Put a response's structured content (an object) aside, and a stand-in naming it in its place."""
+def hold(message: Any) -> None:
+    """Put a response's structured content (an object) in a stand-in, in its place."""
     result = message.get("result") if isinstance(message, dict) else None
     if isinstance(result, dict) and isinstance(content := result.get("structuredContent"), dict):
-        result["structuredContent"] = {STAND_IN: _held.put(content, connection)}
+        stand_in = _Held(STAND_IN)
+        stand_in.content = content
+        result["structuredContent"] = {STAND_IN: stand_in}
 
 
 def restore(result: types.CallToolResult) -> types.CallToolResult:
-    """`result` with held content back in place of its stand-in; `ValueError` if that content is gone."""
+    """`result` with its held content in place of the stand-in."""
     content = result.structured_content
-    if content is not None and len(content) == 1 and STAND_IN in content:
-        kept = _held.take(content[STAND_IN]) if isinstance(content[STAND_IN], str) else None
-        if kept is None:
-            raise ValueError("its answer was dropped while the gateway waited for others; call again")
-        result.structured_content = kept
+    if content is not None and len(content) == 1 and isinstance(held := content.get(STAND_IN), _Held):
+        result.structured_content = held.content
     return result
 
 

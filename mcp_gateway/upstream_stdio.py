@@ -98,7 +98,7 @@ class Line:
             return None
         else:
             try:
-                return SessionMessage(parse_message(data, self))
+                return SessionMessage(parse_message(data))
             except ValueError as exc:
                 reason = not_json_rpc(data, exc)
         log.warning("upstream message refused: %s", reason)

@@ -29,7 +29,7 @@ log = structlog.get_logger("mcp_gateway.encoded")
 
 SWAP_FROM = 64 * 1024
 """Characters of structured content's JSON text from which it is swapped in (smaller ones the SDK encodes)."""
-KEEP_S = 120.0
+KEEP_S = 30.0
 """How long an encoded text waits for its response."""
 STAND_IN = "io.mcp-gateway/encoded"
 SCOPE_KEY = "mcp_gateway.encoded"

@@ -11,6 +11,7 @@ gateway from about 120 MiB to 1.4 GiB, and the script ran its worker out of memo
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from mcp.shared.message import SessionMessage
 
 from mcp_gateway.results import text_result, wire_form
 from mcp_gateway.upstream_http import Bodies
-from mcp_gateway.upstream_messages import HOLD_FROM, MAX_HELD, STAND_IN, answered_id, parse_message, restore
+from mcp_gateway.upstream_messages import HOLD_FROM, STAND_IN, answered_id, parse_message, restore
 from mcp_gateway.upstream_stdio import Line
 from tests.helpers import FIXTURES, free_port, http_fixture, text_of
 
@@ -286,27 +287,23 @@ def test_big_structured_content_is_held_aside_while_the_sdk_handles_the_message(
     # the SDK's client checks a result against the protocol's schema by validating and dumping it: for 3.5 MB of
     # small objects a 35 MiB copy and 40 ms of the event loop; it gets a stand-in, the content comes back after
     count = HOLD_FROM // 10
-    big, small = parse_message(_big_result(1, count), "conn"), parse_message(_big_result(2, 3), "conn")
+    big, small = parse_message(_big_result(1, count)), parse_message(_big_result(2, 3))
     held = _call_result(big)
-    assert held.structured_content is not None and set(held.structured_content) == {STAND_IN}
+    assert held.structured_content is not None and list(held.structured_content) == [STAND_IN]
+    types.CallToolResult.model_validate(held.model_dump(by_alias=True, mode="json"))  # the SDK's check passes
     assert restore(held).structured_content == {"items": [{"i": n, "s": "x"} for n in range(count)]}
     assert _call_result(small).structured_content == {"items": [{"i": n, "s": "x"} for n in range(3)]}
-    with pytest.raises(ValueError, match="dropped"):  # once only
-        restore(_call_result(big))
-    forged = types.CallToolResult(content=[], structured_content={STAND_IN: "0" * 32})
-    with pytest.raises(ValueError, match="dropped"):
-        restore(forged)
 
 
-def test_answers_nobody_took_crowd_out_only_their_own_connection() -> None:
-    mine = _call_result(parse_message(_big_result(1, HOLD_FROM // 10), "mine"))
-    for n in range(MAX_HELD * 3):  # a connection answering calls that gave up
-        parse_message(_big_result(n, HOLD_FROM // 10), "noisy")
-    assert restore(mine).structured_content is not None
-    late = [_call_result(parse_message(_big_result(n, HOLD_FROM // 10), "noisy")) for n in range(MAX_HELD + 1)]
-    with pytest.raises(ValueError, match="dropped"):
-        restore(late[0])
-    assert restore(late[-1]).structured_content is not None
+def test_a_stand_in_cannot_be_forged_and_an_answer_nobody_takes_is_freed() -> None:
+    forged = types.CallToolResult(content=[], structured_content={STAND_IN: "anything"})
+    assert restore(forged).structured_content == {STAND_IN: "anything"}  # the upstream's own content, as it is
+    message = parse_message(_big_result(9, HOLD_FROM // 10))  # an answer to a call that gave up: dropped...
+    assert isinstance(message, types.JSONRPCResponse)
+    content = message.result["structuredContent"][STAND_IN].content
+    del message
+    gc.collect()
+    assert sys.getrefcount(content) == 2  # ...and its content with it: only this test's name holds it now
 
 
 async def test_a_fresh_gateways_first_big_result_stays_within_the_bound(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ def test_values_nobody_takes_go_after_their_time_and_are_reported(monkeypatch: p
     held: Held[str] = Held(60.0, dropped=gone.append)
     old = held.put("old")
     monkeypatch.setattr(held, "keep_s", 0.0)
-    new = held.put("new")  # puts sweep what waited too long
-    assert gone == ["old"] and held.take(old) is None and held.take(new) == "new"
+    new = held.put("new")  # puts (and takes) sweep what waited too long
+    assert gone == ["old"] and len(held) == 1
+    assert held.take(old) is None and gone == ["old", "new"] and held.take(new) is None
 
 
 def test_a_crowded_group_loses_its_own_oldest_only() -> None:

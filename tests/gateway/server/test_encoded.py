@@ -110,4 +110,4 @@ async def test_texts_whose_responses_never_went_out_are_dropped(monkeypatch: pyt
     monkeypatch.setattr(encoded._texts, "keep_s", 0.0)
     old = encoded._texts.put(b"[]")
     await wire_form_for(_result(SWAP_FROM // 20), _Request({SCOPE_KEY: True}))
-    assert encoded._texts.take(old) is None and len(encoded._texts) == 1
+    assert len(encoded._texts) == 1 and encoded._texts.take(old) is None
