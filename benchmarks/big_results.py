@@ -5,7 +5,8 @@ of the gateway (health checks, other keys' calls, scripts' timeouts) waits while
 is busy with it. Each gateway runs as its own process with a task that ticks every 10 ms; the
 longest gap between two ticks during a call is that call's stall. Peak RSS growth is the
 gateway's VmHWM (reset before each call) minus its RSS before the call; the worst of a case is
-mostly its first big call, which grows a fresh heap.
+mostly its first big call, which grows a fresh heap. The `output schema` cases call a tool that
+declares one (`tests/fixtures/typed_server.py`), whose result is checked against it.
 
 The baseline is the same code at another git revision (`--against`, default HEAD: name the commit
 before a change once it is committed), unpacked
@@ -124,17 +125,19 @@ def _objects(mb: float) -> int:
     return int(mb * 1024 * 1024) // len('{"i":100000,"s":"x"},')
 
 
-def _direct(server: str) -> Case:
+def _direct(server: str, shape: bool = True) -> Case:
+    """`shape`: the tool takes `shape` (hostile_server's; typed_server's returns structured content only)."""
     async def call(client: Caller, mb: float) -> None:
-        out = await client.call_tool(f"{server}_objects", {"mb": mb, "shape": "structured"})
+        out = await client.call_tool(f"{server}_objects", {"mb": mb, **({"shape": "structured"} if shape else {})})
         assert not out.is_error and out.structured_content is not None, str(out)[:300]
         assert len(out.structured_content["items"]) == _objects(mb), str(out.structured_content)[:300]
     return call
 
 
-def _script(server: str) -> Case:
+def _script(server: str, shape: bool = True) -> Case:
     async def call(client: Caller, mb: float) -> None:
-        code = f'r = {server}.objects(mb={mb}, shape="structured")\nresult = [len(r["items"]), r["items"][-1]]'
+        shaped = ', shape="structured"' if shape else ""
+        code = f'r = {server}.objects(mb={mb}{shaped})\nresult = [len(r["items"]), r["items"][-1]]'
         out = await client.call_tool("executeToolCode", {"code": code})
         last = {"i": _objects(mb) - 1, "s": "x"}
         assert not out.is_error and json.dumps([_objects(mb), last]) in str(out.content[0]), str(out)[:300]
@@ -201,13 +204,17 @@ async def main(rev: str, repeat: int, mb: float, only: str | None) -> None:
     async with fixture_server("hostile_server") as http_url:
         servers = (toml_table("servers.s", fixture_stdio("hostile_server"))
                    + toml_table("servers.ds", {**fixture_stdio("hostile_server"), "mode": "direct"})
-                   + toml_table("servers.dh", {"url": http_url, "mode": "direct"}))
+                   + toml_table("servers.dh", {"url": http_url, "mode": "direct"})
+                   + toml_table("servers.t", fixture_stdio("typed_server"))  # its tools declare an outputSchema
+                   + toml_table("servers.dt", {**fixture_stdio("typed_server"), "mode": "direct"}))
         cases: dict[str, tuple[str, str, Case]] = {
             "direct-stdio": ("direct call, stdio upstream", "modern", _direct("ds")),
             "direct-http": ("direct call, streamable HTTP upstream", "modern", _direct("dh")),
             "direct-legacy": ("direct call, stdio upstream, 2025-11-25 client", "legacy", _direct("ds")),
             "script-stdio": ("script call, stdio upstream", "modern", _script("s")),
             "script-legacy": ("script call, stdio upstream, 2025-11-25 client", "legacy", _script("s")),
+            "direct-typed": ("direct call, stdio upstream, output schema", "modern", _direct("dt", shape=False)),
+            "script-typed": ("script call, stdio upstream, output schema", "modern", _script("t", shape=False)),
         }
         if only:
             cases = {only: cases[only]}
@@ -250,6 +257,6 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--mb", type=float, default=3.5)
     parser.add_argument("--only", help="one case: direct-stdio, direct-http, direct-legacy, script-stdio, "
-                        "script-legacy")
+                        "script-legacy, direct-typed, script-typed")
     options = parser.parse_args()
     anyio.run(main, options.against, options.repeat, options.mb, options.only)
