@@ -35,6 +35,7 @@ from stubs import resolve_ref
 
 from .catalog import ToolEntry
 from .errors import GatewayError, InvalidArguments, InvalidOutput
+from .patterns import OVERRIDES, uses_patterns
 
 log = structlog.get_logger("mcp_gateway.validation")
 
@@ -79,17 +80,28 @@ class Validators:
     def __init__(self) -> None:
         self._by_tool: dict[tuple[str, str, Schema], jsonschema.protocols.Validator | None] = {}
         self._names: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._patterned: dict[tuple[str, str, Schema], bool] = {}
 
     def clear(self) -> None:
         self._by_tool.clear()
         self._names.clear()
+        self._patterned.clear()
+
+    def _inline(self, entry: ToolEntry, which: Schema, value: Any) -> bool:
+        """Whether `value` is checked at once: small, and against a schema without regular expressions (a
+        match may take up to `patterns.MATCH_TIMEOUT_S`, off the event loop)."""
+        key = (entry.server, entry.tool.name, which)
+        if key not in self._patterned:
+            self._patterned[key] = uses_patterns(entry.tool.input_schema if which == "input" else
+                                                 entry.tool.output_schema)
+        return _small(value) and not self._patterned[key]
 
     async def check(self, entry: ToolEntry, args: Mapping[str, Any]) -> None:
         """Raise `InvalidArguments` naming the fields at fault; pass if the tool's own schema is invalid.
 
         Small arguments (at most `INLINE_NODES` values) are checked at once; others in a worker thread.
         """
-        if _small(args):
+        if self._inline(entry, "input", args):
             self.check_now(entry, args)
         else:
             await anyio.to_thread.run_sync(self.check_now, entry, args)
@@ -122,7 +134,7 @@ class Validators:
         content = result.structured_content
         if content is None:
             raise InvalidOutput(_name(entry), None)
-        if _small(content):
+        if self._inline(entry, "output", content):
             self.check_result_now(entry, content)
         else:
             await anyio.to_thread.run_sync(self.check_result_now, entry, content)
@@ -227,7 +239,7 @@ def _make_validator(tool_schema: Mapping[str, Any], entry: ToolEntry, which: Sch
                     server=entry.server, tool=entry.tool.name, error=exc.message[:MAX_PROBLEM_CHARS])
         return None
     linear: type[jsonschema.protocols.Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-        cls, {"uniqueItems": _unique_items})
+        cls, {"uniqueItems": _unique_items, **OVERRIDES})
     return linear(schema, registry=_LOCAL_ONLY)
 
 
