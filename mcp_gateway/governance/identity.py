@@ -32,12 +32,16 @@ class Identity:
     admin: bool = False
     subject: str | None = None
     """A signed-in caller's `sub` at the provider ([sign_in]); None for an API key."""
+    local: bool = False
+    """`OPEN`, the caller of a gateway without keys (never a key, whatever a key is named)."""
 
     @property
     def principal(self) -> str:
         """Who the caller is, unambiguously: `user:<sub>` for a signed-in user, `key:<name>` for an API key
-        (`key:local` for `OPEN`). Every per-caller share, counter and owner is keyed by it, and audit rows
+        (`local` for `OPEN`). Every per-caller share, counter and owner is keyed by it, and audit rows
         record it: a name is for display only, since a user may choose an email equal to a key's name."""
+        if self.local:
+            return "local"
         return f"user:{self.subject}" if self.subject is not None else f"key:{self.name}"
 
     def allows(self, server: str, tool: str, alias: str | None = None) -> bool:
@@ -79,9 +83,10 @@ class Identity:
         return dataclasses.replace(self, endpoint=tuple(patterns), group=group)
 
 
-OPEN = Identity("local", allow=("*",), admin=True)
+OPEN = Identity("local", allow=("*",), admin=True, local=True)
 """The caller when no keys exist: the gateway then serves loopback only, and everything is allowed. Its
-principal is `key:local` (it never meets keys: once one exists, it is gone)."""
+principal is `local`: a key created later, whatever its name, never inherits what it left (logins,
+paused scripts)."""
 
 NOBODY = Identity("nobody")
 """The caller when keys exist but none was presented through this path: nothing is visible."""

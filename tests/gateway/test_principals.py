@@ -26,7 +26,7 @@ from mcp_gateway.config import GatewaySettings
 from mcp_gateway.dashboard.views import calls_filter
 from mcp_gateway.governance.approvals import APPROVAL_INPUT, approval_request, approval_state, asking, given_answer
 from mcp_gateway.governance.audit import Auditor
-from mcp_gateway.governance.identity import Identity, current_identity
+from mcp_gateway.governance.identity import OPEN, Identity, current_identity, identity_for
 from mcp_gateway.governance.keys import KeyRing
 from mcp_gateway.governance.quotas import Quota
 from mcp_gateway.governance.rounds import InputNeeded, Round, round_of, serving_round
@@ -305,3 +305,10 @@ def _who(row: Any) -> dict[str, Any]:
     """What a row says of its caller (every field but the call's own)."""
     fields = dataclasses.asdict(row)
     return {k: v for k, v in fields.items() if k not in ("ts", "latency_ms", "tool", "server", "kind", "outcome")}
+
+
+def test_the_local_caller_of_a_gateway_without_keys_is_no_key() -> None:
+    """A key named `local`, created once the gateway has keys, inherits nothing the keyless gateway's caller left."""
+    later = identity_for(make_config({}, keys={"local": {"key": "k" * 20}}), "local", None, ["all"], admin=True)
+    assert OPEN.principal == "local" and later.principal == "key:local"
+    assert dataclasses.replace(later, allow=OPEN.allow, admin=True) != OPEN
