@@ -58,7 +58,8 @@ async def start_login(grants: Grants, server: str, config: ServerConfig, owner: 
                         server=server, callback=redirect_uri)
         registration = await register(grants.http, server, config, redirect_uri)
         await grants.save_registration(server, registration)
-    waiting = await _waiting_login(grants, server, owner)
+    client_id = registration.client.client_id or ""
+    waiting = await _waiting_login(grants, server, owner, client_id)
     if waiting is not None:  # one link per caller and server at a time: asking again gives the same
         return waiting
     pkce = PKCEParameters.generate()
@@ -76,20 +77,21 @@ async def start_login(grants: Grants, server: str, config: ServerConfig, owner: 
             params["prompt"] = "consent"  # OpenID Connect asks it with offline_access
     link = f"{registration.metadata.authorization_endpoint}?{urlencode(params)}"
     waiting_key = _waiting_key(server, owner)
-    sealed = grants.vault.seal(json.dumps([link, state]).encode(), waiting_key)
+    sealed = grants.vault.seal(json.dumps([link, state, client_id]).encode(), waiting_key)
     await grants.storage.put_state(waiting_key, STATE_OWNER, base64.b64encode(sealed).decode(), expires - 60)
     return link, state
 
 
-async def _waiting_login(grants: Grants, server: str, owner: str) -> tuple[str, str] | None:
-    """The link (and state) of `owner`'s login to `server` that waits for its answer, with a minute left at least."""
+async def _waiting_login(grants: Grants, server: str, owner: str, client_id: str) -> tuple[str, str] | None:
+    """The link (and state) of `owner`'s login to `server` that waits for its answer, with a minute left at least,
+    made for the gateway's client `client_id` there (one made before the gateway registered again is not)."""
     key = _waiting_key(server, owner)
     body = await grants.storage.get_state(key, STATE_OWNER)
     try:
-        link, state = json.loads(grants.vault.open(base64.b64decode(body), key)) if body else (None, None)
-    except Exception:  # sealed with another secret key: a new link
+        link, state, made_for = json.loads(grants.vault.open(base64.b64decode(body), key)) if body else ("", "", "")
+    except Exception:  # sealed with another secret key, or by an earlier version: a new link
         return None
-    return (str(link), str(state)) if link and state else None
+    return (str(link), str(state)) if link and state and made_for == client_id else None
 
 
 async def finish_login(grants: Grants, state: str, code: str, iss: str | None) -> tuple[str, str]:
