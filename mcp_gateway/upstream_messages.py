@@ -33,6 +33,13 @@ QUOTED = 200
 HOLD_FROM = 64 * 1024
 """Bytes of a message from which its result's structured content is held aside."""
 STAND_IN = "io.mcp-gateway/held"
+MAX_CONTAINERS = 500_000
+"""Objects and arrays a message may hold (`{` and `[` counted, in strings too): parsed, each takes 56 bytes or
+more however short its text, so 4 MiB of `{},` would grow the gateway by about 90 MiB."""
+
+
+class TooManyValues(ValueError):
+    """A message refused before it is parsed: it holds more than `MAX_CONTAINERS` objects and arrays."""
 
 
 class _Held(str):
@@ -52,6 +59,9 @@ def too_large(size: int, limit: int, *, exact: bool = True) -> str:
 def parse_message(data: bytes | bytearray) -> types.JSONRPCMessage:
     """One JSON-RPC message: `json.loads` (standard JSON only), then the SDK's models; else `ValueError`.
     A big result's structured content is held aside (`hold`)."""
+    if len(data) >= HOLD_FROM and (containers := data.count(b"{") + data.count(b"[")) > MAX_CONTAINERS:
+        raise TooManyValues(f"its answer holds {containers:,} objects and arrays, more than the gateway parses "
+                            f"({MAX_CONTAINERS:,}); ask the tool for less (a filter, a smaller page)")
     try:
         value = json.loads(data, parse_constant=_not_json)
     except RecursionError:
@@ -84,6 +94,8 @@ def _not_json(constant: str) -> Any:
 
 def not_json_rpc(data: bytes | bytearray, exc: ValueError) -> str:
     """Why `parse_message` refused `data`, quoting at most `QUOTED` characters of it (control characters escaped)."""
+    if isinstance(exc, TooManyValues):
+        return str(exc)
     text = bytes(data[: QUOTED * 4]).decode("utf-8", "replace").strip()
     why = next(iter(str(exc).splitlines()), type(exc).__name__)
     if len(text) > QUOTED or len(data) > QUOTED * 4:

@@ -130,6 +130,15 @@ async def test_a_script_gets_a_clear_error(gw: Gw, server: str) -> None:
 
 
 @pytest.mark.parametrize("server", ["ds", "dh"])
+async def test_a_result_of_too_many_objects_is_refused_before_it_is_parsed(gw: Gw, server: str) -> None:
+    # 3.5 MiB of `{}`: 1.2 million objects, about 80 MiB once parsed (56-64 bytes each)
+    out, growth = await gw.growth(lambda: gw.client.call_tool(f"{server}_empty_objects", {"mb": 3.5}))
+    assert out.is_error and "objects and arrays, more than the gateway parses (500,000)" in text_of(out), text_of(out)
+    assert growth < 40, f"the gateway grew by {growth:.0f} MiB"
+    await _still_serves(gw)
+
+
+@pytest.mark.parametrize("server", ["ds", "dh"])
 async def test_a_direct_call_gets_a_clear_tool_error(gw: Gw, server: str) -> None:
     out, growth = await gw.growth(lambda: gw.client.call_tool(f"{server}_objects", {"mb": 16}))
     assert out.is_error
