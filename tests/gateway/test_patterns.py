@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import anyio
+import mcp_types as types
 import pytest
 
 from mcp_gateway.errors import InvalidArguments, InvalidOutput
 from mcp_gateway.patterns import MATCH_TIMEOUT_S, uses_patterns
 from mcp_gateway.validation import Validators
-from tests.gateway.test_validation import entry
+from tests.gateway.test_validation import entry, worst_gap_s
 
 pytestmark = pytest.mark.anyio
 EVIL = "^(a|aa)+$"  # exponential backtracking in `re` and in `regex` alike
@@ -65,23 +65,12 @@ async def test_a_hostile_pattern_does_not_hold_the_event_loop() -> None:
     args_tool = entry("s", "t", schema(s={"type": "string", "pattern": EVIL}))
     out_tool = entry("s", "o", {"type": "object"})
     out_tool.tool.output_schema = schema(s={"type": "string", "pattern": EVIL})
-    gaps: list[float] = []
 
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await anyio.sleep(0.005)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(tick)
-        await anyio.sleep(0.02)
+    async def both() -> None:
         with pytest.raises(InvalidArguments):
             await validators.check(args_tool, {"s": SLOW})
-        import mcp_types as types
         with pytest.raises(InvalidOutput):
             await validators.check_result(out_tool, types.CallToolResult(content=[], structured_content={"s": SLOW}))
-        tg.cancel_scope.cancel()
-    assert max(gaps) < 0.1, f"the event loop was held {max(gaps) * 1000:.0f} ms"
+
+    worst = await worst_gap_s(both())
+    assert worst < 0.1, f"the event loop was held {worst * 1000:.0f} ms"
