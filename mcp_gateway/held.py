@@ -3,8 +3,8 @@
 The gateway hands the SDK small stand-ins in place of big values (an upstream's message, a result's
 structured content, a result's encoded text) and takes the values back by token when the SDK is
 done. A value nobody takes back (its request gave up) goes at the first put or take after `keep_s`, or
-when its group holds `most` values and another comes: the table stays bounded whatever an upstream or a
-client does.
+when the table holds `most` values and another comes: it stays bounded whatever an upstream or a client
+does.
 """
 
 from __future__ import annotations
@@ -27,23 +27,22 @@ class Held(Generic[T]):
         self.keep_s = keep_s
         self.most = most
         self.dropped = dropped
-        self._items: dict[str, tuple[float, object, T]] = {}
+        self._items: dict[str, tuple[float, T]] = {}
 
-    def put(self, value: T, group: object = None) -> str:
-        """Hold `value` (of `group`, whose `most` values the oldest go past); returns its token."""
+    def put(self, value: T) -> str:
+        """Hold `value` (the oldest go past `most`); returns its token."""
         now = self._sweep()
-        theirs = [t for t, (_, g, _) in self._items.items() if g is group]
-        for old in theirs[: len(theirs) - self.most + 1] if self.most is not None and len(theirs) >= self.most else []:
-            self._drop(old)
+        while self.most is not None and len(self._items) >= self.most:
+            self._drop(next(iter(self._items)))
         token = secrets.token_hex(TOKEN_BYTES)
-        self._items[token] = (now, group, value)
+        self._items[token] = (now, value)
         return token
 
     def take(self, token: str) -> T | None:
         """The value held under `token`, once (None for a token unknown, taken or dropped)."""
         found = self._items.pop(token, None)
         self._sweep()
-        return None if found is None else found[2]
+        return None if found is None else found[1]
 
     def _sweep(self) -> float:
         """Drop what waited over `keep_s`; returns the time now."""
@@ -53,7 +52,7 @@ class Held(Generic[T]):
         return now
 
     def _drop(self, token: str) -> None:
-        _, _, gone = self._items.pop(token)
+        _, gone = self._items.pop(token)
         if self.dropped is not None:
             self.dropped(gone)
 
