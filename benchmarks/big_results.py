@@ -40,7 +40,7 @@ from mcp import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import FIXTURES, fixture_server, fixture_stdio, free_port, rss_mb, toml_table, wait_for_port  # noqa: E402
+from common import FIXTURES, fixture_server, fixture_stdio, free_port, process, rss_mb, toml_table, wait_for_port  # noqa: E402
 
 TICK_S = 0.01
 """The ticker's period (`tests/fixtures/ticked_gateway.py`, which writes each gap of 15 ms or more to a file)."""
@@ -172,8 +172,7 @@ async def serve(name: str, tree: Path, servers: str, tmp: Path) -> AsyncIterator
     command = [sys.executable, str(FIXTURES / "ticked_gateway.py"), str(config), str(ticks)]
     if os.environ.get("BIG_RESULTS_PROFILE"):  # cProfile stats of each gateway, to this path and its name
         command.append(f"{os.environ['BIG_RESULTS_PROFILE']}.{name}")
-    proc = subprocess.Popen(command, env=env, cwd=state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with process(command, stop_s=20, env=env, cwd=state) as proc:
         with anyio.fail_after(60):
             while proc.poll() is None:
                 with contextlib.suppress(TimeoutError):
@@ -182,12 +181,6 @@ async def serve(name: str, tree: Path, servers: str, tmp: Path) -> AsyncIterator
         if proc.poll() is not None:
             raise SystemExit(f"the {name} gateway exited with {proc.returncode}")
         yield Served(name, f"http://127.0.0.1:{port}/mcp", proc.pid, ticks)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def baseline_tree(rev: str, into: Path) -> Path:

@@ -51,15 +51,16 @@ def fixture_stdio(fixture: str, *args: str, **extra: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `args` quietly for the block; terminate it after (kill if it does not stop in 10 s)."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def process(args: list[str], stop_s: float = 10, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` quietly for the block (`popen`: more `subprocess.Popen` arguments, `env` say); terminate it
+    after (kill if it does not stop in `stop_s`)."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
     try:
         yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=stop_s)
         except subprocess.TimeoutExpired:
             proc.kill()
 
